@@ -1,0 +1,66 @@
+"""mtlx: a multi-task learning framework built from plugins.
+
+The core holds the interfaces, the plugin registry, the engine, metrics and
+the CLI; every strategy, dataset and architecture is a plugin found through
+the ``mtlx`` entry-point group.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .config import RunConfig, TrainConfig
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MtlxError,
+    NonFiniteLossError,
+    PluginError,
+    PluginLoadError,
+    UnknownComponentError,
+)
+from .interfaces import (
+    Backbone,
+    Dataset,
+    LossWeighting,
+    Meter,
+    MTOStrategy,
+    MultiTaskModel,
+    Need,
+    StepContext,
+    StepResult,
+    TaskHead,
+    TaskSpec,
+)
+from .plugins import get_plugin_manager, hookimpl
+
+try:
+    __version__ = version("mtlx")
+except PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Backbone",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "LossWeighting",
+    "Meter",
+    "MTOStrategy",
+    "MtlxError",
+    "MultiTaskModel",
+    "Need",
+    "NonFiniteLossError",
+    "PluginError",
+    "PluginLoadError",
+    "RunConfig",
+    "StepContext",
+    "StepResult",
+    "TaskHead",
+    "TaskSpec",
+    "TrainConfig",
+    "UnknownComponentError",
+    "__version__",
+    "get_plugin_manager",
+    "hookimpl",
+]

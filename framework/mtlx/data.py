@@ -1,0 +1,126 @@
+"""Locating datasets on disk and building resumable loaders.
+
+Nothing here downloads: a dataset that is not where it should be produces a
+:class:`~mtlx.errors.DataError` telling the user what to put where.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from .errors import DataError
+
+__all__ = ["DATA_ENV", "resolve_root", "require_files", "make_loader", "MultiInputLoader"]
+
+DATA_ENV = "MTLX_DATA"
+
+
+def resolve_root(root: str | os.PathLike[str] | None, dataset: str, *, expected: str, source: str) -> Path:
+    """The dataset's directory: ``root`` (``--data-root``) or ``$MTLX_DATA/<dataset>``.
+
+    Args:
+        expected: what the directory must contain (shown when it is missing).
+        source: where the public release comes from (shown when it is missing).
+    """
+    if root is None:
+        base = os.environ.get(DATA_ENV)
+        if not base:
+            raise DataError(
+                f"dataset {dataset!r} needs its files: pass --data-root PATH or set {DATA_ENV} "
+                f"(then {DATA_ENV}/{dataset} is used). Expected layout: {expected}. Get the data from: {source}"
+            )
+        path = Path(base) / dataset
+    else:
+        path = Path(root)
+    if not path.is_dir():
+        raise DataError(
+            f"dataset {dataset!r}: directory {path} does not exist. Expected layout: {expected}. "
+            f"Get the data from: {source}"
+        )
+    return path
+
+
+def require_files(paths: Sequence[Path], what: str) -> None:
+    """Raise one DataError listing the first missing files of ``paths``."""
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:5])
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise DataError(f"{what}: missing file(s) {shown}{more}")
+
+
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    collate_fn: Any = None,
+) -> StatefulDataLoader:
+    """A StatefulDataLoader whose shuffling order depends only on ``seed`` and the epoch.
+
+    Its ``state_dict`` captures the position inside the epoch, so a resumed
+    run continues with the exact next batch.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return StatefulDataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+class MultiInputLoader:
+    """Zips one loader per task into batches ``({task: x}, {task: y})``.
+
+    An epoch is as long as the longest task loader; shorter ones restart
+    (LibMTL's multi-input convention). Resumable through ``state_dict``.
+    """
+
+    def __init__(self, loaders: Mapping[str, StatefulDataLoader]):
+        self.loaders = dict(loaders)
+        self._iters: dict[str, Iterator[Any]] = {}
+        self._emitted = 0
+
+    def __len__(self) -> int:
+        return max(len(loader) for loader in self.loaders.values())
+
+    def __iter__(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        for task, loader in self.loaders.items():
+            if task not in self._iters:
+                self._iters[task] = iter(loader)
+        while self._emitted < len(self):
+            inputs, targets = {}, {}
+            for task in self.loaders:
+                try:
+                    x, y = next(self._iters[task])
+                except StopIteration:
+                    self._iters[task] = iter(self.loaders[task])
+                    x, y = next(self._iters[task])
+                inputs[task], targets[task] = x, y
+            self._emitted += 1
+            yield inputs, targets
+        self._iters.clear()
+        self._emitted = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"emitted": self._emitted, "loaders": {t: loader.state_dict() for t, loader in self.loaders.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._emitted = int(state["emitted"])
+        for task, loader in self.loaders.items():
+            loader.load_state_dict(state["loaders"][task])
+        self._iters.clear()

@@ -1,0 +1,65 @@
+"""The forward half of a training step, shared by the engine and ``mtlx.testing``.
+
+Whenever the model exposes a shared representation Z, the forward runs as
+``encode`` then ``decode`` so Z is available to the strategy at no extra cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..interfaces import MultiTaskModel, TaskSpec
+
+__all__ = ["forward", "task_losses", "LOSS_TRANSFORMS"]
+
+#: Engine-level loss transforms (rep-mtl.md: the paper trains with ``log``).
+LOSS_TRANSFORMS = {
+    "none": lambda loss: loss,
+    "log": lambda loss: torch.log(loss + 1e-8),
+}
+
+
+def forward(
+    model: MultiTaskModel, inputs: Any, *, multi_input: bool = False
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | dict[str, torch.Tensor] | None]:
+    """Run the model; return ``(predictions, representation)``.
+
+    ``inputs`` is a tensor, or ``{task: tensor}`` for multi-input data, where
+    task t is decoded from its own ``Z_t``.
+    """
+    if multi_input:
+        if not model.has_shared_representation:
+            raise ConfigError(
+                f"multi-input datasets need an architecture with a shared encoder; {type(model).__name__} has none"
+            )
+        reps = {t: model.encode(x) for t, x in inputs.items()}
+        preds = {t: model.decode(z, [t])[t] for t, z in reps.items()}
+        return preds, reps
+    if model.has_shared_representation:
+        z = model.encode(inputs)
+        return model.decode(z), z
+    return model(inputs), None
+
+
+def task_losses(
+    predictions: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    tasks: Mapping[str, TaskSpec],
+    transform: str = "none",
+) -> dict[str, torch.Tensor]:
+    """Per-task scalar losses in task order, after the loss transform, computed in fp32."""
+    fn = LOSS_TRANSFORMS[transform]
+    return {name: fn(spec.loss(predictions[name].float(), targets[name])) for name, spec in tasks.items()}
+
+
+def first_nonfinite(losses: Mapping[str, torch.Tensor]) -> str | None:
+    """Name of the first task whose loss is NaN/Inf, else None."""
+    for name, loss in losses.items():
+        if not math.isfinite(float(loss.detach())):
+            return name
+    return None

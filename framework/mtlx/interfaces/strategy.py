@@ -1,0 +1,223 @@
+"""The MTOStrategy interface: how task losses become parameter gradients.
+
+The engine does the forward pass, computes the per-task losses and hands a
+:class:`StepContext` to ``strategy.backward``; the strategy populates
+``.grad`` of every trainable parameter (shared, task-specific and its own
+extra parameters) and returns the task weights it used. The engine never
+branches on a strategy's name: what a strategy needs, it declares in
+``needs`` and asks the step context for.
+
+Gradient policy for task-specific parameters (heads): unless a strategy says
+otherwise, head t receives ``∇ L_t`` (its weight only changes shared
+parameters), the LibMTL convention; strategies that backpropagate a weighted
+loss (Nash-MTL, FairGrad) give heads ``w_t ∇ L_t``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from torch import nn
+
+from ..gradients import flatten_grads, per_task_grads, write_flat_grad
+from .model import MultiTaskModel
+
+__all__ = ["Need", "MTOStrategy", "LossWeighting", "StepContext", "StepResult"]
+
+
+class Need(enum.Enum):
+    """What a strategy needs beyond the per-task losses."""
+
+    LOSSES = "losses"
+    #: the shared representation Z (the model must expose ``encode``/``decode``)
+    REPRESENTATION = "representation"
+    #: per-task gradients w.r.t. the shared parameters
+    SHARED_GRADS = "shared_grads"
+
+
+@attrs.frozen
+class StepResult:
+    """What ``backward`` returns: task weights (None if none apply) and scalars to log."""
+
+    weights: Mapping[str, float] | None = None
+    diagnostics: Mapping[str, float] = attrs.field(factory=dict)
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+@attrs.define(eq=False)
+class StepContext:
+    """One training step, as a strategy sees it.
+
+    Attributes:
+        model: the multi-task model (unwrapped from DDP).
+        losses: ``{task: scalar loss}`` in task order, graph attached (after the
+            engine's loss transform, e.g. ``log``).
+        representation: Z when captured (``Need.REPRESENTATION`` or a model
+            with a shared representation), ``{task: Z_t}`` for multi-input data.
+        iteration: global optimiser step (0-based) about to be taken.
+        epoch: current epoch (0-based).
+        loss_scale: the AMP loss scale (1.0 without fp16 scaling); ``.grad``
+            holds scaled gradients, which the engine unscales before stepping.
+        average_across_processes: all-reduce (mean) used on per-task gradients
+            under DDP so that the update is that of the global batch.
+        recompute_losses: re-runs the forward on the same batch without grad
+            (for ``after_step`` of methods such as FAMO).
+    """
+
+    model: MultiTaskModel
+    losses: dict[str, torch.Tensor]
+    representation: torch.Tensor | dict[str, torch.Tensor] | None = None
+    iteration: int = 0
+    epoch: int = 0
+    loss_scale: float = 1.0
+    average_across_processes: Callable[[torch.Tensor], torch.Tensor] = _identity
+    recompute_losses: Callable[[], dict[str, torch.Tensor]] | None = None
+    _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.losses)
+
+    def loss_vector(self) -> torch.Tensor:
+        """The losses stacked as ``[T]`` in task order."""
+        return torch.stack([self.losses[t] for t in self.tasks])
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.shared_parameters() if p.requires_grad]
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        return [p for t in self.tasks for p in self.model.task_parameters(t) if p.requires_grad]
+
+    # -- backward helpers -------------------------------------------------
+    def backward(self, loss: torch.Tensor, inputs: Sequence[torch.Tensor] | None = None) -> None:
+        """``loss.backward()`` with the AMP loss scale applied; optionally only into ``inputs``."""
+        scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss
+        if inputs is None:
+            scaled.backward()
+        else:
+            inputs = list(inputs)
+            if inputs:
+                torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
+
+    def backward_heads(self, weights: torch.Tensor | None = None) -> None:
+        """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default)."""
+        losses = self.loss_vector()
+        total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
+        self.backward(total, inputs=self.task_parameters())
+
+    def shared_grads(self) -> torch.Tensor:
+        """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled.
+
+        Computed once per step (cached) in one batched autograd call and
+        averaged across processes under DDP.
+        """
+        if self._shared_grads is None:
+            grads = per_task_grads(self.loss_vector(), self.shared_parameters())
+            flat = flatten_grads(grads).float()
+            self._shared_grads = self.average_across_processes(flat)
+        return self._shared_grads
+
+    def set_shared_grad(self, direction: torch.Tensor) -> None:
+        """Write a ``[P]`` update direction (unscaled) into the shared parameters' ``.grad``."""
+        write_flat_grad(self.shared_parameters(), direction * self.loss_scale)
+
+    def rep_grads(self, create_graph: bool = False) -> torch.Tensor:
+        """Per-task gradients w.r.t. the representation, ``[T, *Z.shape]`` (unscaled).
+
+        For multi-input data row t is ``∂L_t/∂Z_t`` (each task's own Z).
+        """
+        z = self.representation
+        if z is None:
+            raise RuntimeError("this step has no captured representation; declare Need.REPRESENTATION")
+        if isinstance(z, torch.Tensor):
+            (grads,) = per_task_grads(self.loss_vector(), [z], create_graph=create_graph)
+            return grads
+        rows = [
+            torch.autograd.grad(self.losses[t], z[t], retain_graph=True, create_graph=create_graph)[0]
+            for t in self.tasks
+        ]
+        return torch.stack(rows)
+
+    def backward_representation(self, grad: torch.Tensor) -> None:
+        """Backpropagate a gradient on Z (``[*Z.shape]``, or ``[T, *Z_t.shape]`` for multi-input) into the encoder."""
+        z = self.representation
+        if isinstance(z, torch.Tensor):
+            torch.autograd.backward(z, grad * self.loss_scale, retain_graph=True)
+        else:
+            assert z is not None
+            zs = [z[t] for t in self.tasks]
+            torch.autograd.backward(zs, [g * self.loss_scale for g in grad], retain_graph=True)
+
+
+class MTOStrategy(ABC):
+    """A multi-task optimisation strategy.
+
+    Subclasses set ``Config`` (an attrs class; its fields are the strategy's
+    options, ``-o strategy.<field>=...``) and ``needs``, take
+    ``(config, *, tasks)`` in ``__init__`` and implement :meth:`backward`.
+    Everything that must survive a resume lives in :meth:`state_dict`.
+    """
+
+    Config: ClassVar[type]
+    needs: ClassVar[Need] = Need.LOSSES
+
+    def __init__(self, config: Any, *, tasks: Sequence[str]):
+        self.config = config
+        self.tasks = tuple(tasks)
+
+    @abstractmethod
+    def backward(self, step: StepContext) -> StepResult:
+        """Populate ``.grad`` for this step; return weights and diagnostics."""
+
+    def extra_parameters(self) -> Iterable[nn.Parameter]:
+        """Learnable parameters of the strategy itself (e.g. UW log-variances).
+
+        The engine optimises them in their own parameter group without weight decay.
+        """
+        return ()
+
+    def after_step(self, step: StepContext) -> None:
+        """Called after the optimiser step (e.g. FAMO's logit update)."""
+
+    def on_epoch_end(self, epoch: int, mean_losses: Mapping[str, float]) -> None:
+        """Called at the end of every training epoch with the epoch's mean task losses."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Cross-step state (tensors and plain values) for exact resume."""
+        return {"extra_parameters": [p.detach().clone() for p in self.extra_parameters()]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        saved = state.get("extra_parameters", [])
+        params = list(self.extra_parameters())
+        if len(saved) != len(params):
+            raise ValueError(f"{type(self).__name__}: checkpoint has {len(saved)} extra parameters, strategy has {len(params)}")
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+
+
+class LossWeighting(MTOStrategy):
+    """A strategy that only combines the losses into one scalar (EW, UW, DWA, ...).
+
+    Implement :meth:`combine`; ``backward`` is one backward pass of its result.
+    Other strategies (Rep-MTL) compose with any loss weighting through ``combine``.
+    """
+
+    needs: ClassVar[Need] = Need.LOSSES
+
+    @abstractmethod
+    def combine(self, losses: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(total_loss, weights)`` for the ``[T]`` loss vector; weights are for logging."""
+
+    def backward(self, step: StepContext) -> StepResult:
+        total, weights = self.combine(step.loss_vector(), step)
+        step.backward(total)
+        return StepResult(weights=dict(zip(self.tasks, weights.detach().tolist(), strict=True)))

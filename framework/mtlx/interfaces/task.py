@@ -1,0 +1,84 @@
+"""What a task is: its name, kind, output size, loss and metrics.
+
+A :class:`TaskSpec` is data, not behaviour: datasets declare them, heads read
+``out_channels``/``dense`` to size themselves, the engine reads ``loss`` and
+``meter``. Metric directions live on the meter so that Delta_m never guesses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+import attrs
+import torch
+
+__all__ = ["TaskSpec", "Meter", "TASK_KINDS"]
+
+#: Kinds known to the first-party heads and metrics; plugins may add others.
+TASK_KINDS = (
+    "segmentation",
+    "depth",
+    "normal",
+    "classification",
+    "regression",
+    "edge",
+    "saliency",
+)
+
+
+class Meter(ABC):
+    """Accumulates one task's metrics over a whole split.
+
+    Meters hold sufficient statistics (a confusion matrix, sums, or all
+    errors when a true median is needed) so the result does not depend on the
+    batch size. ``higher_is_better`` gives every metric's direction and
+    ``primary`` the metric used for model selection and one-metric Delta_m.
+    """
+
+    higher_is_better: ClassVar[Mapping[str, bool]]
+    primary: ClassVar[str]
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+
+    @abstractmethod
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        """Add one batch (raw head output and the dataset's target)."""
+
+    @abstractmethod
+    def compute(self) -> dict[str, float]:
+        """Return ``{metric: value}`` over everything added since ``reset``."""
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Sufficient statistics that a distributed evaluation sums across ranks.
+
+        Meters that keep per-element lists (true medians) return ``[]`` and
+        gather instead; the default suits meters without distributed support.
+        """
+        return []
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """One task of a dataset.
+
+    Attributes:
+        name: unique task name within the dataset (``"seg"``, ``"depth"``).
+        kind: one of :data:`TASK_KINDS` or a plugin-defined kind.
+        out_channels: channels (dense) or outputs (image-level) of the head.
+        dense: True when the prediction is per pixel and must match the input size.
+        loss: ``(prediction, target) -> scalar`` mean loss over valid elements.
+        meter: factory of a fresh :class:`Meter` for this task.
+        ignore_index: label value excluded from loss and metrics, if any.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.min_len(1))
+    kind: str
+    out_channels: int = attrs.field(validator=attrs.validators.ge(1))
+    dense: bool
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    meter: Callable[[], Meter]
+    ignore_index: int | None = None

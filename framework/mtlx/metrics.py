@@ -1,0 +1,267 @@
+"""Per-task meters (accumulated over a whole split) and Delta_m.
+
+Meters follow the definitions of the MTL literature (datasets spec):
+confusion-matrix mIoU and pixel accuracy, depth abs/rel error over valid
+pixels, surface-normal angular error (true median over all valid pixels, or
+the batch-averaged convention of the MTAN/Nash-MTL code), accuracy and MAE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .interfaces import Meter
+
+__all__ = [
+    "SegmentationMeter",
+    "DepthMeter",
+    "NormalMeter",
+    "AccuracyMeter",
+    "MAEMeter",
+    "delta_m",
+]
+
+
+class SegmentationMeter(Meter):
+    """mIoU and pixel accuracy from a confusion matrix accumulated over the split.
+
+    Only pixels with ``0 <= target < num_classes`` count (so ``-1`` and ``255``
+    ignore labels drop out). A class absent from both targets and predictions
+    over the whole split has IoU 0/0: ``absent="nan"`` propagates it into the
+    mean as the reference implementations do, ``absent="skip"`` (default)
+    averages over the classes that occur.
+    """
+
+    higher_is_better: ClassVar[Mapping[str, bool]] = {"miou": True, "pixacc": True}
+    primary: ClassVar[str] = "miou"
+
+    def __init__(self, num_classes: int, absent: str = "skip"):
+        if absent not in ("skip", "nan"):
+            raise ValueError(f"absent must be 'skip' or 'nan', got {absent!r}")
+        self.num_classes, self.absent = num_classes, absent
+        self.reset()
+
+    def reset(self) -> None:
+        self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.float64)
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction.argmax(1) if prediction.dim() == target.dim() + 1 else prediction
+        pred, target = pred.reshape(-1).long().cpu(), target.reshape(-1).long().cpu()
+        valid = (target >= 0) & (target < self.num_classes)
+        index = target[valid] * self.num_classes + pred[valid]
+        self.confusion += torch.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, -1).double()
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [self.confusion]
+
+    def compute(self) -> dict[str, float]:
+        c = self.confusion
+        tp = c.diag()
+        union = c.sum(0) + c.sum(1) - tp
+        iou = tp / union  # 0/0 -> nan for absent classes
+        miou = iou.nanmean() if self.absent == "skip" else iou.mean()
+        total = c.sum()
+        return {"miou": float(miou), "pixacc": float(tp.sum() / total) if total > 0 else math.nan}
+
+
+class DepthMeter(Meter):
+    """Absolute and relative depth error over valid pixels (target > 0 / not ignored).
+
+    ``aggregation="global"`` weighs every valid pixel of the split equally
+    (LibMTL); ``"batch"`` averages per-batch means (MTAN, Nash-MTL, FAMO).
+    """
+
+    higher_is_better: ClassVar[Mapping[str, bool]] = {"abs_err": False, "rel_err": False}
+    primary: ClassVar[str] = "abs_err"
+
+    def __init__(self, aggregation: str = "global"):
+        if aggregation not in ("global", "batch"):
+            raise ValueError(f"aggregation must be 'global' or 'batch', got {aggregation!r}")
+        self.aggregation = aggregation
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64)  # abs, rel, count (or batches)
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        pred, target = prediction.detach().double().cpu(), target.detach().double().cpu()
+        valid = target > 0
+        if target.dim() == 4:  # [B,1,H,W] masks come from the channel sum
+            valid = target.sum(1, keepdim=True) > 0
+        err = (pred - target).abs()[valid]
+        rel = err / target[valid]
+        if self.aggregation == "global":
+            self.sums += torch.stack([err.sum(), rel.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)])
+        elif err.numel():
+            self.sums += torch.stack([err.mean(), rel.mean(), torch.tensor(1.0, dtype=torch.float64)])
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [self.sums]
+
+    def compute(self) -> dict[str, float]:
+        n = float(self.sums[2])
+        if n == 0:
+            return {"abs_err": math.nan, "rel_err": math.nan}
+        return {"abs_err": float(self.sums[0]) / n, "rel_err": float(self.sums[1]) / n}
+
+
+class NormalMeter(Meter):
+    """Angular error (degrees) of surface normals over valid pixels (target not all zero).
+
+    Reports mean, median and the fractions within 11.25, 22.5 and 30 degrees.
+    ``aggregation="global"`` keeps every error for a true median (LibMTL);
+    ``"batch"`` averages per-batch statistics, incl. the per-batch median
+    (MTAN, Nash-MTL, FAMO). Predictions are L2-normalised first.
+    """
+
+    higher_is_better: ClassVar[Mapping[str, bool]] = {
+        "mean": False,
+        "median": False,
+        "within_11.25": True,
+        "within_22.5": True,
+        "within_30": True,
+    }
+    primary: ClassVar[str] = "mean"
+    _thresholds = (11.25, 22.5, 30.0)
+
+    def __init__(self, aggregation: str = "global"):
+        if aggregation not in ("global", "batch"):
+            raise ValueError(f"aggregation must be 'global' or 'batch', got {aggregation!r}")
+        self.aggregation = aggregation
+        self.reset()
+
+    def reset(self) -> None:
+        self.errors: list[torch.Tensor] = []
+        self.batch_stats: list[torch.Tensor] = []
+
+    @staticmethod
+    def angular_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Degrees between normalised prediction and target at valid pixels, flattened."""
+        valid = target.abs().sum(1) > 0
+        pred = F.normalize(prediction.detach().double(), dim=1)
+        cos = (pred * target.double()).sum(1).clamp(-1, 1)
+        return torch.rad2deg(torch.acos(cos[valid])).cpu()
+
+    def _stats(self, err: torch.Tensor) -> torch.Tensor:
+        within = [(err < t).double().mean() for t in self._thresholds]
+        return torch.stack([err.mean(), _true_median(err), *within])
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        err = self.angular_error(prediction, target)
+        if self.aggregation == "global":
+            self.errors.append(err)
+        elif err.numel():
+            self.batch_stats.append(self._stats(err))
+
+    def compute(self) -> dict[str, float]:
+        if self.aggregation == "global":
+            if not self.errors or sum(e.numel() for e in self.errors) == 0:
+                return dict.fromkeys(self.higher_is_better, math.nan)
+            stats = self._stats(torch.cat(self.errors))
+        else:
+            if not self.batch_stats:
+                return dict.fromkeys(self.higher_is_better, math.nan)
+            stats = torch.stack(self.batch_stats).mean(0)
+        return dict(zip(self.higher_is_better, (float(v) for v in stats), strict=True))
+
+
+def _true_median(values: torch.Tensor) -> torch.Tensor:
+    """Median that averages the two middle values of an even count (numpy's; torch.median takes the lower)."""
+    ordered = values.sort().values
+    n = ordered.numel()
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+class AccuracyMeter(Meter):
+    """Top-1 accuracy of class logits over the split (targets equal to ``ignore_index`` skipped)."""
+
+    higher_is_better: ClassVar[Mapping[str, bool]] = {"acc": True}
+    primary: ClassVar[str] = "acc"
+
+    def __init__(self, ignore_index: int | None = None):
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts = torch.zeros(2, dtype=torch.float64)
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction.argmax(1).cpu()
+        target = target.cpu()
+        valid = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+        self.counts += torch.tensor([float((pred[valid] == target[valid]).sum()), float(valid.sum())], dtype=torch.float64)
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [self.counts]
+
+    def compute(self) -> dict[str, float]:
+        return {"acc": float(self.counts[0] / self.counts[1]) if self.counts[1] > 0 else math.nan}
+
+
+class MAEMeter(Meter):
+    """Mean absolute error of a regression output, optionally de-standardised (``scale``)."""
+
+    higher_is_better: ClassVar[Mapping[str, bool]] = {"mae": False}
+    primary: ClassVar[str] = "mae"
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64)
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        err = (prediction.detach().double().reshape(target.shape) - target.double()).abs().cpu() * self.scale
+        self.sums += torch.tensor([float(err.sum()), float(err.numel())], dtype=torch.float64)
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [self.sums]
+
+    def compute(self) -> dict[str, float]:
+        return {"mae": float(self.sums[0] / self.sums[1]) if self.sums[1] > 0 else math.nan}
+
+
+def delta_m(
+    results: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    higher_is_better: Mapping[str, Mapping[str, bool]],
+    convention: str = "task",
+) -> float:
+    """Relative multi-task improvement over single-task baselines, in percent.
+
+    Both conventions are signed so that **positive is better**:
+
+    * ``"task"``: LibMTL's Δp; relative changes are averaged within each task
+      first, then over tasks (every task weighs the same).
+    * ``"metric"``: every metric weighs the same (flat average). Nash-MTL,
+      CAGrad and FAMO publish the negative of this value as "Δm" (lower is better).
+
+    Only the metrics present in ``baseline`` count; each must be in ``results``.
+    """
+    if convention not in ("task", "metric"):
+        raise ValueError(f"convention must be 'task' or 'metric', got {convention!r}")
+    per_task: list[list[float]] = []
+    for task, base_metrics in baseline.items():
+        if task not in results:
+            raise KeyError(f"delta_m: task {task!r} of the baseline is missing from the results")
+        changes = []
+        for metric, base in base_metrics.items():
+            if metric not in results[task]:
+                raise KeyError(f"delta_m: metric {task}.{metric} of the baseline is missing from the results")
+            sign = 1.0 if higher_is_better[task][metric] else -1.0
+            changes.append(sign * (results[task][metric] - base) / base)
+        per_task.append(changes)
+    if not per_task:
+        raise ValueError("delta_m: the baseline has no metrics")
+    if convention == "task":
+        value = sum(sum(c) / len(c) for c in per_task) / len(per_task)
+    else:
+        flat = [x for c in per_task for x in c]
+        value = sum(flat) / len(flat)
+    return 100.0 * value

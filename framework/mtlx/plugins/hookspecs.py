@@ -1,0 +1,67 @@
+"""Every hook an mtlx plugin can implement, grouped by phase.
+
+A plugin is any module or object exposed under the ``mtlx`` entry-point group
+whose functions are marked with :data:`mtlx.hookimpl`::
+
+    # my_pkg/plugin.py
+    import mtlx
+
+    @mtlx.hookimpl
+    def mtlx_register(registry):
+        registry.strategies.register("my-strategy", MyStrategy)
+
+    # pyproject.toml
+    [project.entry-points.mtlx]
+    my-strategy = "my_pkg.plugin"
+
+Hook names are checked when the plugin is loaded: an ``mtlx_*`` function that
+matches no spec below marks the plugin broken (pluggy's ``check_pending``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..engine.engine import Engine
+    from .registry import Registries
+
+hookspec = pluggy.HookspecMarker("mtlx")
+
+# ---------------------------------------------------------------------------
+# Registration phase
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def mtlx_register(registry: Registries) -> None:
+    """Register the plugin's components by name.
+
+    Called once per plugin, on its own, when the registry is first built; an
+    exception marks only this plugin broken. ``registry`` has one
+    :class:`~mtlx.plugins.registry.Registry` per kind (``strategies``,
+    ``datasets``, ``backbones``, ``heads``, ``archs``), each with
+    ``register(name, cls)``; names are kebab-case and unique across plugins
+    (a collision is reported naming both distributions).
+
+    Use in plugins: register classes, not instances; importing heavy
+    dependencies inside the component module keeps ``mtlx list`` fast.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Run phase
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def mtlx_engine_created(engine: Engine, config: RunConfig) -> None:
+    """Called after ``mtlx run`` built the engine and its default handlers, before training.
+
+    Use in plugins: attach handlers (``engine.attach(MyHandler())``) or event
+    functions (``engine.add_event_handler(Events.EPOCH_COMPLETED, fn)``).
+    The return value is ignored.
+    """

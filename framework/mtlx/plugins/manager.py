@@ -1,0 +1,145 @@
+"""Plugin loading: entry points of group ``mtlx``, each on its own.
+
+pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails
+to import and skips duplicate names silently; here every entry point is
+loaded, registered and validated separately, so one broken plugin is
+reported (name, distribution, target, cause) while all others still work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import pluggy
+
+from ..errors import PluginError, PluginLoadError
+from . import hookspecs
+from .registry import Registries
+
+__all__ = ["PluginInfo", "PluginManager", "get_plugin_manager", "reset_plugin_manager", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "mtlx"
+DISABLE_AUTOLOAD_ENV = "MTLX_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@attrs.frozen
+class PluginInfo:
+    """One plugin as ``mtlx list`` shows it."""
+
+    name: str
+    dist: str
+    version: str
+    target: str
+    error: PluginLoadError | None = None
+
+    @property
+    def owner(self) -> str:
+        return f"{self.dist}=={self.version} ({self.name})" if self.dist != "<local>" else f"<local> ({self.name})"
+
+
+class PluginManager:
+    """Loads mtlx plugins and builds the component registries from them.
+
+    Args:
+        autoload: load installed entry points (off with ``MTLX_DISABLE_PLUGIN_AUTOLOAD=1``).
+        blocked: entry-point names not to load (``--no-plugin NAME``).
+        modules: extra plugin modules to import by dotted name (``--plugin MODULE``).
+    """
+
+    def __init__(self, *, autoload: bool | None = None, blocked: Iterable[str] = (), modules: Iterable[str] = ()):
+        if autoload is None:
+            autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+        self._pm = pluggy.PluginManager("mtlx")
+        self._pm.add_hookspecs(hookspecs)
+        self.blocked = frozenset(blocked)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._registries: Registries | None = None
+        if autoload:
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name not in self.blocked:
+                    self._load_entry_point(ep)
+        for module in modules:
+            self._load(module, "<local>", "", module, lambda m=module: importlib.import_module(m))
+
+    @property
+    def hook(self) -> Any:
+        return self._pm.hook
+
+    @property
+    def broken(self) -> dict[str, PluginLoadError]:
+        return {name: info.error for name, info in self.plugins.items() if info.error is not None}
+
+    def _load_entry_point(self, ep: importlib.metadata.EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist is not None else "<unknown>"
+        version = ep.dist.version if ep.dist is not None else "?"
+        self._load(ep.name, dist, version, ep.value, ep.load)
+
+    def _load(self, name: str, dist: str, version: str, target: str, load: Any) -> None:
+        if name in self.plugins:
+            other = self.plugins[name]
+            error = PluginError(
+                f"plugin name {name!r} is used by {other.dist}=={other.version} and by {dist}=={version}"
+            )
+            self._mark_broken(name, dist, version, target, error)
+            return
+        try:
+            plugin = load()
+            self._pm.register(plugin, name=name)
+        except Exception as error:  # noqa: BLE001 - any plugin failure is reported, never fatal
+            self._mark_broken(name, dist, version, target, error)
+            return
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as error:
+            self._pm.unregister(plugin)
+            self._mark_broken(name, dist, version, target, error)
+            return
+        self.plugins[name] = PluginInfo(name, dist, version, target)
+
+    def _mark_broken(self, name: str, dist: str, version: str, target: str, cause: BaseException) -> None:
+        error = PluginLoadError(name, f"{dist}=={version}", target, cause)
+        warnings.warn(str(error), RuntimeWarning, stacklevel=3)
+        self.plugins[name] = PluginInfo(name, dist, version, target, error)
+
+    def register_object(self, plugin: object, name: str) -> None:
+        """Register an in-process plugin object (tests, notebooks); rebuilds the registry."""
+        self._load(name, "<local>", "", repr(plugin), lambda: plugin)
+        self._registries = None
+
+    @property
+    def registries(self) -> Registries:
+        """The component registries, built on first use by calling each plugin's ``mtlx_register``."""
+        if self._registries is None:
+            registries = Registries(broken={})
+            for impl in self._pm.hook.mtlx_register.get_hookimpls():
+                info = self.plugins[impl.plugin_name]
+                try:
+                    impl.function(registry=registries.scoped(info.owner))
+                except Exception as error:  # noqa: BLE001 - isolate the failing plugin
+                    self._mark_broken(info.name, info.dist, info.version, info.target, error)
+            registries.broken.update(self.broken)
+            self._registries = registries
+        return self._registries
+
+
+_MANAGER: PluginManager | None = None
+
+
+def get_plugin_manager(**kwargs: Any) -> PluginManager:
+    """The process-wide plugin manager (created on first call, with ``kwargs``)."""
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = PluginManager(**kwargs)
+    return _MANAGER
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (tests; the CLI after ``--plugin`` options)."""
+    global _MANAGER
+    _MANAGER = None

@@ -1,0 +1,163 @@
+"""Name -> component registries, one per kind (timm's registry, with owners).
+
+Names are kebab-case. A lookup of an unknown name suggests close matches; a
+name registered by two plugins is reported with both distributions; a name
+whose plugin failed to load raises that plugin's error.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from ..errors import PluginError, PluginLoadError, UnknownComponentError, did_you_mean
+from ..interfaces import Backbone, Dataset, MTOStrategy, MultiTaskModel, TaskHead
+
+__all__ = ["Entry", "Registry", "Registries"]
+
+T = TypeVar("T")
+_NAME = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+
+
+@attrs.frozen
+class Entry(Generic[T]):
+    """A registered component: its name, the class and who registered it."""
+
+    name: str
+    obj: T
+    owner: str  # "distribution==version (entry point)" or "<local>"
+
+    @property
+    def summary(self) -> str:
+        doc = (getattr(self.obj, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+class Registry(Generic[T]):
+    """Components of one kind, keyed by name."""
+
+    def __init__(self, kind: str, base: type, broken: dict[str, PluginLoadError]):
+        self.kind = kind
+        self.base = base
+        self._entries: dict[str, Entry[T]] = {}
+        self._conflicts: dict[str, list[str]] = {}
+        self._broken = broken
+
+    def register(self, name: str, obj: T, *, owner: str = "<local>") -> T:
+        """Register ``obj`` (a class implementing ``base``, with an attrs ``Config``) as ``name``."""
+        where = f"{self.kind} {name!r} from {owner}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise PluginError(f"{where}: names must be kebab-case (lowercase letters, digits, '-'), got {name!r}")
+        if not (isinstance(obj, type) and issubclass(obj, self.base)):
+            raise PluginError(f"{where}: expected a subclass of {self.base.__name__}, got {obj!r}")
+        config_cls = getattr(obj, "Config", None)
+        if config_cls is None or not attrs.has(config_cls):
+            raise PluginError(f"{where}: {obj.__name__}.Config must be an attrs class of its options")
+        if name in self._entries:
+            first = self._entries[name].owner
+            self._conflicts.setdefault(name, [first]).append(owner)
+            raise PluginError(
+                f"{self.kind} {name!r} is registered twice: by {first} and by {owner}; "
+                "uninstall one of them or block one with --no-plugin"
+            )
+        self._entries[name] = Entry(name, obj, owner)
+        return obj
+
+    def entry(self, name: str) -> Entry[T]:
+        if name in self._conflicts:
+            owners = " and ".join(self._conflicts[name])
+            raise PluginError(f"{self.kind} {name!r} is registered by more than one plugin: {owners}")
+        try:
+            return self._entries[name]
+        except KeyError:
+            pass
+        if name in self._broken:
+            raise PluginError(f"{self.kind} {name!r} is unavailable: {self._broken[name]}") from self._broken[name].cause
+        hint = did_you_mean(name, self._entries)
+        known = ", ".join(self.list()) or "none installed"
+        raise UnknownComponentError(f"no {self.kind} {name!r}{hint} (available: {known})") from None
+
+    def get(self, name: str) -> T:
+        """The component registered as ``name``."""
+        return self.entry(name).obj
+
+    def list(self, pattern: str = "*", exclude: tuple[str, ...] = ()) -> list[str]:
+        """Names matching the fnmatch ``pattern`` and none of ``exclude``, naturally sorted."""
+        names = [
+            n for n in self._entries if fnmatch.fnmatch(n, pattern) and not any(fnmatch.fnmatch(n, e) for e in exclude)
+        ]
+        return sorted(names, key=_natural_key)
+
+    def entries(self) -> list[Entry[T]]:
+        return [self._entries[n] for n in self.list()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.list())
+
+
+class _Scoped:
+    """A registry view that stamps the registering plugin as owner."""
+
+    def __init__(self, registry: Registry[Any], owner: str):
+        self._registry, self._owner = registry, owner
+
+    def register(self, name: str, obj: Any) -> Any:
+        return self._registry.register(name, obj, owner=self._owner)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._registry, attr)
+
+
+@attrs.define
+class Registries:
+    """One :class:`Registry` per component kind, plus the plugins that failed to load."""
+
+    broken: dict[str, PluginLoadError] = attrs.field(factory=dict)
+    strategies: Registry[type[MTOStrategy]] = attrs.field(init=False)
+    datasets: Registry[type[Dataset]] = attrs.field(init=False)
+    backbones: Registry[type[Backbone]] = attrs.field(init=False)
+    heads: Registry[type[TaskHead]] = attrs.field(init=False)
+    archs: Registry[type[MultiTaskModel]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.strategies = Registry("strategy", MTOStrategy, self.broken)
+        self.datasets = Registry("dataset", Dataset, self.broken)
+        self.backbones = Registry("backbone", Backbone, self.broken)
+        self.heads = Registry("head", TaskHead, self.broken)
+        self.archs = Registry("architecture", MultiTaskModel, self.broken)
+
+    @property
+    def kinds(self) -> dict[str, Registry[Any]]:
+        return {
+            "strategies": self.strategies,
+            "datasets": self.datasets,
+            "archs": self.archs,
+            "backbones": self.backbones,
+            "heads": self.heads,
+        }
+
+    def scoped(self, owner: str) -> Any:
+        """A view of these registries whose ``register`` records ``owner``."""
+        view = _ScopedRegistries()
+        for attr, registry in self.kinds.items():
+            setattr(view, attr, _Scoped(registry, owner))
+        return view
+
+
+class _ScopedRegistries:
+    strategies: _Scoped
+    datasets: _Scoped
+    backbones: _Scoped
+    heads: _Scoped
+    archs: _Scoped

@@ -1,0 +1,117 @@
+"""A tiny dense multi-task problem: two or more regression/segmentation tasks on a small conv net."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+import torch
+from torch import nn
+
+from ..engine.step import forward, task_losses
+from ..interfaces import MultiTaskModel, StepContext, TaskSpec
+from ..losses import mse_loss, segmentation_loss
+from ..metrics import MAEMeter, SegmentationMeter
+
+__all__ = ["toy_tasks", "ToyModel", "toy_batch", "make_step"]
+
+
+def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
+    """``num_tasks`` dense tasks alternating segmentation and regression."""
+    tasks = {}
+    for i in range(num_tasks):
+        if i % 2 == 0:
+            tasks[f"seg{i}"] = TaskSpec(
+                name=f"seg{i}",
+                kind="segmentation",
+                out_channels=num_classes,
+                dense=True,
+                loss=segmentation_loss,
+                meter=lambda: SegmentationMeter(num_classes),
+                ignore_index=-1,
+            )
+        else:
+            tasks[f"reg{i}"] = TaskSpec(
+                name=f"reg{i}", kind="regression", out_channels=1, dense=True, loss=mse_loss, meter=MAEMeter
+            )
+    return tasks
+
+
+class ToyModel(MultiTaskModel):
+    """Shared 2-layer conv encoder (Z: ``[B, C, H, W]``) and a 1x1-conv head per task."""
+
+    @attrs.frozen
+    class Config:
+        channels: int = 8
+
+    has_shared_representation = True
+
+    def __init__(self, tasks: Mapping[str, TaskSpec], in_channels: int = 3, channels: int = 8, vector: bool = False):
+        super().__init__(tasks)
+        self.vector = vector
+        if vector:
+            self.encoder = nn.Sequential(nn.Linear(in_channels, channels), nn.Tanh(), nn.Linear(channels, channels))
+            self.heads = nn.ModuleDict({t: nn.Linear(channels, s.out_channels) for t, s in tasks.items()})
+        else:
+            self.encoder = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 3, padding=1), nn.Tanh(), nn.Conv2d(channels, channels, 3, padding=1)
+            )
+            self.heads = nn.ModuleDict(
+                {
+                    t: nn.Sequential(nn.Tanh(), nn.Conv2d(channels, s.out_channels, 1))
+                    for t, s in tasks.items()
+                }
+            )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.decode(self.encode(x))
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())
+
+
+def toy_batch(
+    tasks: Mapping[str, TaskSpec], batch_size: int = 4, size: int = 6, in_channels: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Random inputs and targets for :func:`toy_tasks` (segmentation targets include ignore pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, in_channels, size, size, generator=g)
+    targets = {}
+    for name, spec in tasks.items():
+        if spec.kind == "segmentation":
+            t = torch.randint(0, spec.out_channels, (batch_size, size, size), generator=g)
+            t[:, 0, 0] = -1
+            targets[name] = t
+        else:
+            targets[name] = torch.randn(batch_size, spec.out_channels, size, size, generator=g)
+    return x, targets
+
+
+def make_step(
+    model: MultiTaskModel,
+    x: torch.Tensor,
+    targets: Mapping[str, torch.Tensor],
+    tasks: Mapping[str, TaskSpec],
+    *,
+    iteration: int = 0,
+    transform: str = "none",
+) -> StepContext:
+    """Forward ``x`` exactly as the engine does and return the step context a strategy sees."""
+    preds, rep = forward(model, x)
+
+    def recompute() -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            p, _ = forward(model, x)
+            return task_losses(p, targets, tasks, transform)
+
+    losses = task_losses(preds, targets, tasks, transform)
+    return StepContext(model=model, losses=losses, representation=rep, iteration=iteration, recompute_losses=recompute)

@@ -1,0 +1,3 @@
+"""Baseline multi-task optimisation strategies for mtlx."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""One module per strategy: its Config, class and paper reference."""
