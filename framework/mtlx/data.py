@@ -7,6 +7,7 @@ Nothing here downloads: a dataset that is not where it should be produces a
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from .errors import DataError
 __all__ = ["DATA_ENV", "resolve_root", "require_files", "make_loader", "MultiInputLoader"]
 
 DATA_ENV = "MTLX_DATA"
+
+# torchdata 0.11 calls a deprecated torch API on every iteration; the warning says nothing to users
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 def resolve_root(root: str | os.PathLike[str] | None, dataset: str, *, expected: str, source: str) -> Path:

@@ -1,0 +1,115 @@
+"""Turn a :class:`~mtlx.config.RunConfig` into components: dataset, model, strategy.
+
+Everything is looked up in the plugin registries and every component's
+options are validated against its own attrs ``Config`` here, before any
+training starts, so a typo fails in the first second with the component named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .config import DEFAULTS, RunConfig, build_component_config, resolve
+from .errors import ConfigError, did_you_mean
+from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
+from .plugins import Registries, get_plugin_manager
+
+__all__ = ["Components", "resolve_run_config", "build_dataset", "build_model", "build_strategy", "build"]
+
+
+def _registries(registries: Registries | None) -> Registries:
+    return registries if registries is not None else get_plugin_manager().registries
+
+
+def resolve_run_config(
+    user_layers: Sequence[Mapping[str, Any]], presets: Sequence[str] = (), registries: Registries | None = None
+) -> RunConfig:
+    """Resolve the run config: defaults < dataset ``recommended`` < presets < user layers."""
+    merged: dict[str, Any] = dict(DEFAULTS)
+    for layer in user_layers:
+        merged.update(layer)
+    dataset_cls = _registries(registries).datasets.get(str(merged["dataset.name"]))
+    layers: list[Mapping[str, Any]] = [dict(dataset_cls.recommended)]
+    for preset in presets:
+        if preset not in dataset_cls.presets:
+            known = ", ".join(sorted(dataset_cls.presets)) or "none"
+            raise ConfigError(
+                f"dataset {merged['dataset.name']!r} has no preset {preset!r}"
+                f"{did_you_mean(preset, dataset_cls.presets)} (presets: {known})"
+            )
+        layers.append(dict(dataset_cls.presets[preset]))
+    return resolve([*layers, *user_layers])
+
+
+def _component(registry: Any, section: str, config: RunConfig) -> tuple[type, Any]:
+    comp = getattr(config, section)
+    if comp.name is None:
+        raise ConfigError(
+            f"no {section} chosen: pass --{section} NAME (dataset {config.dataset.name!r} recommends none); "
+            f"installed: {', '.join(registry.list()) or 'none'}"
+        )
+    cls = registry.get(comp.name)
+    return cls, build_component_config(cls.Config, comp.options, where=f"{registry.kind} {comp.name!r}")
+
+
+def build_dataset(config: RunConfig, registries: Registries | None = None) -> Dataset:
+    regs = _registries(registries)
+    cls, cfg = _component(regs.datasets, "dataset", config)
+    return cls(cfg, config.train.data_root)
+
+
+def build_model(
+    config: RunConfig, tasks: Mapping[str, TaskSpec], input_shape: tuple[int, ...], registries: Registries | None = None
+) -> MultiTaskModel:
+    regs = _registries(registries)
+    backbone_cls, backbone_cfg = _component(regs.backbones, "backbone", config)
+    head_cls, head_cfg = _component(regs.heads, "head", config)
+    arch_cls, arch_cfg = _component(regs.archs, "arch", config)
+
+    def make_backbone() -> Any:
+        return backbone_cls(backbone_cfg, input_shape)
+
+    def make_head(task: TaskSpec, in_shape: tuple[int, ...]) -> Any:
+        return head_cls(head_cfg, in_shape, task, input_shape)
+
+    return arch_cls(arch_cfg, tasks=tasks, make_backbone=make_backbone, make_head=make_head, input_shape=input_shape)
+
+
+def build_strategy(
+    config: RunConfig, tasks: Sequence[str], model: MultiTaskModel, registries: Registries | None = None
+) -> MTOStrategy:
+    regs = _registries(registries)
+    cls, cfg = _component(regs.strategies, "strategy", config)
+    strategy = cls(cfg, tasks=tuple(tasks))
+    if strategy.needs is Need.REPRESENTATION and not model.has_shared_representation:
+        with_z = [n for n in regs.archs.list() if regs.archs.get(n).has_shared_representation]
+        raise ConfigError(
+            f"strategy {config.strategy.name!r} needs a single shared representation, but architecture "
+            f"{config.arch.name!r} has none; use one of: {', '.join(with_z) or 'none installed'}"
+        )
+    return strategy
+
+
+@attrs.frozen
+class Components:
+    """What a run is made of."""
+
+    config: RunConfig
+    dataset: Dataset
+    model: MultiTaskModel
+    strategy: MTOStrategy
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        return dict(self.dataset.tasks)
+
+
+def build(config: RunConfig, registries: Registries | None = None) -> Components:
+    """Build dataset, model and strategy (on CPU; the runner moves the model)."""
+    dataset = build_dataset(config, registries)
+    model = build_model(config, dataset.tasks, dataset.input_shape, registries)
+    strategy = build_strategy(config, list(dataset.tasks), model, registries)
+    return Components(config=config, dataset=dataset, model=model, strategy=strategy)

@@ -1,0 +1,67 @@
+"""Atomic checkpoint files and the run directory's checkpoint policy.
+
+A checkpoint is written to a temporary file in the target directory,
+fsynced, then ``os.replace``d over the old one (Ignite's DiskSaver): a writer
+killed half-way leaves the previous checkpoint intact. Files are loaded with
+``torch.load(weights_only=True)``; anything that is not an mtlx checkpoint is
+reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text"]
+
+FORMAT = "mtlx-checkpoint-v1"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write an mtlx checkpoint atomically (``payload`` gets the format tag)."""
+    _atomic_write(Path(path), lambda f: torch.save({"format": FORMAT, **payload}, f))
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - truncated, foreign or unsafe pickles all end here
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
+                              "it is truncated or not an mtlx checkpoint") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an mtlx checkpoint (expected format {FORMAT!r})")
+    return data

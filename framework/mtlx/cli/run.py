@@ -1,0 +1,123 @@
+"""``mtlx run``: train and evaluate one strategy on one dataset."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..build import resolve_run_config
+from ..config import load_toml, parse_override, resolve
+from ..plugins import get_plugin_manager
+from ..runner import prepare_run_dir, train
+
+#: CLI flag -> dotted config key.
+_FLAG_KEYS = {
+    "strategy": "strategy.name",
+    "dataset": "dataset.name",
+    "arch": "arch.name",
+    "backbone": "backbone.name",
+    "head": "head.name",
+    "backbone_weights": "backbone.weights",
+    "data_root": "train.data_root",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "device": "train.device",
+    "precision": "train.precision",
+    "loss_transform": "train.loss_transform",
+    "num_workers": "train.num_workers",
+    "max_steps": "train.max_steps",
+    "checkpoint_every": "train.checkpoint_every",
+    "on_nonfinite": "train.on_nonfinite",
+}
+
+
+@click.command()
+@click.option("--strategy", "-s", help="MTO strategy (default: ew). See `mtlx list strategies`.")
+@click.option("--dataset", "-d", help="Dataset (default: digits). See `mtlx list datasets`.")
+@click.option("--arch", help="Architecture (default: the dataset's recommendation, else hps).")
+@click.option("--backbone", help="Backbone (default: the dataset's recommendation).")
+@click.option("--head", help="Task head (default: the dataset's recommendation).")
+@click.option("--backbone-weights", type=click.Path(dir_okay=False), help="Local file of backbone weights.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset directory (default: $MTLX_DATA/<dataset>).")
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--seed", type=int)
+@click.option("--device", help="auto (default: CUDA if available), cpu, cuda, cuda:1 ...")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
+@click.option("--loss-transform", type=click.Choice(["none", "log"]))
+@click.option("--num-workers", type=click.IntRange(min=0))
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimiser steps (resumable).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Also write last.pt every N steps.")
+@click.option("--on-nonfinite", type=click.Choice(["stop", "skip"]), help="NaN/Inf loss: stop (default) or skip the step.")
+@click.option("--preset", "presets", multiple=True, help="A dataset preset (e.g. paper); repeatable.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any config value, e.g. -o strategy.lambda_tsr=0.9 -o train.epochs=3.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<dataset>-<strategy>-<time>).")
+@click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue the run in this directory.")
+@click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
+        resume: str | None, tensorboard: bool, quiet: bool, **flags: Any) -> None:
+    """Train a multi-task model and report per-task metrics and Delta_m.
+
+    \b
+    Examples:
+      mtlx run                                        # ew on digits, CPU-sized defaults
+      mtlx run --strategy rep-mtl --dataset digits -o strategy.lambda_csa=1.1
+      mtlx run --strategy mgda --dataset nyuv2 --data-root ~/data/nyuv2 --preset paper
+    """
+    user: dict[str, Any] = {}
+    if config_file:
+        user.update(load_toml(config_file))
+    user.update({_FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
+    user.update(parse_override(o) for o in overrides)
+    if resume:
+        run_dir = Path(resume)
+        config = resolve([load_toml(run_dir / "config.toml"), user])
+        prepare_run_dir(run_dir, config, resume=True)
+    else:
+        config = resolve_run_config([user], presets)
+        run_dir = prepare_run_dir(out, config)
+    _report_broken_plugins()
+    console = Console()
+    console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
+    results = train(config, run_dir, resume=bool(resume), progress=not quiet)
+    print_results(console, results)
+
+
+def _report_broken_plugins() -> None:
+    for name, error in get_plugin_manager().broken.items():
+        warnings.warn(f"plugin {name} is broken and was skipped: {error}", RuntimeWarning, stacklevel=1)
+
+
+def print_results(console: Console, results: dict[str, Any]) -> None:
+    """Per-task metrics of the final evaluation (test if present), with Delta_m."""
+    split = results.get("test_split") or results["val_split"]
+    metrics = results.get("test") or results["val"] or {}
+    summary = results.get("test_summary") if results.get("test_split") else results.get("val_summary")
+    table = Table(title=f"{results['strategy']} on {results['dataset']} ({split})", title_justify="left")
+    table.add_column("task", style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for task, values in metrics.items():
+        for i, (metric, value) in enumerate(values.items()):
+            arrow = "↑" if results["higher_is_better"][task][metric] else "↓"
+            table.add_row(task if i == 0 else "", f"{metric} {arrow}", f"{value:.4f}" if value is not None else "nan")
+    console.print(table)
+    if summary:
+        console.print(
+            f"Delta_m (vs single-task baseline, positive = better): "
+            f"task-averaged {summary['delta_m_task']:+.2f}%, metric-averaged {summary['delta_m_metric']:+.2f}%"
+        )
+    else:
+        console.print("Delta_m: no single-task baseline stored for these tasks")
+    console.print(f"{results['steps']} steps in {results['train_time_s']:.1f}s")

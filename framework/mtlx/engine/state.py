@@ -1,0 +1,70 @@
+"""The engine's one documented state object, with typed per-plugin storage."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+__all__ = ["State", "StashKey"]
+
+T = TypeVar("T")
+
+
+class StashKey(Generic[T]):
+    """A typed key for ``state.stash`` so plugins never collide (pytest's ``StashKey``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = ""):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StashKey({self.name!r})"
+
+
+@attrs.define
+class State:
+    """What handlers may read (and a few fields they may set).
+
+    Attributes:
+        epoch: 0-based index of the current epoch (= epochs completed once it ends).
+        iteration: optimiser steps taken so far over the whole run.
+        epoch_iteration: batches consumed in the current epoch.
+        max_epochs / max_steps: the stopping budget (``max_steps`` None = epochs only).
+        batch: the current batch (inputs, targets) on the device.
+        losses: last step's per-task losses (floats, after the loss transform).
+        weights / diagnostics: what the strategy returned for the last step.
+        epoch_loss_sums: running per-task loss sums of the current epoch.
+        metrics: latest evaluation per split: ``{split: {task: {metric: value}}}``.
+        summary: latest aggregates per split (``delta_m_task``, ``delta_m_metric``).
+        best: ``{"epoch", "score", "metrics"}`` of the best validation so far.
+        should_stop: set by a handler to end the run after the current step.
+        stash: typed per-plugin storage (``state.stash[key] = value``).
+    """
+
+    max_epochs: int
+    max_steps: int | None = None
+    epoch: int = 0
+    iteration: int = 0
+    epoch_iteration: int = 0
+    batch: Any = None
+    losses: dict[str, float] = attrs.field(factory=dict)
+    weights: dict[str, float] | None = None
+    diagnostics: dict[str, float] = attrs.field(factory=dict)
+    epoch_loss_sums: dict[str, float] = attrs.field(factory=dict)
+    metrics: dict[str, dict[str, dict[str, float]]] = attrs.field(factory=dict)
+    summary: dict[str, dict[str, float]] = attrs.field(factory=dict)
+    best: dict[str, Any] | None = None
+    should_stop: bool = False
+    stash: dict[StashKey[Any], Any] = attrs.field(factory=dict)
+
+    _PERSISTENT = ("epoch", "iteration", "epoch_iteration", "epoch_loss_sums", "metrics", "summary", "best")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fields a resumed run needs (everything but the batch, stop flag and stash)."""
+        return {name: getattr(self, name) for name in self._PERSISTENT}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._PERSISTENT:
+            setattr(self, name, state[name])

@@ -1,0 +1,9 @@
+"""Built-in handlers: one job each, attached by ``mtlx run``."""
+
+from .checkpointing import CheckpointHandler
+from .evaluation import EvaluationHandler
+from .jsonl import JSONLLogger
+from .lr_schedule import LRSchedulerHandler
+from .progress import ProgressBar
+
+__all__ = ["CheckpointHandler", "EvaluationHandler", "JSONLLogger", "LRSchedulerHandler", "ProgressBar"]

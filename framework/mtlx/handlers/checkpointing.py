@@ -1,0 +1,59 @@
+"""Periodic atomic checkpoints: ``last.pt`` (resumable) and ``best.pt`` (model selection)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import save_checkpoint
+from ..engine import Engine, Handler
+from .evaluation import IMPROVED
+
+__all__ = ["CheckpointHandler"]
+
+
+class CheckpointHandler(Handler):
+    """Writes ``<dir>/last.pt`` after every epoch, every ``every_steps`` steps and when
+    the run stops on its step budget, and ``<dir>/best.pt`` after an evaluation that
+    improved the selection score.
+
+    ``meta`` returns what is stored beside the engine state (config, versions).
+    """
+
+    def __init__(self, directory: str | Path, meta: Callable[[], dict[str, Any]], every_steps: int | None = None):
+        self.directory = Path(directory)
+        self.meta = meta
+        self.every_steps = every_steps
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
+    def save(self, engine: Engine, path: Path) -> None:
+        save_checkpoint(path, {**self.meta(), "engine": engine.state_dict()})
+
+    def iteration_completed(self, engine: Engine) -> None:
+        s = engine.state
+        periodic = self.every_steps is not None and s.iteration % self.every_steps == 0
+        budget_end = s.max_steps is not None and s.iteration >= s.max_steps
+        if periodic or budget_end:
+            self.save(engine, self.last_path)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        # runs after evaluation (attached later), before the epoch counter moves on;
+        # the saved state resumes at the start of the next epoch
+        state = engine.state
+        state.epoch += 1
+        state.epoch_iteration, saved_iteration = 0, state.epoch_iteration
+        try:
+            self.save(engine, self.last_path)
+            if state.stash.pop(IMPROVED, False):
+                self.save(engine, self.best_path)
+        finally:
+            state.epoch -= 1
+            state.epoch_iteration = saved_iteration

@@ -1,0 +1,88 @@
+"""Metrics logging: one JSON object per line in ``metrics.jsonl`` (and TensorBoard if asked)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..engine import Engine, Handler
+from ..jsonutil import dumps
+
+__all__ = ["JSONLLogger"]
+
+
+class JSONLLogger(Handler):
+    """Appends train records every ``log_every`` steps and every evaluation to ``path``.
+
+    Schedule: ITERATION_COMPLETED(every=log_every), EPOCH_COMPLETED, EVAL_COMPLETED.
+    Records carry ``event`` (``train``, ``epoch``, ``eval``), ``epoch`` and ``step``.
+    With ``tensorboard_dir`` the same scalars go to TensorBoard.
+    """
+
+    def __init__(self, path: str | Path, log_every: int = 10, tensorboard_dir: str | Path | None = None):
+        self.path = Path(path)
+        self.every = {"iteration_completed": log_every}
+        self._start = time.perf_counter()
+        self._tb = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(tensorboard_dir))
+
+    def write(self, record: dict[str, Any]) -> None:
+        record = {"time": round(time.perf_counter() - self._start, 3), **record}
+        with self.path.open("a") as f:
+            f.write(dumps(record) + "\n")
+        if self._tb is not None:
+            step = record.get("step", 0)
+            for group in ("losses", "weights", "diagnostics"):
+                for k, v in (record.get(group) or {}).items():
+                    self._tb.add_scalar(f"{record['event']}/{group}/{k}", v, step)
+            for task, metrics in (record.get("metrics") or {}).items():
+                for k, v in metrics.items():
+                    self._tb.add_scalar(f"{record.get('split')}/{task}/{k}", v, step)
+
+    def iteration_completed(self, engine: Engine) -> None:
+        s = engine.state
+        self.write(
+            {
+                "event": "train",
+                "epoch": s.epoch,
+                "step": s.iteration,
+                "lr": engine.optimizer.param_groups[0]["lr"],
+                "losses": s.losses,
+                "weights": s.weights,
+                "diagnostics": s.diagnostics,
+            }
+        )
+
+    def epoch_completed(self, engine: Engine) -> None:
+        s = engine.state
+        n = max(s.epoch_iteration, 1)
+        self.write(
+            {
+                "event": "epoch",
+                "epoch": s.epoch,
+                "step": s.iteration,
+                "mean_losses": {t: v / n for t, v in s.epoch_loss_sums.items()},
+            }
+        )
+
+    def eval_completed(self, engine: Engine) -> None:
+        s = engine.state
+        split = engine.last_eval_split
+        self.write(
+            {
+                "event": "eval",
+                "split": split,
+                "epoch": s.epoch,
+                "step": s.iteration,
+                "metrics": s.metrics.get(split, {}),
+                **s.summary.get(split or "", {}),
+            }
+        )
+
+    def completed(self, engine: Engine) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,59 @@
+"""A rich progress bar over training steps, with the latest losses."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..engine import Engine, Handler
+
+__all__ = ["ProgressBar"]
+
+
+class ProgressBar(Handler):
+    """One bar for the whole run (steps), refreshed every ``refresh_every`` steps.
+
+    Schedule: STARTED, ITERATION_COMPLETED(every=refresh_every), COMPLETED / EXCEPTION_RAISED.
+    """
+
+    def __init__(self, console: Console | None = None, refresh_every: int = 1):
+        self.console = console or Console(stderr=True)
+        self.every = {"iteration_completed": refresh_every}
+        self._progress: Progress | None = None
+        self._task = None
+
+    def started(self, engine: Engine) -> None:
+        s = engine.state
+        total = s.max_epochs * len(engine.train_loader)
+        if s.max_steps is not None:
+            total = min(total, s.max_steps)
+        self._progress = Progress(
+            TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=s.iteration, epoch=s.epoch, losses="")
+
+    def iteration_completed(self, engine: Engine) -> None:
+        if self._progress is None:
+            return
+        s = engine.state
+        losses = " ".join(f"{t}={v:.3f}" for t, v in s.losses.items())
+        self._progress.update(self._task, completed=s.iteration, epoch=s.epoch, losses=losses)
+
+    def completed(self, engine: Engine) -> None:
+        self._stop()
+
+    def exception_raised(self, engine: Engine) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,227 @@
+"""``mtlx run`` as a function: run directory, engine, handlers, training, results.
+
+A run directory holds ``config.toml`` (the resolved config), ``metrics.jsonl``,
+``last.pt`` / ``best.pt`` and ``results.json``. An existing run is never
+overwritten: continue it with ``resume=True`` or choose another directory.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .build import Components, build
+from .checkpoint import atomic_write_text, load_checkpoint
+from .config import RunConfig, TrainConfig
+from .data import MultiInputLoader, make_loader
+from .engine import Engine
+from .errors import CheckpointError, ConfigError
+from .jsonutil import dumps
+from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
+from .plugins import get_plugin_manager
+
+__all__ = ["select_device", "seed_everything", "prepare_run_dir", "create_engine", "train", "RUN_FILES"]
+
+#: Files whose presence marks a directory as holding a run.
+RUN_FILES = ("config.toml", "last.pt", "best.pt", "results.json", "metrics.jsonl")
+
+
+def select_device(spec: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as error:
+        raise ConfigError(f"invalid --device {spec!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec} requested but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool = False) -> Path:
+    """Create (or, with ``resume``, check) the run directory."""
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{config.dataset.name}-{config.strategy.name}-{stamp}"
+    run_dir = Path(out)
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if resume:
+        if not (run_dir / "last.pt").is_file():
+            raise CheckpointError(f"cannot resume {run_dir}: it has no last.pt checkpoint")
+        return run_dir
+    if existing:
+        raise CheckpointError(
+            f"run directory {run_dir} already holds a run ({', '.join(existing)}); "
+            f"continue it with --resume {run_dir} or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _versions() -> dict[str, str]:
+    pm = get_plugin_manager()
+    versions = {info.dist: info.version for info in pm.plugins.values() if info.error is None}
+    try:
+        versions["mtlx"] = dist_version("mtlx")
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        versions["mtlx"] = "unknown"
+    return versions
+
+
+def _make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Optimizer:
+    groups = [{"params": [p for p in components.model.parameters() if p.requires_grad], "weight_decay": train.weight_decay}]
+    extra = [p for p in components.strategy.extra_parameters() if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "weight_decay": 0.0})
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum)
+    cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=train.lr)
+
+
+def _make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    if train.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train.step_size, gamma=train.gamma)
+    if train.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs)
+    return None
+
+
+def _loader(components: Components, split: str, *, train: bool) -> Any:
+    cfg = components.config.train
+    data = components.dataset.split(split)
+    kwargs = dict(
+        batch_size=cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size),
+        shuffle=train,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        drop_last=False,
+        collate_fn=components.dataset.collate,
+    )
+    if components.dataset.multi_input:
+        return MultiInputLoader({t: make_loader(d, **kwargs) for t, d in data.items()})
+    return make_loader(data, **kwargs)
+
+
+def eval_splits(components: Components) -> tuple[str, str | None]:
+    """(validation split, test split or None): val falls back to test where a dataset has no val."""
+    cfg, splits = components.config.train, components.dataset.splits
+    test = cfg.test_split if cfg.test_split in splits else None
+    val = cfg.val_split if cfg.val_split in splits else test
+    if val is None:
+        raise ConfigError(
+            f"dataset {components.config.dataset.name!r} has neither split {cfg.val_split!r} nor "
+            f"{cfg.test_split!r} (splits: {', '.join(splits)})"
+        )
+    return val, test
+
+
+def create_engine(
+    components: Components,
+    run_dir: Path,
+    *,
+    progress: bool = False,
+    tensorboard: bool = False,
+    log_every: int = 10,
+) -> Engine:
+    """The engine with the default handlers (LR schedule, evaluation, checkpoints, JSONL, progress)."""
+    cfg = components.config.train
+    device = select_device(cfg.device)
+    components.model.to(device)
+    optimizer = _make_optimizer(cfg, components)
+    val, test = eval_splits(components)
+    eval_loaders = {s: _loader(components, s, train=False) for s in {val, test} if s is not None}
+    engine = Engine(
+        model=components.model,
+        strategy=components.strategy,
+        optimizer=optimizer,
+        tasks=components.tasks,
+        train_loader=_loader(components, "train", train=True),
+        eval_loaders=eval_loaders,
+        device=device,
+        max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        precision=cfg.precision,
+        loss_transform=cfg.loss_transform,
+        on_nonfinite=cfg.on_nonfinite,
+        baseline=components.dataset.baseline(),
+        multi_input=components.dataset.multi_input,
+        scheduler=_make_scheduler(cfg, optimizer),
+    )
+    meta = {"config": components.config.to_dict(), "versions": _versions()}
+    engine.attach(LRSchedulerHandler())
+    engine.attach(EvaluationHandler(val, every=cfg.eval_every))
+    engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
+    engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=log_every,
+                              tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))
+    if progress:
+        engine.attach(ProgressBar())
+    get_plugin_manager().hook.mtlx_engine_created(engine=engine, config=components.config)
+    return engine
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    tensorboard: bool = False,
+) -> dict[str, Any]:
+    """Train and evaluate; write ``config.toml`` and ``results.json``; return the results."""
+    seed_everything(config.train.seed)
+    components = build(config)
+    if not resume:
+        atomic_write_text(run_dir / "config.toml", config.to_toml())
+    engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
+    if resume:
+        engine.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=engine.device)["engine"])
+    start = time.perf_counter()
+    engine.run()
+    results = _final_results(engine, components, run_dir)
+    results["train_time_s"] = round(time.perf_counter() - start, 2)
+    atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
+    return results
+
+
+def _final_results(engine: Engine, components: Components, run_dir: Path) -> dict[str, Any]:
+    state = engine.state
+    val, test = eval_splits(components)
+    results: dict[str, Any] = {
+        "dataset": components.config.dataset.name,
+        "strategy": components.config.strategy.name,
+        "tasks": list(components.tasks),
+        "epochs_completed": state.epoch,
+        "steps": state.iteration,
+        "higher_is_better": {t: dict(type(s.meter()).higher_is_better) for t, s in components.tasks.items()},
+        "baseline": components.dataset.baseline(),
+        "val_split": val,
+        "val": state.metrics.get(val),
+        "val_summary": state.summary.get(val, {}),
+        "best": state.best,
+    }
+    if test is not None:
+        results["test_split"] = test
+        results["test"] = state.metrics[test] if test == val and test in state.metrics else engine.evaluate(test)
+        results["test_summary"] = state.summary.get(test, {})
+        best_path = run_dir / "best.pt"
+        if state.best is not None and best_path.is_file() and state.best["epoch"] != state.epoch - 1:
+            final_weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
+            engine.model.load_state_dict(load_checkpoint(best_path, map_location=engine.device)["engine"]["model"])
+            results["test_at_best"] = engine.evaluate(test)
+            results["test_at_best_summary"] = state.summary.get(test, {})
+            engine.model.load_state_dict(final_weights)
+    return results
