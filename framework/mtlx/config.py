@@ -71,6 +71,7 @@ class TrainConfig:
     data_root: str | None = None
     max_steps: int | None = None
     eval_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    log_every: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     checkpoint_every: int | None = None
     on_nonfinite: str = attrs.field(default="stop", validator=_in(("stop", "skip")))
     val_split: str = "val"
@@ -108,7 +109,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``section.key=value``; the value is read as a TOML literal, else kept as a string."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or "." not in key or not key.split(".", 1)[1]:
+    section, _, name = key.partition(".")
+    if not sep or not section or not name:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. strategy.lambda_tsr=0.9)")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]

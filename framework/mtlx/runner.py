@@ -135,7 +135,6 @@ def create_engine(
     *,
     progress: bool = False,
     tensorboard: bool = False,
-    log_every: int = 10,
 ) -> Engine:
     """The engine with the default handlers (LR schedule, evaluation, checkpoints, JSONL, progress)."""
     cfg = components.config.train
@@ -165,7 +164,7 @@ def create_engine(
     engine.attach(LRSchedulerHandler())
     engine.attach(EvaluationHandler(val, every=cfg.eval_every))
     engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
-    engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=log_every,
+    engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
                               tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))
     if progress:
         engine.attach(ProgressBar())

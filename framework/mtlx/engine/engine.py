@@ -229,7 +229,7 @@ class Engine:
         self.fire(Events.AFTER_FORWARD)
         bad = first_nonfinite(losses)
         if bad is not None:
-            self._nonfinite(f"the loss of task {bad!r} is {float(losses[bad])}", losses)
+            self._nonfinite(f"the loss of task {bad!r} is {float(losses[bad].detach())}", losses)
             return
 
         def recompute() -> dict[str, torch.Tensor]:

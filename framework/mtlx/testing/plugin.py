@@ -1,0 +1,117 @@
+"""A self-contained test plugin: ``--plugin mtlx.testing.plugin`` adds toy components.
+
+It lets the core's own tests (and plugin authors) run the whole CLI without
+any first-party plugin installed: dataset ``toy`` (random dense data with a
+stored baseline), architecture ``toy`` (:class:`~mtlx.testing.ToyModel`),
+backbone/head placeholders it ignores, and strategy ``toy-weighted``
+(fixed weights 1, 2, 3, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import torch
+
+from .. import hookimpl
+from ..interfaces import Backbone, Dataset, LossWeighting, StepContext, TaskHead, TaskSpec
+from .toy import ToyModel, toy_batch, toy_tasks
+
+__all__ = ["ToyDataset", "ToyArch", "ToyWeighted"]
+
+
+class _Samples(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor, targets: dict[str, torch.Tensor]):
+        self.x, self.targets = x, targets
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.x[i], {t: v[i] for t, v in self.targets.items()}
+
+
+class ToyDataset(Dataset):
+    """Random dense data: segmentation and regression tasks on 6x6 inputs."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        num_tasks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+        size: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+        seed: int = 0
+
+    recommended: Mapping[str, Any] = {
+        "arch.name": "toy", "backbone.name": "toy", "head.name": "toy", "train.epochs": 2, "train.batch_size": 4,
+    }
+    presets = {"fast": {"train.epochs": 1}}
+
+    def __init__(self, config: Config, root: str | None):
+        self.config = config
+        self._tasks = toy_tasks(config.num_tasks)
+
+    @property
+    def tasks(self) -> Mapping[str, TaskSpec]:
+        return self._tasks
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (3, 6, 6)
+
+    def split(self, name: str) -> torch.utils.data.Dataset:
+        offset = {"train": 0, "val": 1, "test": 2}[name]
+        x, targets = toy_batch(self._tasks, batch_size=self.config.size, seed=self.config.seed * 3 + offset)
+        return _Samples(x, targets)
+
+    def baseline(self) -> Mapping[str, Mapping[str, float]]:
+        return {"seg0": {"miou": 0.25, "pixacc": 0.3}, "reg1": {"mae": 1.0}}
+
+
+class _Unused(Backbone):
+    """Placeholder: the toy architecture builds its own encoder."""
+
+    @attrs.frozen
+    class Config:
+        pass
+
+
+class _UnusedHead(TaskHead):
+    """Placeholder: the toy architecture builds its own heads."""
+
+    @attrs.frozen
+    class Config:
+        pass
+
+
+class ToyArch(ToyModel):
+    """ToyModel as an architecture plugin (ignores the backbone and head factories)."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        channels: int = 8
+
+    def __init__(self, config: Config, *, tasks: Mapping[str, TaskSpec], make_backbone: Any, make_head: Any,
+                 input_shape: tuple[int, ...]):
+        super().__init__(tasks, in_channels=input_shape[0], channels=config.channels)
+
+
+class ToyWeighted(LossWeighting):
+    """Fixed weights 1, 2, 3, ... (a non-uniform loss weighting for tests)."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        pass
+
+    def combine(self, losses: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = torch.arange(1, len(losses) + 1, dtype=losses.dtype, device=losses.device)
+        return (weights * losses).sum(), weights
+
+
+@hookimpl
+def mtlx_register(registry: Any) -> None:
+    registry.datasets.register("toy", ToyDataset)
+    registry.archs.register("toy", ToyArch)
+    registry.backbones.register("toy", _Unused)
+    registry.heads.register("toy", _UnusedHead)
+    registry.strategies.register("toy-weighted", ToyWeighted)

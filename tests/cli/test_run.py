@@ -1,0 +1,110 @@
+"""`mtlx run` end to end on the toy plugin: run directory, errors, resume, non-finite guard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mtlx.checkpoint import load_checkpoint
+
+RUN = ("run", "-d", "toy", "-s", "toy-weighted", "-q")
+
+
+def test_run_writes_config_metrics_checkpoints_and_results(cli, tmp_path):
+    out = tmp_path / "run"
+    result = cli(*RUN, "--epochs", "2", "--out", str(out), "-o", "arch.channels=4", "-o", "train.log_every=1")
+    assert result.exit_code == 0, result.output
+    assert {"config.toml", "metrics.jsonl", "last.pt", "best.pt", "results.json"} <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_completed"] == 2 and results["steps"] == 8
+    assert set(results["test"]) == {"seg0", "reg1"}
+    assert "delta_m_task" in results["test_summary"]
+    assert "Delta_m" in result.output and "seg0" in result.output
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {r["event"] for r in records} == {"train", "epoch", "eval"}
+    assert 'channels = 4' in (out / "config.toml").read_text()
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["config"]["arch"] == {"name": "toy", "channels": 4}
+
+
+def test_existing_run_directory_is_never_overwritten(cli, tmp_path):
+    out = tmp_path / "run"
+    assert cli(*RUN, "--epochs", "1", "--out", str(out)).exit_code == 0
+    before = (out / "last.pt").read_bytes()
+    result = cli(*RUN, "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 4
+    assert "already holds a run" in result.output and "--resume" in result.output
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_after_max_steps_matches_uninterrupted_run(cli, tmp_path):
+    """Stop mid-epoch 2 (step 6 of 8), resume, and end with bit-identical weights."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli(*RUN, "--epochs", "2", "--out", str(full)).exit_code == 0
+    assert cli(*RUN, "--epochs", "2", "--max-steps", "6", "--out", str(part)).exit_code == 0
+    assert load_checkpoint(part / "last.pt")["engine"]["state"]["iteration"] == 6
+    result = cli("run", "--resume", str(part), "-q", "-o", "train.max_steps=1000")
+    assert result.exit_code == 0, result.output
+    a = load_checkpoint(full / "last.pt")["engine"]["model"]
+    b = load_checkpoint(part / "last.pt")["engine"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("run", "-s", "toy-weigted", "-d", "toy"), 2, "no strategy 'toy-weigted'; did you mean 'toy-weighted'?"),
+        (("run", "-d", "tyo"), 2, "no dataset 'tyo'; did you mean 'toy'?"),
+        (("run", "-d", "toy", "-o", "train.epoch=1"), 2, "unknown key train.epoch; did you mean 'epochs'?"),
+        (("run", "-d", "toy", "-o", "arch.chanels=1"), 2, "architecture 'toy' has no option 'chanels'"),
+        (("run", "-d", "toy", "-o", "epochs"), 2, "must look like section.key=value"),
+        (("run", "-d", "toy", "--preset", "slow"), 2, "dataset 'toy' has no preset 'slow'"),
+        (("rnu",), 2, "no command 'rnu'; did you mean 'run'?"),
+    ],
+)
+def test_bad_input_gives_one_line_and_nonzero_exit(cli, tmp_path, args, code, message):
+    result = cli(*args, "--out", str(tmp_path / "x")) if args[0] == "run" else cli(*args)
+    assert result.exit_code == code
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_malformed_config_file(cli, tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text("[train]\nepochs = = 3\n")
+    result = cli("run", "--config", str(bad))
+    assert result.exit_code == 2 and "is not valid TOML" in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from mtlx.cli import main
+    from mtlx.errors import UnknownComponentError
+
+    result = CliRunner().invoke(main, ["--debug", "--plugin", "mtlx.testing.plugin", "run", "-d", "nope"])
+    assert isinstance(result.exception, UnknownComponentError)
+
+
+def test_nonfinite_loss_stops_with_task_and_step_and_keeps_checkpoint(cli, tmp_path, monkeypatch):
+    """A NaN in task reg1's loss at step 6 stops the run; last.pt from epoch 1 survives."""
+    import mtlx.engine.engine as engine_mod
+
+    real = engine_mod.task_losses
+    calls = {"n": 0}
+
+    def poisoned(preds, targets, tasks, transform):
+        losses = real(preds, targets, tasks, transform)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            losses["reg1"] = losses["reg1"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(engine_mod, "task_losses", poisoned)
+    out = tmp_path / "run"
+    result = cli(*RUN, "--epochs", "3", "--out", str(out), "-o", "train.eval_every=100")
+    assert result.exit_code == 6
+    assert "step 6 (epoch 1): the loss of task 'reg1' is nan" in result.output
+    assert load_checkpoint(out / "last.pt")["engine"]["state"]["iteration"] == 4

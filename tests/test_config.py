@@ -1,0 +1,79 @@
+"""Config layering, TOML files and -o overrides."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from mtlx import ConfigError
+from mtlx.config import RunConfig, build_component_config, load_toml, parse_override, resolve
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value"),
+    [
+        ("strategy.lambda_tsr=0.9", "strategy.lambda_tsr", 0.9),
+        ("train.epochs=3", "train.epochs", 3),
+        ("dataset.tasks=seg,depth", "dataset.tasks", "seg,depth"),
+        ("dataset.tasks=['seg', 'depth']", "dataset.tasks", ["seg", "depth"]),
+        ("train.device = cuda:1", "train.device", "cuda:1"),
+        ("strategy.use_csa=false", "strategy.use_csa", False),
+    ],
+)
+def test_parse_override_reads_toml_literals(text, key, value):
+    assert parse_override(text) == (key, value)
+
+
+@pytest.mark.parametrize("text", ["epochs=3", "train.epochs", ".x=1", "train.=1"])
+def test_parse_override_rejects_malformed(text):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override(text)
+
+
+def test_layers_later_wins_and_roundtrip_through_toml(tmp_path):
+    cfg = resolve([{"train.epochs": 5, "strategy.name": "rep-mtl"}, {"train.epochs": 7, "strategy.lambda_tsr": 1.1}])
+    assert cfg.train.epochs == 7 and cfg.strategy.name == "rep-mtl"
+    assert cfg.strategy.options == {"lambda_tsr": 1.1}
+    assert cfg.dataset.name == "digits"  # the default layer
+    path = tmp_path / "c.toml"
+    path.write_text(cfg.to_toml())
+    assert resolve([load_toml(path)]) == cfg
+
+
+def test_unknown_keys_and_sections_suggest(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key train.epoch; did you mean 'epochs'\?"):
+        resolve([{"train.epoch": 3}])
+    with pytest.raises(ConfigError, match=r"unknown config section 'strategi'.*did you mean 'strategy'"):
+        resolve([{"strategi.name": "ew"}])
+    with pytest.raises(ConfigError, match="invalid \\[train\\] setting"):
+        resolve([{"train.optimizer": "lion"}])
+
+
+def test_toml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3")
+    with pytest.raises(ConfigError, match=f"{bad} is not valid TOML"):
+        load_toml(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(tmp_path / "missing.toml")
+    flat = tmp_path / "flat.toml"
+    flat.write_text("epochs = 3")
+    with pytest.raises(ConfigError, match="must be a \\[section\\] table"):
+        load_toml(flat)
+
+
+def test_component_options_are_validated_against_its_config():
+    @attrs.frozen(kw_only=True)
+    class Cfg:
+        lambda_tsr: float = attrs.field(default=0.9, validator=attrs.validators.ge(0))
+
+    assert build_component_config(Cfg, {"lambda_tsr": 1.3}, "strategy 'x'").lambda_tsr == 1.3
+    with pytest.raises(ConfigError, match=r"strategy 'x' has no option 'lambda_tcr'; did you mean 'lambda_tsr'"):
+        build_component_config(Cfg, {"lambda_tcr": 1}, "strategy 'x'")
+    with pytest.raises(ConfigError, match="invalid option for strategy 'x'"):
+        build_component_config(Cfg, {"lambda_tsr": -1.0}, "strategy 'x'")
+
+
+def test_default_run_config_is_ew_on_digits():
+    cfg = RunConfig()
+    assert (cfg.strategy.name, cfg.dataset.name) == ("ew", "digits")

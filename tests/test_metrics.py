@@ -1,0 +1,140 @@
+"""Meters and Delta_m against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mtlx.metrics import AccuracyMeter, DepthMeter, MAEMeter, NormalMeter, SegmentationMeter, delta_m
+
+
+def test_segmentation_miou_with_absent_class_and_ignore():
+    """Confusion over 3 classes; class 2 never occurs; -1 pixels are ignored."""
+    target = torch.tensor([[0, 0, 1, 1, -1]])
+    pred = torch.tensor([[0, 1, 1, 1, 2]])
+    meter = SegmentationMeter(3)
+    meter.update(pred, target)
+    # class 0: tp 1, union 2 -> 0.5 ; class 1: tp 2, union 3 -> 2/3 ; class 2: 0/0 -> skipped
+    out = meter.compute()
+    assert out["miou"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert out["pixacc"] == pytest.approx(3 / 4)
+    nan_meter = SegmentationMeter(3, absent="nan")
+    nan_meter.update(pred, target)
+    assert math.isnan(nan_meter.compute()["miou"])
+
+
+def test_segmentation_accumulates_over_batches_from_logits():
+    meter = SegmentationMeter(2)
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 1, 0, 1] = 1.0  # predicts [0, 1]
+    meter.update(logits, torch.tensor([[[0, 0]]]))
+    meter.update(logits, torch.tensor([[[1, 1]]]))
+    # confusion: gt0->pred0 1, gt0->pred1 1, gt1->pred0 1, gt1->pred1 1 ; IoU each = 1/3
+    assert meter.compute()["miou"] == pytest.approx(1 / 3)
+    assert meter.compute()["pixacc"] == pytest.approx(0.5)
+
+
+def test_depth_errors_skip_invalid_pixels():
+    target = torch.tensor([[[[2.0, 4.0, 0.0]]]])
+    pred = torch.tensor([[[[1.0, 5.0, 9.0]]]])
+    meter = DepthMeter()
+    meter.update(pred, target)
+    out = meter.compute()
+    assert out["abs_err"] == pytest.approx(1.0)
+    assert out["rel_err"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+
+
+def test_depth_batch_aggregation_differs_from_global():
+    g, b = DepthMeter("global"), DepthMeter("batch")
+    for meter in (g, b):
+        meter.update(torch.tensor([[[[1.0, 1.0, 1.0]]]]), torch.tensor([[[[2.0, 2.0, 2.0]]]]))  # 3 px err 1
+        meter.update(torch.tensor([[[[1.0]]]]), torch.tensor([[[[4.0]]]]))  # 1 px err 3
+    assert g.compute()["abs_err"] == pytest.approx(6 / 4)
+    assert b.compute()["abs_err"] == pytest.approx((1 + 3) / 2)
+
+
+def test_normals_true_median_thresholds_and_invalid():
+    # angles 0, 90, 45, 20 degrees in the xy-plane; one invalid all-zero pixel
+    angles = torch.tensor([0.0, 90.0, 45.0, 20.0])
+    rad = torch.deg2rad(angles)
+    pred = torch.stack([torch.cos(rad), torch.sin(rad), torch.zeros(4)]) * 3.0  # unnormalised on purpose
+    target = torch.tensor([[1.0, 0, 0]] * 4).T
+    pred = torch.cat([pred, torch.tensor([[1.0], [0], [0]])], 1).reshape(1, 3, 1, 5)
+    target = torch.cat([target, torch.zeros(3, 1)], 1).reshape(1, 3, 1, 5)
+    meter = NormalMeter()
+    meter.update(pred, target)
+    out = meter.compute()
+    assert out["mean"] == pytest.approx(155 / 4, abs=1e-4)
+    assert out["median"] == pytest.approx((20 + 45) / 2, abs=1e-4)  # even count: mean of the middle two
+    assert out["within_11.25"] == pytest.approx(1 / 4)
+    assert out["within_22.5"] == pytest.approx(2 / 4)
+    assert out["within_30"] == pytest.approx(2 / 4)
+
+
+def test_accuracy_and_mae():
+    acc = AccuracyMeter()
+    acc.update(torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]]), torch.tensor([0, 1, 1]))
+    assert acc.compute()["acc"] == pytest.approx(2 / 3)
+    mae = MAEMeter(scale=10.0)
+    mae.update(torch.tensor([1.0, 2.0]), torch.tensor([1.5, 1.0]))
+    assert mae.compute()["mae"] == pytest.approx(10 * 1.5 / 2)
+
+
+def test_delta_m_libmtl_docstring_example():
+    """B = {A: [96, 98], B: [0.2]}, N = {A: [93, 99], B: [0.5]}, w = {A: [1, 0], B: [1]}."""
+    base = {"A": {"m1": 96.0, "m2": 98.0}, "B": {"m1": 0.2}}
+    new = {"A": {"m1": 93.0, "m2": 99.0}, "B": {"m1": 0.5}}
+    hib = {"A": {"m1": True, "m2": False}, "B": {"m1": True}}
+    a = ((93 - 96) / 96 - (99 - 98) / 98) / 2
+    b = (0.5 - 0.2) / 0.2
+    assert delta_m(new, base, hib, "task") == pytest.approx(100 * (a + b) / 2)
+    flat = [(93 - 96) / 96, -(99 - 98) / 98, (0.5 - 0.2) / 0.2]
+    assert delta_m(new, base, hib, "metric") == pytest.approx(100 * sum(flat) / 3)
+    assert delta_m(base, base, hib, "task") == 0.0
+    assert delta_m(base, base, hib, "metric") == 0.0
+
+
+NYU_KEYS = {
+    "seg": ["miou", "pixacc"],
+    "depth": ["abs", "rel"],
+    "normal": ["mean", "median", "t11", "t22", "t30"],
+}
+NYU_HIB = {"seg": [True, True], "depth": [False, False], "normal": [False, False, True, True, True]}
+
+
+def _nyu(values):
+    out, i = {}, 0
+    for task, keys in NYU_KEYS.items():
+        out[task] = dict(zip(keys, values[i : i + len(keys)]))
+        i += len(keys)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("row", "task_value", "metric_value"),
+    [
+        ([53.93, 75.53, 0.3825, 0.1577, 23.57, 17.01, 35.04, 60.99, 72.05], -1.78, -3.85),
+        ([54.59, 76.04, 0.3750, 0.1542, 21.91, 15.28, 38.37, 64.72, 75.05], 1.70, 0.95),
+    ],
+)
+def test_delta_m_reproduces_rep_mtl_nyuv2_table(row, task_value, metric_value):
+    """Rep-MTL paper Table 1 (EW and Rep-MTL rows) from the per-metric numbers, to ±0.05."""
+    stl = _nyu([53.50, 75.39, 0.3926, 0.1605, 21.99, 15.16, 39.04, 65.00, 75.16])
+    hib = {t: dict(zip(NYU_KEYS[t], NYU_HIB[t])) for t in NYU_KEYS}
+    assert delta_m(_nyu(row), stl, hib, "task") == pytest.approx(task_value, abs=0.05)
+    assert delta_m(_nyu(row), stl, hib, "metric") == pytest.approx(metric_value, abs=0.05)
+
+
+def test_delta_m_conventions_differ_by_weighting_and_reject_bad_input():
+    stl = _nyu([50, 70, 0.4, 0.16, 22, 15, 39, 65, 75])
+    row = _nyu([50, 70, 0.4, 0.16, 24, 17, 35, 61, 72])  # only normals worse
+    hib = {t: dict(zip(NYU_KEYS[t], NYU_HIB[t])) for t in NYU_KEYS}
+    per_task, per_metric = delta_m(row, stl, hib, "task"), delta_m(row, stl, hib, "metric")
+    assert per_task < 0 and per_metric < 0
+    assert per_metric == pytest.approx(per_task * 3 * 5 / 9)  # normals weigh 1/3 vs 5/9
+    with pytest.raises(ValueError, match="convention"):
+        delta_m(row, stl, hib, "flat")
+    with pytest.raises(KeyError, match="depth"):
+        delta_m({"seg": row["seg"], "normal": row["normal"]}, stl, hib)
