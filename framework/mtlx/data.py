@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from .errors import DataError
 
-__all__ = ["DATA_ENV", "resolve_root", "require_files", "make_loader", "MultiInputLoader"]
+__all__ = ["DATA_ENV", "resolve_root", "require_files", "make_loader", "EpochLoader", "MultiInputLoader"]
 
 DATA_ENV = "MTLX_DATA"
 
@@ -85,6 +86,58 @@ def make_loader(
         generator=generator,
         persistent_workers=False,
     )
+
+
+class EpochLoader:
+    """The training loader: a shuffle that depends only on ``(seed, epoch)``, sharded over processes.
+
+    Every process uses a :class:`StatefulDistributedSampler` over the same
+    seeded permutation, so the global batch of step ``i`` holds the same
+    samples whatever the number of processes (1 included) and a resumed run
+    continues with the exact next batch. ``state_dict`` holds the epoch and
+    the position inside it.
+    """
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset,
+        *,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        collate_fn: Any = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.sampler = StatefulDistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=drop_last
+        )
+        self.loader = StatefulDataLoader(
+            dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+            drop_last=drop_last, collate_fn=collate_fn,
+        )
+        self.epoch = 0
+        self._mid_epoch = False
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        self.sampler.set_epoch(self.epoch)
+        self._mid_epoch = True
+        yield from self.loader
+        self._mid_epoch = False
+        self.epoch += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        # a finished epoch's loader state would replay as an empty epoch: store the position only mid-epoch
+        return {"epoch": self.epoch, "loader": self.loader.state_dict() if self._mid_epoch else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        if state["loader"] is not None:
+            self.loader.load_state_dict(state["loader"])
 
 
 class MultiInputLoader:

@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "NonFiniteLossError",
+    "RunInterrupted",
     "did_you_mean",
 ]
 
@@ -75,6 +76,12 @@ class NonFiniteLossError(MtlxError):
     """A loss or gradient became NaN/Inf; the message names the task and step."""
 
     exit_code = 6
+
+
+class RunInterrupted(MtlxError):
+    """SIGINT/SIGTERM stopped the run after writing a resumable checkpoint."""
+
+    exit_code = 130
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -7,8 +7,12 @@ overwritten: continue it with ``resume=True`` or choose another directory.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,10 @@ import torch
 from .build import Components, build
 from .checkpoint import atomic_write_text, load_checkpoint
 from .config import RunConfig, TrainConfig
-from .data import MultiInputLoader, make_loader
+from . import distributed
+from .data import EpochLoader, MultiInputLoader, make_loader
 from .engine import Engine
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, RunInterrupted
 from .jsonutil import dumps
 from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .plugins import get_plugin_manager
@@ -101,19 +106,21 @@ def _make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer) -> Any
 
 
 def _loader(components: Components, split: str, *, train: bool) -> Any:
+    """Training: a sharded, resumable :class:`EpochLoader` (batch size per process); evaluation: in order."""
     cfg = components.config.train
     data = components.dataset.split(split)
-    kwargs = dict(
-        batch_size=cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size),
-        shuffle=train,
-        seed=cfg.seed,
-        num_workers=cfg.num_workers,
-        drop_last=False,
-        collate_fn=components.dataset.collate,
-    )
+    collate = components.dataset.collate
+
+    def one(dataset: Any) -> Any:
+        if train:
+            return EpochLoader(dataset, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                               collate_fn=collate, rank=distributed.rank(), world_size=distributed.world_size())
+        return make_loader(dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
+                           seed=cfg.seed, num_workers=cfg.num_workers, collate_fn=collate)
+
     if components.dataset.multi_input:
-        return MultiInputLoader({t: make_loader(d, **kwargs) for t, d in data.items()})
-    return make_loader(data, **kwargs)
+        return MultiInputLoader({t: one(d) for t, d in data.items()})
+    return one(data)
 
 
 def eval_splits(components: Components) -> tuple[str, str | None]:
@@ -162,12 +169,13 @@ def create_engine(
     )
     meta = {"config": components.config.to_dict(), "versions": _versions()}
     engine.attach(LRSchedulerHandler())
-    engine.attach(EvaluationHandler(val, every=cfg.eval_every))
-    engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
-    engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
-                              tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))
-    if progress:
-        engine.attach(ProgressBar())
+    if distributed.is_main_process():  # only rank 0 evaluates, logs and writes checkpoints
+        engine.attach(EvaluationHandler(val, every=cfg.eval_every))
+        engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
+        engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
+                                  tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))
+        if progress:
+            engine.attach(ProgressBar())
     get_plugin_manager().hook.mtlx_engine_created(engine=engine, config=components.config)
     return engine
 
@@ -183,17 +191,47 @@ def train(
     """Train and evaluate; write ``config.toml`` and ``results.json``; return the results."""
     seed_everything(config.train.seed)
     components = build(config)
-    if not resume:
+    main = distributed.is_main_process()
+    if main and not resume:
         atomic_write_text(run_dir / "config.toml", config.to_toml())
     engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
     if resume:
         engine.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=engine.device)["engine"])
     start = time.perf_counter()
-    engine.run()
+    with _stop_on_signals(engine) as received:
+        engine.run()
+    if received:
+        raise RunInterrupted(
+            f"stopped by {received[0]} at step {engine.state.iteration}; a resumable checkpoint is in "
+            f"{run_dir / 'last.pt'}: continue with mtlx run --resume {run_dir}"
+        )
+    if not main:
+        return {}
     results = _final_results(engine, components, run_dir)
     results["train_time_s"] = round(time.perf_counter() - start, 2)
+    results["world_size"] = distributed.world_size()
     atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
     return results
+
+
+@contextlib.contextmanager
+def _stop_on_signals(engine: Engine) -> Iterator[list[str]]:
+    """SIGINT/SIGTERM ask the engine to stop after the current step (a checkpoint is written then)."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        engine.state.should_stop = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _final_results(engine: Engine, components: Components, run_dir: Path) -> dict[str, Any]:

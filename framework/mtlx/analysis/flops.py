@@ -30,7 +30,10 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["FlopReport", "count_flops", "EXTRA_HANDLES"]
+__all__ = ["FlopReport", "count_flops", "EXTRA_HANDLES", "TOP_LEVEL"]
+
+#: ``by_module`` key of the ops a model runs in its own ``forward`` (outside any child module).
+TOP_LEVEL = "(own forward)"
 
 #: fvcore's handle signature: (jit input values, jit output values) -> flops.
 Handle = Callable[[list[Any], list[Any]], float]
@@ -100,7 +103,8 @@ class FlopReport:
     Attributes:
         total: flops counted for the whole forward.
         by_operator: flops per operator (``conv``, ``batch_norm``, ``mul``, ...).
-        by_module: flops per direct child module of the model (``backbone``, ``heads``, ...).
+        by_module: flops per direct child module of the model (``backbone``, ``heads``, ...) that
+            computes anything, plus :data:`TOP_LEVEL` for ops in the model's own forward; sums to ``total``.
         uncounted: operators with no handle and how often each ran; their cost is NOT in ``total``.
         uncalled_modules: submodules that the forward never ran (e.g. unused heads).
     """
@@ -158,6 +162,12 @@ def _module_prefix(name: str) -> str:
     return name.removeprefix("model.") if name != "model" else ""
 
 
+def _runs_code(module: nn.Module | None) -> bool:
+    """False for parameter holders and containers (no forward of their own), which are never "called"."""
+    forward = getattr(type(module), "forward", None)
+    return module is not None and forward is not nn.Module.forward and not isinstance(module, nn.Identity)
+
+
 def count_flops(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]) -> FlopReport:
     """Count the forward FLOPs of ``model`` in eval mode, without gradients.
 
@@ -186,10 +196,15 @@ def count_flops(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...
             by_module = {
                 _module_prefix(name): int(n)
                 for name, n in analysis.by_module().items()
-                if name.count(".") == 1 and name.startswith("model.")
+                if name.count(".") == 1 and name.startswith("model.") and n
             }
+            if total - sum(by_module.values()):
+                by_module[TOP_LEVEL] = total - sum(by_module.values())
             uncounted = dict(Counter(analysis.unsupported_ops()).most_common())
-            uncalled = tuple(sorted(_module_prefix(m) for m in analysis.uncalled_modules()))
+            modules = dict(wrapper.named_modules())
+            uncalled = tuple(
+                sorted(_module_prefix(m) for m in analysis.uncalled_modules() if _runs_code(modules.get(m)))
+            )
     finally:
         model.train(was_training)
     return FlopReport(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,10 +13,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .. import distributed
 from ..build import resolve_run_config
 from ..config import load_toml, parse_override, resolve
 from ..plugins import get_plugin_manager
-from ..runner import prepare_run_dir, train
+from ..runner import prepare_run_dir, select_device, train
 
 #: CLI flag -> dotted config key.
 _FLAG_KEYS = {
@@ -65,8 +69,9 @@ _FLAG_KEYS = {
 @click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue the run in this directory.")
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--nproc", type=click.IntRange(min=1), help="Data-parallel processes: relaunches under torchrun.")
 def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
-        resume: str | None, tensorboard: bool, quiet: bool, **flags: Any) -> None:
+        resume: str | None, tensorboard: bool, quiet: bool, nproc: int | None, **flags: Any) -> None:
     """Train a multi-task model and report per-task metrics and Delta_m.
 
     \b
@@ -74,24 +79,54 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
       mtlx run                                        # ew on digits, CPU-sized defaults
       mtlx run --strategy rep-mtl --dataset digits -o strategy.lambda_csa=1.1
       mtlx run --strategy mgda --dataset nyuv2 --data-root ~/data/nyuv2 --preset paper
+      torchrun --nproc-per-node 4 -m mtlx run -s rep-mtl -d nyuv2   # or: mtlx run --nproc 4 ...
     """
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _relaunch_under_torchrun(nproc)
+    if resume is None and out is not None and _restarted_by_torchrun() and (Path(out) / "last.pt").is_file():
+        resume = out  # torchrun restarted the group after a failure: continue from the last checkpoint
     user: dict[str, Any] = {}
     if config_file:
         user.update(load_toml(config_file))
     user.update({_FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
     user.update(parse_override(o) for o in overrides)
     if resume:
-        run_dir = Path(resume)
-        config = resolve([load_toml(run_dir / "config.toml"), user])
-        prepare_run_dir(run_dir, config, resume=True)
+        config = resolve([load_toml(Path(resume) / "config.toml"), user])
     else:
         config = resolve_run_config([user], presets)
-        run_dir = prepare_run_dir(out, config)
-    _report_broken_plugins()
-    console = Console()
-    console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
-    results = train(config, run_dir, resume=bool(resume), progress=not quiet)
-    print_results(console, results)
+    distributed.init_from_env(select_device(config.train.device))
+    try:
+        main = distributed.is_main_process()
+        run_dir = prepare_run_dir(resume or out, config, resume=bool(resume)) if main else None
+        run_dir = distributed.broadcast_object(run_dir)
+        _report_broken_plugins()
+        console = Console()
+        if main:
+            console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
+        results = train(config, run_dir, resume=bool(resume), progress=not quiet)
+        if main:
+            print_results(console, results)
+    finally:
+        distributed.shutdown()
+
+
+def _restarted_by_torchrun() -> bool:
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def _relaunch_under_torchrun(nproc: int) -> None:
+    """Re-run this exact command under ``torchrun --standalone --nproc-per-node N`` and exit with its code."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "mtlx", *args]
+    raise SystemExit(subprocess.call(command))
 
 
 def _report_broken_plugins() -> None:

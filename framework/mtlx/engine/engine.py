@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from ..errors import NonFiniteLossError
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
 from ..metrics import delta_m
@@ -228,8 +229,13 @@ class Engine:
         losses, rep = self._forward_losses(inputs, targets)
         self.fire(Events.AFTER_FORWARD)
         bad = first_nonfinite(losses)
+        if distributed.is_distributed():  # every process must take the same decision
+            anywhere = distributed.all_reduce_mean(torch.tensor(float(bad is not None))) > 0
+            if anywhere and bad is None:
+                bad = "(on another process)"
         if bad is not None:
-            self._nonfinite(f"the loss of task {bad!r} is {float(losses[bad].detach())}", losses)
+            value = float(losses[bad].detach()) if bad in losses else float("nan")
+            self._nonfinite(f"the loss of task {bad!r} is {value}", losses)
             return
 
         def recompute() -> dict[str, torch.Tensor]:
@@ -243,9 +249,11 @@ class Engine:
             iteration=state.iteration - 1,
             epoch=state.epoch,
             loss_scale=float(self.scaler.get_scale()) if self.scaler is not None else 1.0,
+            average_across_processes=distributed.all_reduce_mean,
             recompute_losses=recompute,
         )
         result = self.strategy.backward(ctx)
+        distributed.sync_gradients(self.trainable_parameters())
         self.fire(Events.AFTER_BACKWARD)
         if self.scaler is None and not self._grads_finite():
             self._nonfinite("a gradient is NaN/Inf", losses)
@@ -262,6 +270,8 @@ class Engine:
         state.diagnostics = {k: float(v) for k, v in result.diagnostics.items()}
         for t, v in state.losses.items():
             state.epoch_loss_sums[t] = state.epoch_loss_sums.get(t, 0.0) + v
+        if distributed.is_distributed():  # a stop request (signal) on any process stops all at this step
+            state.should_stop = bool(distributed.all_reduce_mean(torch.tensor(float(state.should_stop))) > 0)
         self.fire(Events.ITERATION_COMPLETED)
 
     def _grads_finite(self) -> bool:

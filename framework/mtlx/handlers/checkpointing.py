@@ -15,8 +15,8 @@ __all__ = ["CheckpointHandler"]
 
 class CheckpointHandler(Handler):
     """Writes ``<dir>/last.pt`` after every epoch, every ``every_steps`` steps and when
-    the run stops on its step budget, and ``<dir>/best.pt`` after an evaluation that
-    improved the selection score.
+    the run stops early (step budget, or ``should_stop`` set by a signal), and
+    ``<dir>/best.pt`` after an evaluation that improved the selection score.
 
     ``meta`` returns what is stored beside the engine state (config, versions).
     """
@@ -41,7 +41,7 @@ class CheckpointHandler(Handler):
         s = engine.state
         periodic = self.every_steps is not None and s.iteration % self.every_steps == 0
         budget_end = s.max_steps is not None and s.iteration >= s.max_steps
-        if periodic or budget_end:
+        if periodic or budget_end or s.should_stop:
             self.save(engine, self.last_path)
 
     def epoch_completed(self, engine: Engine) -> None:

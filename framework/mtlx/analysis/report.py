@@ -1,0 +1,450 @@
+"""Tables and plots across finished runs (``mtlx report``).
+
+Runs are read from their run directories (``config.toml``, ``results.json``,
+``metrics.jsonl``; see :mod:`mtlx.runner`). Runs of one dataset with the same
+strategy and config are the seeds of one row; only ``train.seed`` and the
+settings that do not change what is trained (:data:`NOT_EXPERIMENT`) may
+differ. A cell is the mean ± sample standard deviation (n - 1) over the
+seeds, so that a table reads like the papers' "mean ± std over 3 seeds".
+
+Delta_m is taken from each run's summary, or recomputed with
+:func:`mtlx.metrics.delta_m` where a run lacks it, in both conventions
+(positive = better): ``task`` averages within each task first (LibMTL's Δp),
+``metric`` weighs every metric the same (Nash-MTL, CAGrad and FAMO publish
+its negative).
+
+Plots use matplotlib's Agg canvas on each figure (no pyplot, no global
+backend): matplotlib is the optional extra ``mtlx[report]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..config import load_toml
+from ..errors import ConfigError
+from ..metrics import delta_m
+
+__all__ = [
+    "NOT_EXPERIMENT",
+    "SPLITS",
+    "Run",
+    "load_run",
+    "find_runs",
+    "Stat",
+    "Row",
+    "Table",
+    "build_tables",
+    "to_markdown",
+    "to_csv",
+    "to_rich",
+    "write_report",
+    "new_figure",
+    "save_figure",
+]
+
+#: Settings that do not change what is trained: runs differing only in these (and the seed) share a row.
+NOT_EXPERIMENT = frozenset(
+    {"train.seed", "train.device", "train.data_root", "train.num_workers", "train.log_every", "train.checkpoint_every"}
+)
+
+#: ``--split`` -> (metrics key, summary key) in ``results.json``. ``test-at-best`` is the test result of the
+#: best validation epoch; the runner stores it only when that epoch is not the last, else it is ``test``.
+SPLITS = {
+    "test": ("test", "test_summary"),
+    "val": ("val", "val_summary"),
+    "test-at-best": ("test_at_best", "test_at_best_summary"),
+}
+
+CONVENTIONS = ("task", "metric")
+
+
+# -- runs ------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class Run:
+    """One finished run directory."""
+
+    path: Path
+    config: dict[str, Any]  # flat ``section.key`` -> value
+    results: dict[str, Any]
+    records: list[dict[str, Any]] = attrs.field(eq=False, repr=False)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.results["dataset"])
+
+    @property
+    def strategy(self) -> str:
+        return str(self.results["strategy"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("train.seed", 0))
+
+    def experiment(self) -> tuple[tuple[str, str], ...]:
+        """The config that defines the row (everything but :data:`NOT_EXPERIMENT`), hashable."""
+        return tuple(sorted((k, repr(v)) for k, v in self.config.items() if k not in NOT_EXPERIMENT))
+
+    def metrics(self, split: str) -> dict[str, dict[str, float | None]]:
+        key = SPLITS[split][0]
+        if self.results.get(key) is None and split == "test-at-best":
+            key = "test"
+        metrics = self.results.get(key)
+        if metrics is None:
+            have = ", ".join(s for s, (k, _) in SPLITS.items() if self.results.get(k) is not None) or "none"
+            raise ConfigError(f"run {self.path} has no {split!r} results (results.json has: {have}); "
+                              f"choose another --split")
+        return metrics
+
+    def delta_m(self, split: str, convention: str) -> float | None:
+        """Delta_m (%) from the run's summary, else recomputed against its baseline; None without a baseline."""
+        metrics_key, summary_key = SPLITS[split]
+        if self.results.get(metrics_key) is None and split == "test-at-best":
+            summary_key = "test_summary"
+        stored = (self.results.get(summary_key) or {}).get(f"delta_m_{convention}")
+        if stored is not None:
+            return float(stored)
+        baseline = self.results.get("baseline")
+        if not baseline:
+            return None
+        return delta_m(self.metrics(split), baseline, self.results["higher_is_better"], convention)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path.parent} is not a finished run: it has no {path.name} "
+                          f"(an interrupted run continues with `mtlx run --resume {path.parent}`)") from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} cannot be read as JSON ({error}); is the run directory damaged?") from None
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise ConfigError(f"{path}:{number} is not a JSON record ({error}); is the run directory damaged?") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path}:{number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory; missing or damaged files raise :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"run directory {path} does not exist")
+    config = load_toml(path / "config.toml")
+    results = _read_json(path / "results.json")
+    missing = [k for k in ("dataset", "strategy", "tasks", "higher_is_better") if not isinstance(results, dict)
+               or k not in results]
+    if missing:
+        raise ConfigError(f"{path / 'results.json'} is not an mtlx results file (missing {', '.join(missing)})")
+    return Run(path=path, config=config, results=results, records=_read_records(path / "metrics.jsonl"))
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Load each run directory; a directory that holds run directories (not itself a run) stands for them."""
+    runs = []
+    for path in map(Path, paths):
+        if path.is_dir() and not (path / "config.toml").exists():
+            inner = sorted(p for p in path.iterdir() if (p / "config.toml").is_file())
+            if not inner:
+                raise ConfigError(f"{path} is neither a run directory (no config.toml) nor holds any")
+            runs.extend(load_run(p) for p in inner)
+        else:
+            runs.append(load_run(path))
+    return runs
+
+
+# -- tables ----------------------------------------------------------------------
+@attrs.frozen
+class Stat:
+    """Values over seeds (``None`` = not available) -> mean ± sample std."""
+
+    values: tuple[float, ...] = attrs.field(converter=lambda vs: tuple(float(v) for v in vs if v is not None))
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n > 1 else math.nan
+
+    def format(self, digits: int) -> str:
+        if not self.values:
+            return "—"
+        if self.n == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+@attrs.frozen(kw_only=True)
+class Row:
+    """One strategy + config of a dataset: its seeds and their statistics."""
+
+    label: str
+    strategy: str
+    runs: tuple[Run, ...]
+    cells: dict[tuple[str, str], Stat]
+    delta_m: dict[str, Stat]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+
+@attrs.frozen(kw_only=True)
+class Table:
+    """All rows of one dataset, on one split."""
+
+    dataset: str
+    split: str
+    columns: list[tuple[str, str]]
+    higher_is_better: dict[str, dict[str, bool]]
+    baseline: dict[str, dict[str, float]] | None
+    rows: list[Row]
+
+    def header(self, task: str, metric: str) -> str:
+        return f"{task} {metric} {'↑' if self.higher_is_better[task][metric] else '↓'}"
+
+
+def _labels(groups: Sequence[list[Run]]) -> list[str]:
+    """Strategy name, plus the settings that tell apart rows of the same strategy."""
+    labels = []
+    for runs in groups:
+        siblings = [g[0].config for g in groups if g[0].strategy == runs[0].strategy]
+        keys = sorted({k for c in siblings for k in c if k not in NOT_EXPERIMENT
+                       and len({repr(s.get(k)) for s in siblings}) > 1})
+        extra = ", ".join(f"{k}={runs[0].config[k]}" for k in keys if k in runs[0].config)
+        labels.append(f"{runs[0].strategy} ({extra})" if extra else runs[0].strategy)
+    return labels
+
+
+def build_tables(runs: Sequence[Run], split: str = "test") -> list[Table]:
+    """One :class:`Table` per dataset; rows sorted by strategy, seeds of a row pooled."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    by_dataset: dict[str, list[Run]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.dataset, []).append(run)
+    tables = []
+    for dataset, dataset_runs in by_dataset.items():
+        groups: dict[tuple[str, Any], list[Run]] = {}
+        hib: dict[str, dict[str, bool]] = {}
+        columns: dict[tuple[str, str], None] = {}
+        for run in dataset_runs:
+            groups.setdefault((run.strategy, run.experiment()), []).append(run)
+            metrics = run.metrics(split)
+            for task in run.results["tasks"]:
+                for metric in metrics.get(task, {}):
+                    columns[(task, metric)] = None
+                    hib.setdefault(task, {})[metric] = bool(run.results["higher_is_better"][task][metric])
+        ordered = sorted(groups.values(), key=lambda g: (g[0].strategy, g[0].experiment()))
+        rows = [
+            Row(
+                label=label,
+                strategy=group[0].strategy,
+                runs=tuple(sorted(group, key=lambda r: r.seed)),
+                cells={c: Stat(r.metrics(split).get(c[0], {}).get(c[1]) for r in group) for c in columns},
+                delta_m={conv: Stat(r.delta_m(split, conv) for r in group) for conv in CONVENTIONS},
+            )
+            for label, group in zip(_labels(ordered), ordered, strict=True)
+        ]
+        tables.append(Table(dataset=dataset, split=split, columns=list(columns), higher_is_better=hib,
+                            baseline=dataset_runs[0].results.get("baseline") or None, rows=rows))
+    return tables
+
+
+# -- output formats -----------------------------------------------------------------
+METRIC_DIGITS = 4
+DELTA_DIGITS = 2
+_DELTA_HEADERS = {"task": "Δm task % ↑", "metric": "Δm metric % ↑"}
+NOTE = (
+    "Mean ± sample std over seeds (n). Δm in % vs the single-task baseline, positive = better: "
+    "'task' averages within each task first (LibMTL's Δp), 'metric' weighs every metric the same "
+    "(Nash-MTL, CAGrad and FAMO publish its negative)."
+)
+
+
+def _display_rows(table: Table) -> list[tuple[str, list[str]]]:
+    """(strategy, [label, n, cells...]) per row, the single-task baseline first when the dataset has one."""
+    out = []
+    if table.baseline:
+        cells = [f"{table.baseline[t][m]:.{METRIC_DIGITS}f}" if m in table.baseline.get(t, {}) else "—"
+                 for t, m in table.columns]
+        out.append(("", ["single-task baseline", "", *cells, f"{0:.{DELTA_DIGITS}f}", f"{0:.{DELTA_DIGITS}f}"]))
+    for row in table.rows:
+        cells = [row.cells[c].format(METRIC_DIGITS) for c in table.columns]
+        cells += [row.delta_m[conv].format(DELTA_DIGITS) for conv in CONVENTIONS]
+        out.append((row.strategy, [row.label, str(len(row.runs)), *cells]))
+    return out
+
+
+def _headers(table: Table) -> list[str]:
+    return ["strategy", "n", *(table.header(t, m) for t, m in table.columns), *_DELTA_HEADERS.values()]
+
+
+def to_markdown(tables: Sequence[Table]) -> str:
+    """One section per dataset with a pipe table, ready for a paper's appendix or a README."""
+    parts = []
+    for table in tables:
+        lines = [f"## {table.dataset} ({table.split})", "", "| " + " | ".join(_headers(table)) + " |",
+                 "|" + "|".join([":---", "---:", *["---:"] * (len(table.columns) + 2)]) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for _, cells in _display_rows(table)]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + f"\n\n{NOTE}\n"
+
+
+def to_csv(table: Table) -> str:
+    """One dataset, full precision: ``<quantity>.mean`` and ``<quantity>.std`` columns per metric and Delta_m."""
+    quantities = [f"{t}.{m}" for t, m in table.columns] + [f"delta_m_{c}" for c in CONVENTIONS]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["dataset", "split", "strategy", "label", "n", "seeds",
+                     *(f"{q}.{s}" for q in quantities for s in ("mean", "std"))])
+
+    def numbers(stats: Iterable[Stat]) -> list[str]:
+        return [repr(v) if not math.isnan(v) else "" for s in stats for v in (s.mean, s.std)]
+
+    if table.baseline:
+        base = [Stat([table.baseline.get(t, {}).get(m)]) for t, m in table.columns] + [Stat([0.0])] * 2
+        writer.writerow([table.dataset, table.split, "baseline", "single-task baseline", "", "", *numbers(base)])
+    for row in table.rows:
+        stats = [row.cells[c] for c in table.columns] + [row.delta_m[c] for c in CONVENTIONS]
+        writer.writerow([table.dataset, table.split, row.strategy, row.label, len(row.runs),
+                         " ".join(map(str, row.seeds)), *numbers(stats)])
+    return buffer.getvalue()
+
+
+def to_rich(table: Table) -> Any:
+    """A rich table; a rule separates strategies."""
+    from rich.table import Table as RichTable
+
+    out = RichTable(title=f"{table.dataset} ({table.split})", title_justify="left")
+    for i, header in enumerate(_headers(table)):
+        out.add_column(header, justify="left" if i == 0 else "right", style="bold" if i == 0 else None)
+    rows = _display_rows(table)
+    for i, (strategy, cells) in enumerate(rows):
+        following = rows[i + 1][0] if i + 1 < len(rows) else None
+        out.add_row(*cells, style="dim" if not strategy else None, end_section=strategy != following)
+    return out
+
+
+# -- plots -----------------------------------------------------------------------
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on its own Agg canvas (no pyplot state, no global backend change)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'mtlx[report]' (or pip install matplotlib), "
+                          "or pass --no-plots") from None
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _series(run: Run, field: str, task: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``field`` (``losses``/``weights``) for ``task``: train records, else epoch means."""
+    train = [r for r in run.records if r.get("event") == "train" and (r.get(field) or {}).get(task) is not None]
+    if not train and field == "losses":
+        epochs = [r for r in run.records if r.get("event") == "epoch" and task in (r.get("mean_losses") or {})]
+        return [r["step"] for r in epochs], [r["mean_losses"][task] for r in epochs]
+    return [r["step"] for r in train], [r[field][task] for r in train]
+
+
+def _plot_per_task(table: Table, field: str, ylabel: str, title: str, path: Path) -> Path | None:
+    """One panel per task, one colour per row, one line per seed; None when no run logged ``field``."""
+    tasks = list(dict.fromkeys(t for t, _ in table.columns))
+    series = {(i, k, t): _series(run, field, t) for i, row in enumerate(table.rows)
+              for k, run in enumerate(row.runs) for t in tasks}
+    if not any(steps for steps, _ in series.values()):
+        return None
+    fig = new_figure(4.0 * len(tasks), 3.2)
+    for j, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), j + 1)
+        for i, row in enumerate(table.rows):
+            for k, _ in enumerate(row.runs):
+                steps, values = series[(i, k, task)]
+                ax.plot(steps, values, color=f"C{i % 10}", linewidth=1.0, alpha=0.8, label=row.label if k == 0 else None)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7)
+    fig.suptitle(f"{table.dataset}: {title}")
+    return save_figure(fig, path)
+
+
+def _plot_delta_m(table: Table, path: Path) -> Path | None:
+    """Delta_m of each row in both conventions, error bars = std over seeds; None without a baseline."""
+    if not any(row.delta_m[c].n for row in table.rows for c in CONVENTIONS):
+        return None
+    fig = new_figure(max(5.0, 1.6 * len(table.rows) + 1.5), 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.38
+    for k, conv in enumerate(CONVENTIONS):
+        stats = [row.delta_m[conv] for row in table.rows]
+        xs = [i + (k - 0.5) * width for i in range(len(stats))]
+        ax.bar(xs, [s.mean for s in stats], width, label=f"Δm {conv}", color=f"C{k}")
+        ax.errorbar(xs, [s.mean for s in stats], yerr=[s.std for s in stats], fmt="none", ecolor="black", capsize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(table.rows)), [row.label for row in table.rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("Δm (%), positive = better")
+    ax.set_title(f"{table.dataset} ({table.split}): Δm, mean ± std over seeds", fontsize=10)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_report(tables: Sequence[Table], out: str | Path, *, plots: bool = True) -> list[Path]:
+    """Write ``report.md``, ``<dataset>.csv`` and (with ``plots``) the PNGs into ``out``; return the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.md"]
+    written[0].write_text(to_markdown(tables))
+    for table in tables:
+        name = _slug(table.dataset)
+        path = out / f"{name}.csv"
+        path.write_text(to_csv(table))
+        written.append(path)
+        if plots:
+            made = [
+                _plot_per_task(table, "losses", "training loss", "training loss per task", out / f"{name}_loss.png"),
+                _plot_per_task(table, "weights", "task weight", "task weights", out / f"{name}_weights.png"),
+                _plot_delta_m(table, out / f"{name}_delta_m.png"),
+            ]
+            written.extend(p for p in made if p is not None)
+    return written

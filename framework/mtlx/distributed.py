@@ -1,0 +1,131 @@
+"""Process-group helpers for data-parallel training under ``torchrun``.
+
+mtlx synchronises gradients itself, once, after the strategy's backward
+(one flat all-reduce), instead of wrapping the model in
+``DistributedDataParallel``: DDP's reducer hooks ``.backward()`` only, while
+gradient-manipulation strategies take per-task gradients with
+``torch.autograd.grad`` and write ``.grad`` themselves. Per-task gradients are
+averaged across processes before aggregation (``StepContext.shared_grads``),
+so every rank computes the update a single process would compute on the
+global batch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "init_from_env",
+    "is_distributed",
+    "rank",
+    "world_size",
+    "is_main_process",
+    "all_reduce_mean",
+    "all_gather_with_grad",
+    "sync_gradients",
+    "broadcast_object",
+    "shutdown",
+]
+
+
+def init_from_env(device: torch.device, timeout_s: float = 600.0) -> bool:
+    """Join the process group that ``torchrun`` describes in the environment (no-op otherwise).
+
+    The group's keys live under a per-restart prefix of the launcher's store:
+    after ``torchrun --max-restarts`` restarts a failed group, a plain
+    ``init_process_group`` can read the dead workers' addresses left from the
+    previous attempt and fail to connect (seen with gloo on torch 2.13).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rank_, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    timeout = datetime.timedelta(seconds=timeout_s)
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
+        is_master=not agent_hosts_store and rank_ == 0, timeout=timeout,
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(
+        backend=backend, store=dist.PrefixStore(f"/mtlx/attempt_{attempt}", store), rank=rank_, world_size=size,
+        timeout=timeout,
+    )
+    return True
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tensor`` over processes (a new tensor; identity without a process group)."""
+    if not is_distributed():
+        return tensor
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / world_size()
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` from every process along dim 0, keeping the autograd graph.
+
+    Gradients flowing into other processes' slices are sent back to them
+    (``torch.distributed.nn`` implements the backward as a reduce-scatter).
+    """
+    if not is_distributed():
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor), dim=0)
+
+
+def sync_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Average ``.grad`` of ``params`` over processes with one flat all-reduce."""
+    if not is_distributed():
+        return
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process (e.g. the run directory it chose)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,97 @@
+"""Developer sessions: tests, slow end-to-end runs, the plugin compatibility matrix, benchmarks.
+
+    nox -s tests      # the fast suite (what CI runs)
+    nox -s slow       # end-to-end runs marked @pytest.mark.slow
+    nox -s matrix     # core alone, core + each plugin of registry.toml alone, all together, third-party example
+    nox -s bench      # pytest-benchmark suites, JSON in .benchmarks/
+    nox -s demo       # the README's demo run
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CATALOG = tomllib.loads((ROOT / "registry.toml").read_text())["plugins"]
+TORCH = "torch==2.13.0"  # pinned first so nothing pulls another torch build
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install_all(session: nox.Session) -> None:
+    session.install(TORCH)
+    session.install("-r", "requirements-dev.txt")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The fast suite over the core and every plugin."""
+    _install_all(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """End-to-end runs marked slow."""
+    _install_all(session)
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+def _plugin_dirs(keys: list[str]) -> list[str]:
+    """Install arguments for catalogue entries and the plugins their tests need."""
+    seen: list[str] = []
+    for key in keys:
+        for dep in [*CATALOG[key].get("test_requires", []), key]:
+            path = CATALOG[dep]["dir"]
+            if path not in seen and (ROOT / path).is_dir():
+                seen.append(path)
+    return seen
+
+
+MATRIX = ["core", *[k for k in CATALOG if (ROOT / CATALOG[k]["dir"]).is_dir()], "all", "third-party"]
+
+
+@nox.session
+@nox.parametrize("target", MATRIX)
+def matrix(session: nox.Session, target: str) -> None:
+    """One fresh venv per target: core alone, core + one plugin (+ its test deps), all, third-party example.
+
+    nox's closing summary is the plugin x pass/fail table.
+    """
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    if target == "core":
+        session.run("pytest", "tests")
+    elif target == "all":
+        session.install(*[a for d in _plugin_dirs(list(CATALOG)) for a in ("-e", d)])
+        session.install("-e", ".[profile,report,test]")
+        session.run("pytest")
+    elif target == "third-party":
+        session.install("-e", "examples/third-party-plugin")
+        session.run("pytest", "examples/third-party-plugin")
+    else:
+        session.install(*[a for d in _plugin_dirs([target]) for a in ("-e", d)])
+        session.run("pytest", CATALOG[target]["dir"])
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark suites; JSON results in .benchmarks/."""
+    _install_all(session)
+    Path(".benchmarks").mkdir(exist_ok=True)
+    session.run(
+        "pytest", "benchmarks", "--benchmark-enable", "-p", "no:randomly", "-m", "not slow or slow",
+        "--benchmark-json=.benchmarks/bench.json", *session.posargs,
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's demo: EW on the embedded digits dataset."""
+    session.install(TORCH)
+    session.install("-r", "requirements.txt")
+    session.run("mtlx", "run", "--dataset", "digits", *session.posargs)

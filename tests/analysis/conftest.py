@@ -1,0 +1,38 @@
+"""Small finished toy runs shared by the report and power-law tests (created once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+#: name -> extra overrides; "a1"/"a2" are two seeds of one row, "b1" another config (lr) of the same strategy.
+RUNS = {"a1": ("train.seed=1",), "a2": ("train.seed=2",), "b1": ("train.seed=1", "train.lr=0.01")}
+
+
+@pytest.fixture(scope="session")
+def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Run directories of 1-epoch toy runs (32 channels, so the encoder's spectra can be fitted)."""
+    from mtlx.cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    runner = CliRunner()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: threads only add contention on a shared CPU
+    try:
+        _create(runner, main, root)
+    finally:
+        torch.set_num_threads(threads)
+    return {name: root / name for name in RUNS}
+
+
+def _create(runner: CliRunner, main, root: Path) -> None:
+    for name, overrides in RUNS.items():
+        args = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "1",
+                "--out", str(root / name), "-q", "-o", "train.log_every=1", "-o", "arch.channels=32"]
+        for override in overrides:
+            args += ["-o", override]
+        result = runner.invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output

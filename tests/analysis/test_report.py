@@ -1,0 +1,121 @@
+"""`mtlx report`: rows of seeds, mean ± std, Delta_m in both conventions, Markdown/CSV files, PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import statistics
+
+import pytest
+from PIL import Image, ImageStat
+
+from mtlx.analysis.report import build_tables, find_runs, load_run
+from mtlx.errors import ConfigError
+
+pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
+
+
+def results(path):
+    return json.loads((path / "results.json").read_text())
+
+
+def rows_by_label(text):
+    return {row["label"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
+    out = tmp_path / "report"
+    result = cli("report", *map(str, toy_runs.values()), "--out", str(out), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = rows_by_label((out / "toy.csv").read_text())
+    assert set(rows) == {"single-task baseline", "toy-weighted (train.lr=0.001)", "toy-weighted (train.lr=0.01)"}
+    a1, a2, b1 = (results(toy_runs[k]) for k in ("a1", "a2", "b1"))
+    seeds = rows["toy-weighted (train.lr=0.001)"]
+    assert seeds["n"] == "2" and seeds["seeds"] == "1 2"
+    for task, metric in [("seg0", "miou"), ("seg0", "pixacc"), ("reg1", "mae")]:
+        values = [a1["test"][task][metric], a2["test"][task][metric]]
+        assert float(seeds[f"{task}.{metric}.mean"]) == pytest.approx((values[0] + values[1]) / 2, rel=1e-12)
+        by_hand = abs(values[0] - values[1]) / 2**0.5  # sample std (n - 1) of two values
+        assert float(seeds[f"{task}.{metric}.std"]) == pytest.approx(by_hand, rel=1e-9)
+        single = rows["toy-weighted (train.lr=0.01)"]
+        assert float(single[f"{task}.{metric}.mean"]) == b1["test"][task][metric] and single[f"{task}.{metric}.std"] == ""
+    for conv in ("task", "metric"):
+        values = [a1["test_summary"][f"delta_m_{conv}"], a2["test_summary"][f"delta_m_{conv}"]]
+        assert float(seeds[f"delta_m_{conv}.mean"]) == pytest.approx(statistics.fmean(values), rel=1e-12)
+        assert float(seeds[f"delta_m_{conv}.std"]) == pytest.approx(statistics.stdev(values), rel=1e-9)
+    assert float(rows["single-task baseline"]["seg0.miou.mean"]) == a1["baseline"]["seg0"]["miou"]
+    assert rows_by_label(result.stdout) == rows  # --format csv prints the same table
+
+    markdown = (out / "report.md").read_text()
+    mean = (a1["test"]["reg1"]["mae"] + a2["test"]["reg1"]["mae"]) / 2
+    std = abs(a1["test"]["reg1"]["mae"] - a2["test"]["reg1"]["mae"]) / 2**0.5
+    assert f"| {mean:.4f} ± {std:.4f} |" in markdown
+    assert "| strategy | n | seg0 miou ↑ | seg0 pixacc ↑ | reg1 mae ↓ | Δm task % ↑ | Δm metric % ↑ |" in markdown
+
+
+def test_report_writes_nonblank_plots(cli, toy_runs, tmp_path):
+    out = tmp_path / "report"
+    result = cli("report", *map(str, toy_runs.values()), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "toy (test)" in result.stdout and "single-task baseline" in result.stdout
+    for name in ("toy_loss.png", "toy_weights.png", "toy_delta_m.png"):
+        with Image.open(out / name) as image:
+            assert image.width > 300 and image.height > 200
+            grey = image.convert("L")
+            assert ImageStat.Stat(grey).stddev[0] > 10  # not a blank canvas
+            assert len(grey.getcolors(maxcolors=1 << 16)) > 20
+
+
+def test_runs_of_a_directory_and_recomputed_delta_m(toy_runs, tmp_path):
+    """A parent directory stands for its runs; a run without a summary gets Delta_m from mtlx.metrics.delta_m."""
+    parent = tmp_path / "runs"
+    for name in ("a1", "a2"):
+        shutil.copytree(toy_runs[name], parent / name)
+    stored = build_tables(find_runs([parent]))[0].rows[0].delta_m
+    for name in ("a1", "a2"):
+        data = results(parent / name)
+        del data["test_summary"]
+        (parent / name / "results.json").write_text(json.dumps(data))
+    recomputed = build_tables(find_runs([parent]))[0].rows[0].delta_m
+    for conv in ("task", "metric"):
+        assert recomputed[conv].values == pytest.approx(stored[conv].values, rel=1e-12)
+
+
+def test_val_and_test_at_best_splits(toy_runs):
+    run = load_run(toy_runs["a1"])
+    val = build_tables([run], "val")[0]
+    assert val.rows[0].cells[("reg1", "mae")].values == (run.results["val"]["reg1"]["mae"],)
+    at_best = build_tables([run], "test-at-best")[0]  # one epoch: the best epoch is the last
+    assert at_best.rows[0].cells[("reg1", "mae")].values == (run.results["test"]["reg1"]["mae"],)
+
+
+def test_missing_or_damaged_run_directories_are_named(cli, toy_runs, tmp_path):
+    result = cli("report", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and f"run directory {tmp_path / 'nope'} does not exist" in result.output
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(toy_runs["a1"], damaged)
+    (damaged / "results.json").write_text('{"dataset": ')
+    with pytest.raises(ConfigError, match=f"{damaged / 'results.json'} cannot be read as JSON"):
+        load_run(damaged)
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(toy_runs["a1"], unfinished)
+    (unfinished / "results.json").unlink()
+    with pytest.raises(ConfigError, match="is not a finished run: it has no results.json.*--resume"):
+        load_run(unfinished)
+
+    bad_log = tmp_path / "bad_log"
+    shutil.copytree(toy_runs["a1"], bad_log)
+    with (bad_log / "metrics.jsonl").open("a") as f:
+        f.write("{truncated\n")
+    lines = len((bad_log / "metrics.jsonl").read_text().splitlines())
+    with pytest.raises(ConfigError, match=f"metrics.jsonl:{lines} is not a JSON record"):
+        load_run(bad_log)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="neither a run directory"):
+        find_runs([empty])

@@ -1,0 +1,86 @@
+"""Data parallelism under torchrun (gloo, 2 CPU processes) and surviving faults.
+
+Each test runs `mtlx` in subprocesses on the toy plugin, so it needs no
+first-party plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlx.checkpoint import load_checkpoint
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXTURES), *sys.path]), "OMP_NUM_THREADS": "1"}
+
+
+def _mtlx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mtlx", *args], env=env or _env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def _torchrun(*args: str, nproc: int = 2, extra: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *extra,
+               "-m", "mtlx", *args]
+    return subprocess.run(command, env=env or _env(), capture_output=True, text=True, timeout=300)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "last.pt")["engine"]["model"]
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
+    single = _mtlx(*TOY, "--batch-size", "4", "--epochs", "2", "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    double = _torchrun(*TOY, "--batch-size", "2", "--epochs", "2", "--out", str(tmp_path / "two"))
+    assert double.returncode == 0, double.stderr
+    assert _max_diff(_weights(tmp_path / "one"), _weights(tmp_path / "two")) < 1e-5
+    assert not (tmp_path / "two" / "results.json").read_text() == ""
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_restarts_from_checkpoint_with_identical_result(tmp_path):
+    args = (*TOY, "--batch-size", "2", "--epochs", "3", "--checkpoint-every", "2")
+    clean = _torchrun(*args, "--out", str(tmp_path / "clean"))
+    assert clean.returncode == 0, clean.stderr
+    env = {**_env(), "KILL_STEP": "5", "KILL_RANK": "1"}
+    killed = _torchrun("--plugin", "killer_plugin", *args, "--out", str(tmp_path / "killed"),
+                       extra=("--max-restarts=1",), env=env)
+    assert killed.returncode == 0, killed.stderr
+    assert "SIGKILL" in killed.stderr or "Signals.SIGKILL" in killed.stderr or "exitcode" in killed.stderr
+    assert _max_diff(_weights(tmp_path / "clean"), _weights(tmp_path / "killed")) == 0.0
+
+
+def test_sigterm_writes_a_resumable_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = [*TOY, "--epochs", "400", "-o", "dataset.size=64", "-o", "train.log_every=1", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "mtlx", *args], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.is_file() and metrics.stat().st_size > 0):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "stopped by SIGTERM" in stderr and "--resume" in stderr
+    state = load_checkpoint(out / "last.pt")["engine"]["state"]
+    assert 0 < state["iteration"] < 400 * 16
+    assert not (out / "results.json").exists()
