@@ -20,19 +20,15 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     runner = CliRunner()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads only add contention on a shared CPU
+    torch.set_num_threads(1)  # tiny convolutions: more threads only add contention on a shared CPU
     try:
-        _create(runner, main, root)
+        for name, overrides in RUNS.items():
+            args = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "1",
+                    "--out", str(root / name), "-q", "-o", "train.log_every=1", "-o", "arch.channels=32"]
+            for override in overrides:
+                args += ["-o", override]
+            result = runner.invoke(main, args, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
     finally:
         torch.set_num_threads(threads)
     return {name: root / name for name in RUNS}
-
-
-def _create(runner: CliRunner, main, root: Path) -> None:
-    for name, overrides in RUNS.items():
-        args = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "1",
-                "--out", str(root / name), "-q", "-o", "train.log_every=1", "-o", "arch.channels=32"]
-        for override in overrides:
-            args += ["-o", override]
-        result = runner.invoke(main, args, catch_exceptions=False)
-        assert result.exit_code == 0, result.output

@@ -248,7 +248,7 @@ class Engine:
             representation=rep,
             iteration=state.iteration - 1,
             epoch=state.epoch,
-            loss_scale=float(self.scaler.get_scale()) if self.scaler is not None else 1.0,
+            loss_scale=self._loss_scale(),
             average_across_processes=distributed.all_reduce_mean,
             recompute_losses=recompute,
         )
@@ -273,6 +273,12 @@ class Engine:
         if distributed.is_distributed():  # a stop request (signal) on any process stops all at this step
             state.should_stop = bool(distributed.all_reduce_mean(torch.tensor(float(state.should_stop))) > 0)
         self.fire(Events.ITERATION_COMPLETED)
+
+    def _loss_scale(self) -> float:
+        """The fp16 GradScaler's current scale (initialised on first use), 1.0 otherwise."""
+        if self.scaler is None:
+            return 1.0
+        return float(self.scaler.scale(torch.ones((), device=self.device)))
 
     def _grads_finite(self) -> bool:
         grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]

@@ -120,8 +120,9 @@ class StepContext:
         averaged across processes under DDP.
         """
         if self._shared_grads is None:
-            grads = per_task_grads(self.loss_vector(), self.shared_parameters())
-            flat = flatten_grads(grads).float()
+            # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
+            grads = per_task_grads(self.loss_vector() * self.loss_scale, self.shared_parameters())
+            flat = flatten_grads(grads).float() / self.loss_scale
             self._shared_grads = self.average_across_processes(flat)
         return self._shared_grads
 
@@ -130,21 +131,22 @@ class StepContext:
         write_flat_grad(self.shared_parameters(), direction * self.loss_scale)
 
     def rep_grads(self, create_graph: bool = False) -> torch.Tensor:
-        """Per-task gradients w.r.t. the representation, ``[T, *Z.shape]`` (unscaled).
+        """Per-task gradients w.r.t. the representation, ``[T, *Z.shape]`` (fp32, unscaled).
 
         For multi-input data row t is ``∂L_t/∂Z_t`` (each task's own Z).
         """
         z = self.representation
         if z is None:
             raise RuntimeError("this step has no captured representation; declare Need.REPRESENTATION")
+        scale = self.loss_scale
         if isinstance(z, torch.Tensor):
-            (grads,) = per_task_grads(self.loss_vector(), [z], create_graph=create_graph)
-            return grads
+            (grads,) = per_task_grads(self.loss_vector() * scale, [z], create_graph=create_graph)
+            return grads.float() / scale
         rows = [
-            torch.autograd.grad(self.losses[t], z[t], retain_graph=True, create_graph=create_graph)[0]
+            torch.autograd.grad(self.losses[t] * scale, z[t], retain_graph=True, create_graph=create_graph)[0]
             for t in self.tasks
         ]
-        return torch.stack(rows)
+        return torch.stack(rows).float() / scale
 
     def backward_representation(self, grad: torch.Tensor) -> None:
         """Backpropagate a gradient on Z (``[*Z.shape]``, or ``[T, *Z_t.shape]`` for multi-input) into the encoder."""
