@@ -40,9 +40,9 @@ def resolve_root(root: str | os.PathLike[str] | None, dataset: str, *, expected:
                 f"dataset {dataset!r} needs its files: pass --data-root PATH or set {DATA_ENV} "
                 f"(then {DATA_ENV}/{dataset} is used). Expected layout: {expected}. Get the data from: {source}"
             )
-        path = Path(base) / dataset
+        path = Path(base).expanduser() / dataset
     else:
-        path = Path(root)
+        path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(
             f"dataset {dataset!r}: directory {path} does not exist. Expected layout: {expected}. "
