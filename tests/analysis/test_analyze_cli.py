@@ -6,17 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from mtlx.checkpoint import load_checkpoint
-
-pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
 
 
 def test_analyze_powerlaw_writes_json_and_plots(cli, toy_runs, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
+    from PIL import Image
+
     run = toy_runs["a1"]
     out = tmp_path / "pl"
-    result = cli("analyze", "powerlaw", str(run), "--out", str(out))
+    result = cli("analyze", "powerlaw", str(run), "--out", str(out), "--conv", "reshape")
     assert result.exit_code == 0, result.output
     assert "grouping by model" in result.stdout and "backbone" in result.stdout
     assert "heads.seg0.1.weight" in result.stdout and "< min_evals=10" in result.stdout
@@ -46,7 +45,7 @@ def test_analyze_powerlaw_writes_json_and_plots(cli, toy_runs, tmp_path):
 
 def test_analyze_powerlaw_groups_by_name_without_the_plugin(cli, toy_runs, tmp_path):
     """Without the toy plugin the model cannot be rebuilt: groups come from parameter names."""
-    result = cli("analyze", "powerlaw", str(toy_runs["a2"]), "--out", str(tmp_path), "--conv", "slices",
+    result = cli("analyze", "powerlaw", str(toy_runs["a2"]), "--out", str(tmp_path),  # default: WeightWatcher slices
                  "--checkpoint", "best", "--no-plots", toy=False)
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "powerlaw.json").read_text())

@@ -8,13 +8,10 @@ import json
 import shutil
 import statistics
 
+import attrs
 import pytest
-from PIL import Image, ImageStat
-
 from mtlx.analysis.report import build_tables, find_runs, load_run
 from mtlx.errors import ConfigError
-
-pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
 
 
 def results(path):
@@ -27,7 +24,7 @@ def rows_by_label(text):
 
 def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
     out = tmp_path / "report"
-    result = cli("report", *map(str, toy_runs.values()), "--out", str(out), "--format", "csv")
+    result = cli("report", *map(str, toy_runs.values()), "--out", str(out), "--format", "csv", "--no-plots")
     assert result.exit_code == 0, result.output
     rows = rows_by_label((out / "toy.csv").read_text())
     assert set(rows) == {"single-task baseline", "toy-weighted (train.lr=0.001)", "toy-weighted (train.lr=0.01)"}
@@ -40,13 +37,15 @@ def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
         by_hand = abs(values[0] - values[1]) / 2**0.5  # sample std (n - 1) of two values
         assert float(seeds[f"{task}.{metric}.std"]) == pytest.approx(by_hand, rel=1e-9)
         single = rows["toy-weighted (train.lr=0.01)"]
-        assert float(single[f"{task}.{metric}.mean"]) == b1["test"][task][metric] and single[f"{task}.{metric}.std"] == ""
+        assert float(single[f"{task}.{metric}.mean"]) == b1["test"][task][metric]
+        assert single[f"{task}.{metric}.std"] == ""  # one seed: no std
     for conv in ("task", "metric"):
         values = [a1["test_summary"][f"delta_m_{conv}"], a2["test_summary"][f"delta_m_{conv}"]]
         assert float(seeds[f"delta_m_{conv}.mean"]) == pytest.approx(statistics.fmean(values), rel=1e-12)
         assert float(seeds[f"delta_m_{conv}.std"]) == pytest.approx(statistics.stdev(values), rel=1e-9)
     assert float(rows["single-task baseline"]["seg0.miou.mean"]) == a1["baseline"]["seg0"]["miou"]
     assert rows_by_label(result.stdout) == rows  # --format csv prints the same table
+    assert not list(out.glob("*.png"))
 
     markdown = (out / "report.md").read_text()
     mean = (a1["test"]["reg1"]["mae"] + a2["test"]["reg1"]["mae"]) / 2
@@ -56,6 +55,9 @@ def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
 
 
 def test_report_writes_nonblank_plots(cli, toy_runs, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
+    from PIL import Image, ImageStat
+
     out = tmp_path / "report"
     result = cli("report", *map(str, toy_runs.values()), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -89,6 +91,9 @@ def test_val_and_test_at_best_splits(toy_runs):
     assert val.rows[0].cells[("reg1", "mae")].values == (run.results["val"]["reg1"]["mae"],)
     at_best = build_tables([run], "test-at-best")[0]  # one epoch: the best epoch is the last
     assert at_best.rows[0].cells[("reg1", "mae")].values == (run.results["test"]["reg1"]["mae"],)
+    no_test = attrs.evolve(run, results={k: v for k, v in run.results.items() if k != "test"})
+    with pytest.raises(ConfigError, match=r"has no 'test' results \(results.json has: val\); choose another --split"):
+        build_tables([no_test], "test")
 
 
 def test_missing_or_damaged_run_directories_are_named(cli, toy_runs, tmp_path):

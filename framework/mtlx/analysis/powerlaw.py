@@ -211,7 +211,8 @@ def _groups_from_model(config: Mapping[str, Any], names: list[str]) -> dict[str,
     known = model.state_dict()
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"the rebuilt model has no tensor {unknown[0]!r} ({len(unknown)} of the checkpoint's unknown)")
+        raise ConfigError(f"the rebuilt model has no tensor {unknown[0]!r} "
+                          f"({len(unknown)} of the checkpoint's are unknown to it)")
     params = dict(model.named_parameters())
     name_of = {id(p): n for n, p in params.items()}
     groups = dict.fromkeys(params, "other")
@@ -259,6 +260,10 @@ class PowerLawReport:
 
     def write(self, out: str | Path, *, plots: bool = True) -> list[Path]:
         """Write ``powerlaw.json`` and (with ``plots``) one ESD plot per group, ``esd_<group>.png``, into ``out``."""
+        from .report import require_matplotlib
+
+        if plots:
+            require_matplotlib()  # before writing anything
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "powerlaw.json"
@@ -336,6 +341,6 @@ def _plot_group(fits: list[LayerFit], group: GroupSummary, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_title(f.name, fontsize=8)
         ax.set_xlabel("eigenvalue of WᵀW", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(which="both", labelsize=6)
         ax.legend(fontsize=7)
     return save_figure(fig, path)

@@ -49,6 +49,7 @@ __all__ = [
     "to_csv",
     "to_rich",
     "write_report",
+    "require_matplotlib",
     "new_figure",
     "save_figure",
 ]
@@ -95,11 +96,14 @@ class Run:
         """The config that defines the row (everything but :data:`NOT_EXPERIMENT`), hashable."""
         return tuple(sorted((k, repr(v)) for k, v in self.config.items() if k not in NOT_EXPERIMENT))
 
+    def _keys(self, split: str) -> tuple[str, str]:
+        """(metrics key, summary key) of ``split``; test-at-best is test when the best epoch was the last."""
+        if split == "test-at-best" and self.results.get("test_at_best") is None:
+            return SPLITS["test"]
+        return SPLITS[split]
+
     def metrics(self, split: str) -> dict[str, dict[str, float | None]]:
-        key = SPLITS[split][0]
-        if self.results.get(key) is None and split == "test-at-best":
-            key = "test"
-        metrics = self.results.get(key)
+        metrics = self.results.get(self._keys(split)[0])
         if metrics is None:
             have = ", ".join(s for s, (k, _) in SPLITS.items() if self.results.get(k) is not None) or "none"
             raise ConfigError(f"run {self.path} has no {split!r} results (results.json has: {have}); "
@@ -108,10 +112,7 @@ class Run:
 
     def delta_m(self, split: str, convention: str) -> float | None:
         """Delta_m (%) from the run's summary, else recomputed against its baseline; None without a baseline."""
-        metrics_key, summary_key = SPLITS[split]
-        if self.results.get(metrics_key) is None and split == "test-at-best":
-            summary_key = "test_summary"
-        stored = (self.results.get(summary_key) or {}).get(f"delta_m_{convention}")
+        stored = (self.results.get(self._keys(split)[1]) or {}).get(f"delta_m_{convention}")
         if stored is not None:
             return float(stored)
         baseline = self.results.get("baseline")
@@ -140,7 +141,8 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except ValueError as error:
-            raise ConfigError(f"{path}:{number} is not a JSON record ({error}); is the run directory damaged?") from None
+            raise ConfigError(f"{path}:{number} is not a JSON record ({error}); "
+                              "is the run directory damaged?") from None
         if not isinstance(record, dict):
             raise ConfigError(f"{path}:{number} is not a JSON object")
         records.append(record)
@@ -346,7 +348,8 @@ def to_rich(table: Table) -> Any:
 
     out = RichTable(title=f"{table.dataset} ({table.split})", title_justify="left")
     for i, header in enumerate(_headers(table)):
-        out.add_column(header, justify="left" if i == 0 else "right", style="bold" if i == 0 else None)
+        out.add_column(header, justify="left" if i == 0 else "right", style="bold" if i == 0 else None,
+                       overflow="fold")
     rows = _display_rows(table)
     for i, (strategy, cells) in enumerate(rows):
         following = rows[i + 1][0] if i + 1 < len(rows) else None
@@ -355,14 +358,20 @@ def to_rich(table: Table) -> Any:
 
 
 # -- plots -----------------------------------------------------------------------
-def new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on its own Agg canvas (no pyplot state, no global backend change)."""
+def require_matplotlib() -> tuple[type, type]:
+    """(Figure, FigureCanvasAgg), or a :class:`ConfigError` saying how to install matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError("plots need matplotlib: pip install 'mtlx[report]' (or pip install matplotlib), "
                           "or pass --no-plots") from None
+    return Figure, FigureCanvasAgg
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on its own Agg canvas (no pyplot state, no global backend change)."""
+    Figure, FigureCanvasAgg = require_matplotlib()  # noqa: N806 - classes
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -395,7 +404,8 @@ def _plot_per_task(table: Table, field: str, ylabel: str, title: str, path: Path
         for i, row in enumerate(table.rows):
             for k, _ in enumerate(row.runs):
                 steps, values = series[(i, k, task)]
-                ax.plot(steps, values, color=f"C{i % 10}", linewidth=1.0, alpha=0.8, label=row.label if k == 0 else None)
+                ax.plot(steps, values, color=f"C{i % 10}", linewidth=1.0, alpha=0.8,
+                        label=row.label if k == 0 else None)
         ax.set_title(task)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
@@ -431,6 +441,8 @@ def _slug(name: str) -> str:
 
 def write_report(tables: Sequence[Table], out: str | Path, *, plots: bool = True) -> list[Path]:
     """Write ``report.md``, ``<dataset>.csv`` and (with ``plots``) the PNGs into ``out``; return the paths."""
+    if plots:
+        require_matplotlib()  # before writing anything
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md"]

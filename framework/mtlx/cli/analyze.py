@@ -29,7 +29,7 @@ def _print(console: Console, result: PowerLawReport) -> None:
     layers = Table(title="layers", title_justify="left")
     for name, justify in (("layer", "left"), ("group", "left"), ("shape", "left"), ("eigenvalues", "right"),
                           ("x_min", "right"), ("tail", "right"), ("KS D", "right"), ("α", "right")):
-        layers.add_column(name, justify=justify)
+        layers.add_column(name, justify=justify, overflow="fold")
     for f in result.layers:
         layers.add_row(f.name, f.group, "×".join(map(str, f.shape)), str(f.fit.n), f"{f.fit.xmin:.3g}",
                        str(f.fit.n_tail), f"{f.fit.ks_distance:.3f}", f"{f.fit.alpha:.2f} ± {f.fit.sigma:.2f}")
@@ -52,8 +52,8 @@ def _print(console: Console, result: PowerLawReport) -> None:
 @click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Where powerlaw.json and the ESD plots go (default: RUN_DIR/powerlaw-<checkpoint>).")
-@click.option("--conv", type=click.Choice(CONV_MODES), default="reshape", show_default=True,
-              help="Conv weights as one (out, in·kh·kw) matrix, or kh·kw pooled (out, in) slices (WeightWatcher).")
+@click.option("--conv", type=click.Choice(CONV_MODES), default="slices", show_default=True,
+              help="Conv weights as kh·kw pooled (out, in) slices (WeightWatcher's ESD, the default), or one (out, in·kh·kw) matrix.")
 @click.option("--min-evals", type=click.IntRange(min=2), default=10, show_default=True,
               help="Skip weights with fewer eigenvalues.")
 @click.option("--no-plots", is_flag=True, help="Skip the ESD plots (no matplotlib needed).")
@@ -69,6 +69,6 @@ def powerlaw(run_dir: Path, checkpoint: str, out: Path | None, conv: str, min_ev
       mtlx analyze powerlaw runs/nyuv2-rep-mtl --checkpoint best
     """
     result = analyze_run(run_dir, checkpoint=checkpoint, conv=conv, min_evals=min_evals)
-    _print(Console(soft_wrap=True), result)
     written = result.write(out or run_dir / f"powerlaw-{checkpoint}", plots=not no_plots)
+    _print(Console(soft_wrap=True), result)
     Console(stderr=True, soft_wrap=True).print(f"wrote {', '.join(map(str, written))}", markup=False)

@@ -77,7 +77,7 @@ class ProfileResult:
     params_shared: int
     params_per_task: dict[str, int]
     flops: FlopReport | None
-    times: PhaseTimes
+    times: PhaseTimes | None
     ew_times: PhaseTimes | None
     saved_activations_bytes: int
     peak_memory_bytes: int
@@ -85,8 +85,9 @@ class ProfileResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = attrs.asdict(self, recurse=True)
-        out["times"]["total"] = self.times.total
-        if self.ew_times is not None:
+        if self.times is not None:
+            out["times"]["total"] = self.times.total
+        if self.times is not None and self.ew_times is not None:
             out["ew_times"]["total"] = self.ew_times.total
             out["strategy_extra_ms"] = self.times.total - self.ew_times.total
         if self.flops is not None:
@@ -108,6 +109,10 @@ def _first_samples(inputs: Any, n: int) -> Any:
     if isinstance(inputs, Mapping):
         return {t: x[:n] for t, x in inputs.items()}
     return inputs[:n]
+
+
+def _batch_len(inputs: Any) -> int:
+    return len(next(iter(inputs.values()))) if isinstance(inputs, Mapping) else len(inputs)
 
 
 def _real_batch(components: Components, batch_size: int) -> tuple[Any, Any]:
@@ -181,19 +186,24 @@ def _time_steps(
     return PhaseTimes(**{phase: statistics.median(v) for phase, v in samples.items()})
 
 
-def _saved_activations_bytes(components: Components, inputs: Any) -> int:
-    """Bytes autograd saves for backward in one forward (device-independent activation memory)."""
+def _saved_activations_bytes(components: Components, inputs: Any, device: torch.device) -> int:
+    """Bytes autograd saves for backward in one training forward, parameters excluded.
+
+    Device-independent activation memory: each saved storage counted once.
+    """
+    model = components.model
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        if not isinstance(t, torch.nn.Parameter):
-            storage = t.untyped_storage()
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in parameters:
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 
-    components.model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        forward(components.model, inputs, multi_input=components.dataset.multi_input)
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _autocast(components.config.train.precision, device):
+        forward(model, inputs, multi_input=components.dataset.multi_input)
     return sum(seen.values())
 
 
@@ -213,7 +223,10 @@ def profile_components(
     synthetic: bool = False,
     flops: bool = True,
 ) -> ProfileResult:
-    """Measure ``components`` (as :func:`mtlx.build.build` returns them) on one training batch."""
+    """Measure ``components`` (as :func:`mtlx.build.build` returns them) on one training batch.
+
+    ``steps=0`` skips the timing (parameters, FLOPs and activation memory only).
+    """
     config = components.config
     device = select_device(config.train.device)
     model = components.model.to(device)
@@ -223,13 +236,13 @@ def profile_components(
         raise DataError(f"{error}\n(to time without the data files, pass --synthetic)") from None
     batch = to_device(batch, device)
     flop_report = count_flops(model, _first_samples(batch[0], 1)) if flops else None
-    saved = _saved_activations_bytes(components, batch[0])
+    saved = _saved_activations_bytes(components, batch[0], device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = _time_steps(components, components.strategy, batch, device, steps, warmup)
+    times = _time_steps(components, components.strategy, batch, device, steps, warmup) if steps else None
     peak, peak_kind = _peak_memory(device)
     ew_times = None
-    if config.strategy.name != "ew":
+    if steps and config.strategy.name != "ew":
         ew_config = attrs.evolve(config, strategy=ComponentConfig(name="ew"))
         ew = build_strategy(ew_config, list(components.tasks), model)
         ew_times = _time_steps(components, ew, batch, device, steps, warmup)
@@ -241,7 +254,7 @@ def profile_components(
         dataset=str(config.dataset.name),
         strategy=str(config.strategy.name),
         device=str(device),
-        batch_size=len(next(iter(batch[0].values()))) if isinstance(batch[0], Mapping) else len(batch[0]),
+        batch_size=_batch_len(batch[0]),
         input_shape=tuple(components.dataset.input_shape),
         params_total=_count([*model.parameters(), *components.strategy.extra_parameters()]),
         params_shared=_count(model.shared_parameters()),
@@ -260,6 +273,10 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
+def _flops(n: float) -> str:
+    return f"{n / 1e9:,.3f} G" if n >= 1e8 else f"{n / 1e6:,.3f} M"
+
+
 def _print(console: Console, r: ProfileResult) -> None:
     title = f"{r.arch} / {r.backbone} / {r.head} on {r.dataset} {r.input_shape}, strategy {r.strategy}"
     console.print(f"[bold]mtlx profile[/] {title}")
@@ -271,18 +288,26 @@ def _print(console: Console, r: ProfileResult) -> None:
     for task, n in r.params_per_task.items():
         table.add_row(f"  task {task}", f"{n:,}")
     if r.flops is not None:
-        table.add_row("forward GFLOPs / sample", f"{r.flops.gflops:.3f}")
+        table.add_row("forward FLOPs / sample", _flops(r.flops.total))
         for module, n in sorted(r.flops.by_module.items(), key=lambda kv: -kv[1]):
-            table.add_row(f"  {module}", f"{n / 1e9:.3f}")
+            table.add_row(f"  {module}", _flops(n))
     console.print(table)
     if r.flops is not None:
-        ops = ", ".join(f"{op} {n / 1e9:.3f}" for op, n in r.flops.by_operator.items())
-        console.print(f"GFLOPs by operator: {ops}", markup=False)
+        ops = ", ".join(f"{op} {_flops(n)}" for op, n in r.flops.by_operator.items())
+        console.print(f"FLOPs by operator: {ops}", markup=False)
         if r.flops.uncounted:
             calls = ", ".join(f"{op} (x{n})" for op, n in r.flops.uncounted.items())
             console.print(f"[yellow]not counted (no FLOP handle):[/] {calls}")
         else:
             console.print("every operator that ran was counted")
+    if r.times is not None:
+        _print_times(console, r)
+    console.print(f"activations saved for backward: {_mib(r.saved_activations_bytes)}")
+    console.print(f"peak memory ({r.peak_memory_kind}): {_mib(r.peak_memory_bytes)}")
+
+
+def _print_times(console: Console, r: ProfileResult) -> None:
+    assert r.times is not None
     steps = Table(title=f"time per training step, batch {r.batch_size}, {r.device} (median ms)", title_justify="left")
     steps.add_column("strategy", style="bold")
     for column in (*_PHASES, "total"):
@@ -297,8 +322,6 @@ def _print(console: Console, r: ProfileResult) -> None:
             f"{r.strategy} costs {extra:+.1f} ms per step over ew "
             f"({r.times.total / r.ew_times.total:.2f}x; backward {r.times.backward - r.ew_times.backward:+.1f} ms)"
         )
-    console.print(f"activations saved for backward: {_mib(r.saved_activations_bytes)}")
-    console.print(f"peak memory ({r.peak_memory_kind}): {_mib(r.peak_memory_bytes)}")
 
 
 #: CLI flag -> dotted config key.
@@ -334,7 +357,9 @@ def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple
 @click.option("--device", help="auto (default), cpu, cuda, cuda:1 ...")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
 @click.option("--seed", type=int)
-@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="Timed training steps.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
+@click.option("--steps", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Timed training steps (0: no timing, only parameters, FLOPs and memory).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed steps first.")
 @click.option("--synthetic", is_flag=True, help="Random inputs and stand-in losses: no data files needed.")
 @click.option("--no-flops", is_flag=True, help="Skip the FLOP count (no fvcore needed).")
@@ -343,8 +368,8 @@ def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config value, e.g. -o strategy.mode=rep -o backbone.output_stride=16.")
-def profile(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], steps: int, warmup: int,
-            synthetic: bool, no_flops: bool, as_json: bool, **flags: Any) -> None:
+def profile(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], threads: int | None,
+            steps: int, warmup: int, synthetic: bool, no_flops: bool, as_json: bool, **flags: Any) -> None:
     """Parameters, forward GFLOPs, time per training step and memory of a model + strategy.
 
     \b
@@ -354,6 +379,8 @@ def profile(config_file: str | None, overrides: tuple[str, ...], presets: tuple[
       mtlx profile --dataset nyuv2 --backbone resnet50-dilated --head deeplab-aspp --synthetic --batch-size 2
     """
     config = _resolve(config_file, overrides, presets, flags)
+    if threads is not None:
+        torch.set_num_threads(threads)
     seed_everything(config.train.seed)
     components = build(config)
     result = profile_components(

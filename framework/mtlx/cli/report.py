@@ -35,6 +35,7 @@ def report(run_dirs: tuple[Path, ...], out: Path, fmt: str, split: str, no_plots
       mtlx report runs --format markdown --out paper/tables
     """
     tables = build_tables(find_runs(run_dirs), split)
+    written = write_report(tables, out, plots=not no_plots)
     if fmt == "table":
         console = Console(soft_wrap=True)
         for table in tables:
@@ -50,5 +51,4 @@ def report(run_dirs: tuple[Path, ...], out: Path, fmt: str, split: str, no_plots
             if len(set(row.seeds)) < len(row.seeds):
                 notes.print(f"[yellow]note:[/] {table.dataset} / {row.label} has runs with the same seed "
                             f"({', '.join(str(r.path) for r in row.runs)})")
-    written = write_report(tables, out, plots=not no_plots)
     notes.print(f"wrote {', '.join(str(p) for p in written)}", markup=False)
