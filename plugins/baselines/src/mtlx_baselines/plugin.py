@@ -3,10 +3,57 @@
 from __future__ import annotations
 
 import mtlx
+from mtlx import MTOStrategy
 
+from .strategies.aligned_mtl import AlignedMTL
+from .strategies.cagrad import CAGrad
+from .strategies.db_mtl import DBMTL
+from .strategies.dwa import DynamicWeightAverage
 from .strategies.ew import EqualWeighting
+from .strategies.excess_mtl import ExcessMTL
+from .strategies.fairgrad import FairGrad
+from .strategies.famo import FAMO
+from .strategies.gls import GeometricLossStrategy
+from .strategies.graddrop import GradDrop
+from .strategies.gradnorm import GradNorm
+from .strategies.gradvac import GradVac
+from .strategies.imtl import IMTL
+from .strategies.mgda import MGDA
+from .strategies.moco import MoCo
+from .strategies.nash_mtl import NashMTL
+from .strategies.pcgrad import PCGrad
+from .strategies.rlw import RandomLossWeighting
+from .strategies.stch import STCH
+from .strategies.upgrad import UPGrad
+from .strategies.uw import UncertaintyWeighting
+
+#: name -> strategy class, in the order of baselines.md.
+STRATEGIES: dict[str, type[MTOStrategy]] = {
+    "ew": EqualWeighting,
+    "uw": UncertaintyWeighting,
+    "dwa": DynamicWeightAverage,
+    "rlw": RandomLossWeighting,
+    "gls": GeometricLossStrategy,
+    "gradnorm": GradNorm,
+    "mgda": MGDA,
+    "pcgrad": PCGrad,
+    "graddrop": GradDrop,
+    "gradvac": GradVac,
+    "imtl": IMTL,
+    "cagrad": CAGrad,
+    "nash-mtl": NashMTL,
+    "aligned-mtl": AlignedMTL,
+    "db-mtl": DBMTL,
+    "famo": FAMO,
+    "fairgrad": FairGrad,
+    "stch": STCH,
+    "moco": MoCo,
+    "upgrad": UPGrad,
+    "excess-mtl": ExcessMTL,
+}
 
 
 @mtlx.hookimpl
 def mtlx_register(registry) -> None:
-    registry.strategies.register("ew", EqualWeighting)
+    for name, cls in STRATEGIES.items():
+        registry.strategies.register(name, cls)

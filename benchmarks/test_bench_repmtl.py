@@ -1,0 +1,239 @@
+"""Step time and peak memory of rep-mtl against ew on the same model and batch (CPU).
+
+One step = the engine's forward (:func:`mtlx.testing.make_step`) plus the
+strategy's ``backward`` (no optimiser). Variants: ``ew``, ``rep-mtl`` (the
+default: one saliency autograd call per task) and ``rep-mtl-batched`` (all T
+saliencies in one vmapped call, ``batched_saliency=true``). Cases:
+
+- ``toy``: :class:`mtlx.testing.ToyModel` (Z = [8, 8, 16, 16], 3 tasks);
+- ``digits``: the default ``mtlx run`` model (hps + digits-cnn + conv heads,
+  Z = [64, 64, 16, 16]) on a real digits batch of 64;
+- ``resnet-512`` / ``resnet-2048``: a ResNet-sized representation
+  (Z = [B, C, 32, 32], N = 1024) from a cheap 1x1-conv encoder with light
+  1x1-conv heads, where the saliency regularisers dominate.
+
+Torch runs single-threaded so that ratios are comparable on a shared machine;
+``extra_info`` holds the best CPU time (``time.process_time``, robust to a busy
+machine), the peak memory allocated during one step (torch profiler CPU memory
+events) and the FLOPs (``torch.utils.flop_counter``). A ratio table (to ew) is
+printed at the end of the module::
+
+    pytest benchmarks/test_bench_repmtl.py --benchmark-enable --benchmark-columns=min,median,rounds
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import attrs
+import pytest
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.data import default_collate
+from torch.utils.flop_counter import FlopCounterMode
+
+import mtlx
+from mtlx.build import build, resolve_run_config
+from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
+from mtlx_repmtl import RepMTL, RepMTLConfig
+
+VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
+    "ew": lambda tasks: _ew(tasks),
+    "rep-mtl": lambda tasks: RepMTL(RepMTLConfig(), tasks=tasks),  # saliencies in a loop (default)
+    "rep-mtl-batched": lambda tasks: RepMTL(RepMTLConfig(batched_saliency=True), tasks=tasks),
+}
+
+
+def _ew(tasks: list[str]) -> mtlx.MTOStrategy:
+    cls = mtlx.get_plugin_manager().registries.strategies.get("ew")
+    return cls(cls.Config(), tasks=tasks)
+
+
+@attrs.frozen
+class Case:
+    model: mtlx.MultiTaskModel
+    x: torch.Tensor
+    targets: dict[str, torch.Tensor]
+    tasks: dict[str, mtlx.TaskSpec]
+    rounds: int
+
+
+class WideRepresentation(mtlx.MultiTaskModel):
+    """1x1-conv encoder to C channels at full resolution, light heads: the regularisers' cost dominates."""
+
+    has_shared_representation = True
+
+    @attrs.frozen
+    class Config:
+        channels: int = 512
+
+    def __init__(self, tasks: Mapping[str, mtlx.TaskSpec], channels: int):
+        super().__init__(tasks)
+        self.encoder = nn.Sequential(nn.Conv2d(3, 64, 1), nn.ReLU(), nn.Conv2d(64, channels, 1))
+        self.heads = nn.ModuleDict(
+            {t: nn.Sequential(nn.Tanh(), nn.Conv2d(channels, s.out_channels, 1)) for t, s in tasks.items()}
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, tasks=None) -> dict[str, torch.Tensor]:
+        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.decode(self.encode(x))
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())
+
+
+def _toy() -> Case:
+    tasks = toy_tasks(3)
+    x, targets = toy_batch(tasks, batch_size=8, size=16)
+    return Case(ToyModel(tasks), x, targets, tasks, rounds=30)
+
+
+def _digits() -> Case:
+    components = build(resolve_run_config([{"dataset.name": "digits", "strategy.name": "ew"}]))
+    split = components.dataset.split("train")
+    x, targets = default_collate([split[i] for i in range(64)])
+    return Case(components.model, x, dict(targets), components.tasks, rounds=6)
+
+
+def _wide(channels: int, batch: int) -> Callable[[], Case]:
+    def make() -> Case:
+        tasks = toy_tasks(3)
+        x, targets = toy_batch(tasks, batch_size=batch, size=32)
+        return Case(WideRepresentation(tasks, channels), x, targets, tasks, rounds=3)
+
+    return make
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "toy": _toy,
+    "digits": _digits,
+    "resnet-512": _wide(512, 8),
+    "resnet-2048": _wide(2048, 4),
+}
+
+
+@pytest.fixture(scope="module")
+def cases() -> Iterator[Callable[[str], Case]]:
+    """Each case built once (seeded), on first use; torch single-threaded for the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    built: dict[str, Case] = {}
+
+    def get(name: str) -> Case:
+        if name not in built:
+            torch.manual_seed(0)
+            built[name] = CASES[name]()
+        return built[name]
+
+    yield get
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def report(request: pytest.FixtureRequest) -> Iterator[dict[str, dict]]:
+    """Collects the numbers of every test and prints the ratio and breakdown tables when the module ends."""
+    results: dict[str, dict] = {"ratios": {}, "breakdown": {}}
+    yield results
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        if results["ratios"]:
+            _print_ratios(reporter.write_line, results["ratios"])
+        if results["breakdown"]:
+            _print_breakdown(reporter.write_line, results["breakdown"])
+
+
+def _print_ratios(write: Callable[[str], None], results: dict[str, dict[str, dict[str, float]]]) -> None:
+    write("")
+    write("step / ew step (best of rounds; 1 thread)")
+    header = f"{'case':<12} {'variant':<16} {'wall ms':>9} {'x ew':>6} {'cpu ms':>9} {'x ew':>6} "
+    write(header + f"{'peak MB':>9} {'x ew':>6} {'MFLOP':>9} {'x ew':>6}")
+    for case, variants in results.items():
+        base = variants.get("ew")
+        for variant, r in variants.items():
+            cells = [f"{case:<12} {variant:<16}"]
+            for key in ("wall_ms", "cpu_ms", "peak_mb", "mflop"):
+                ratio = r[key] / base[key] if base and base[key] else float("nan")
+                cells.append(f"{r[key]:>9.1f} {ratio:>6.2f}")
+            write(" ".join(cells))
+
+
+def _print_breakdown(write: Callable[[str], None], results: dict[str, dict[str, float]]) -> None:
+    write("")
+    write("where a rep-mtl step's time goes (profiler CPU ms, best of rounds; share of the step)")
+    write(f"{'case':<12} " + " ".join(f"{region:>22}" for region in REGIONS))
+    for case, times in results.items():
+        step = sum(times.values())
+        write(f"{case:<12} " + " ".join(f"{times[r]:>14.1f} ({times[r] / step:>4.0%})" for r in REGIONS))
+
+
+def _peak_mb(fn: Callable[[], None]) -> float:
+    """Peak CPU memory allocated while ``fn`` runs, from the profiler's allocation and free events."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def _mflop(fn: Callable[[], None]) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e6
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_step(benchmark, cases, report, case: str, variant: str) -> None:
+    c = cases(case)
+    strategy = VARIANTS[variant](list(c.tasks))
+    cpu_times: list[float] = []
+
+    def step() -> None:
+        start = time.process_time()
+        c.model.zero_grad(set_to_none=True)
+        strategy.backward(make_step(c.model, c.x, c.targets, c.tasks))
+        cpu_times.append(time.process_time() - start)
+
+    benchmark.group = f"step: {case}"
+    benchmark.pedantic(step, rounds=c.rounds, iterations=1, warmup_rounds=1)
+    assert all(torch.isfinite(p.grad).all() for p in c.model.parameters() if p.grad is not None)
+    numbers = {"cpu_ms": 1e3 * min(cpu_times), "peak_mb": _peak_mb(step), "mflop": _mflop(step)}
+    numbers["wall_ms"] = 1e3 * benchmark.stats.stats.min if benchmark.stats else numbers["cpu_ms"]
+    benchmark.extra_info.update(numbers)
+    report["ratios"].setdefault(case, {})[variant] = numbers
+
+
+#: Profiler regions of a rep-mtl step: the engine's forward, then the strategy's labelled blocks.
+REGIONS = ("forward", "rep-mtl/saliency", "rep-mtl/regularisers", "rep-mtl/backward")
+
+
+@pytest.mark.parametrize("case", ["digits", "resnet-512"])
+def test_where_the_time_goes(cases, report, case: str) -> None:
+    """Profile the default rep-mtl step: forward, saliencies, regularisers, the one (second-order) backward."""
+    c = cases(case)
+    strategy = VARIANTS["rep-mtl"](list(c.tasks))
+    best: dict[str, float] = {}
+    for _ in range(3):
+        c.model.zero_grad(set_to_none=True)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with record_function("forward"):
+                step = make_step(c.model, c.x, c.targets, c.tasks)
+            strategy.backward(step)
+        totals = {e.key: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key in REGIONS}
+        best = {r: min(best.get(r, float("inf")), totals[r]) for r in REGIONS}
+    report["breakdown"][case] = best

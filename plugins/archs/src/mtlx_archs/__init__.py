@@ -1,0 +1,1 @@
+"""mtlx-archs: backbones, task heads and multi-task architectures for mtlx."""

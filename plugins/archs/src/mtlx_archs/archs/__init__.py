@@ -1,0 +1,1 @@
+"""Architectures: how backbone(s) and heads form one multi-task model."""

@@ -1,0 +1,71 @@
+"""Cross-stitch networks (Misra, Shrivastava, Gupta & Hebert, CVPR 2016).
+
+One backbone copy per task; after every stage a cross-stitch unit mixes the
+tasks' features linearly: ``x_t <- sum_s alpha[t, s, c] * x_s`` with one
+learned weight per task pair and channel, initialised to ``self_weight`` on
+the diagonal and the rest spread evenly (the paper's (0.9, 0.1) for two
+tasks). Every backbone copy influences every task through the units, so all
+backbones and units count as shared parameters; there is no single shared
+representation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+import torch
+from torch import nn
+
+from mtlx import MultiTaskModel, TaskSpec
+from mtlx.interfaces import BackboneFactory, HeadFactory
+
+from .modules import require_stages
+
+__all__ = ["CrossStitch"]
+
+
+class CrossStitch(MultiTaskModel):
+    """Cross-stitch: one backbone per task, linear feature mixing after every stage, one head per task."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        self_weight: float = attrs.field(default=0.9, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
+
+    has_shared_representation = False
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tasks: Mapping[str, TaskSpec],
+        make_backbone: BackboneFactory,
+        make_head: HeadFactory,
+        input_shape: tuple[int, ...],
+    ):
+        super().__init__(tasks)
+        self.backbones = nn.ModuleDict({t: make_backbone() for t in tasks})
+        first = next(iter(self.backbones.values()))
+        for backbone in self.backbones.values():
+            require_stages(backbone, "cross-stitch")
+        n = len(tasks)
+        off = (1.0 - config.self_weight) / (n - 1) if n > 1 else 0.0
+        init = torch.full((n, n), off).fill_diagonal_(config.self_weight if n > 1 else 1.0)
+        self.alphas = nn.ParameterList(
+            nn.Parameter(init[:, :, None].repeat(1, 1, c).clone()) for c in first.stage_channels
+        )
+        self.heads = nn.ModuleDict({name: make_head(spec, first.out_shape) for name, spec in tasks.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        stages = [self.backbones[t].stages() for t in self.task_names]
+        feats = [x] * len(self.task_names)
+        for j, alpha in enumerate(self.alphas):
+            stacked = torch.stack([task_stages[j](f) for task_stages, f in zip(stages, feats, strict=True)])
+            feats = list(torch.einsum("tsc,sbc...->tbc...", alpha, stacked).unbind(0))
+        return {t: self.heads[t](f) for t, f in zip(self.task_names, feats, strict=True)}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [*self.backbones.parameters(), *self.alphas.parameters()]
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())

@@ -1,0 +1,62 @@
+"""Multi-gate Mixture-of-Experts, MMoE (Ma et al., KDD 2018).
+
+``num_experts`` backbone copies (the experts) see the same input; each task
+has a gate, a linear layer on the flattened input followed by a softmax
+over experts (LibMTL's image variant of the paper's gates), and its head
+reads the gate-weighted sum of expert outputs. Tasks share the experts but
+each decodes its own mixture, so there is no single shared representation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import attrs
+import torch
+from torch import nn
+
+from mtlx import MultiTaskModel, TaskSpec
+from mtlx.interfaces import BackboneFactory, HeadFactory
+
+__all__ = ["MMoE"]
+
+
+class MMoE(MultiTaskModel):
+    """MMoE: shared experts (backbone copies), a softmax gate per task on the input, one head per task."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        num_experts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+
+    has_shared_representation = False
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tasks: Mapping[str, TaskSpec],
+        make_backbone: BackboneFactory,
+        make_head: HeadFactory,
+        input_shape: tuple[int, ...],
+    ):
+        super().__init__(tasks)
+        self.experts = nn.ModuleList(make_backbone() for _ in range(config.num_experts))
+        self.gates = nn.ModuleDict({t: nn.Linear(math.prod(input_shape), config.num_experts) for t in tasks})
+        out_shape = self.experts[0].out_shape
+        self.heads = nn.ModuleDict({name: make_head(spec, out_shape) for name, spec in tasks.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        experts = torch.stack([expert(x) for expert in self.experts])  # [E, B, *Z]
+        flat = x.flatten(1)
+        out = {}
+        for t in self.task_names:
+            gate = torch.softmax(self.gates[t](flat), dim=-1)  # [B, E]
+            out[t] = self.heads[t](torch.einsum("be,eb...->b...", gate, experts))
+        return out
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.experts.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return [*self.gates[task].parameters(), *self.heads[task].parameters()]

@@ -1,0 +1,1 @@
+"""Backbones: the shared encoders (input -> Z)."""

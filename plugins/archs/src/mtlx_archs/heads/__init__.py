@@ -1,0 +1,1 @@
+"""Task heads: Z -> one task's prediction (dense or image-level)."""

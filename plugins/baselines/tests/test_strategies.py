@@ -1,0 +1,343 @@
+"""The strategies in a training loop: registration, finite steps, exact resume, gradient policies, errors."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import attrs
+import pytest
+import torch
+from torch import nn
+
+import mtlx_baselines
+from mtlx import ConfigError, MultiTaskModel, Need, StepContext, get_plugin_manager
+from mtlx.config import build_component_config
+from mtlx.testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
+from mtlx_baselines.errors import SolverError
+from mtlx_baselines.plugin import STRATEGIES
+from mtlx_baselines.strategies import graddrop, imtl, mgda, nash_mtl
+
+TASKS = toy_tasks(3)
+STEPS_PER_EPOCH = 2
+
+
+def build(name: str, **options) -> object:
+    cls = STRATEGIES[name]
+    return cls(build_component_config(cls.Config, options, where=f"strategy {name!r}"), tasks=list(TASKS))
+
+
+def train(strategy, model, optimizer, steps: range) -> list[dict[str, torch.Tensor]]:
+    """The engine's loop on toy batches (2 steps per epoch); returns every step's gradients."""
+    record, epoch_losses = [], []
+    params = dict(model.named_parameters()) | {f"extra{i}": p for i, p in enumerate(strategy.extra_parameters())}
+    for it in steps:
+        x, y = toy_batch(TASKS, seed=it)
+        step = make_step(model, x, y, TASKS, iteration=it)
+        step.epoch = it // STEPS_PER_EPOCH
+        optimizer.zero_grad(set_to_none=True)
+        result = strategy.backward(step)
+        losses = step.loss_vector().detach()
+        assert bool(torch.isfinite(losses).all()), f"step {it}: losses {losses.tolist()}"
+        if result.weights is not None:
+            assert all(math.isfinite(w) for w in result.weights.values()), result.weights
+        grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
+        assert all(bool(torch.isfinite(g).all()) for g in grads.values()), f"step {it}: non-finite gradient"
+        assert any(n.startswith("encoder") for n in grads), f"step {it}: the shared encoder got no gradient"
+        record.append(grads)
+        optimizer.step()
+        strategy.after_step(step)
+        epoch_losses.append(losses)
+        if (it + 1) % STEPS_PER_EPOCH == 0:
+            mean = torch.stack(epoch_losses).mean(0)
+            strategy.on_epoch_end(step.epoch, dict(zip(TASKS, mean.tolist(), strict=True)))
+            epoch_losses = []
+    return record
+
+
+def setup(name: str, seed: int, **options):
+    torch.manual_seed(seed)
+    model = ToyModel(TASKS)
+    strategy = build(name, **options)
+    optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-2)
+    return model, strategy, optimizer
+
+
+def test_every_strategy_of_the_issue_is_registered_by_this_plugin():
+    registry = get_plugin_manager().registries.strategies
+    expected = ["ew", "uw", "dwa", "rlw", "gls", "gradnorm", "mgda", "pcgrad", "graddrop", "gradvac", "imtl",
+                "cagrad", "nash-mtl", "aligned-mtl", "db-mtl", "famo", "fairgrad", "stch", "moco", "upgrad",
+                "excess-mtl"]
+    assert list(STRATEGIES) == expected
+    for name in expected:
+        entry = registry.entry(name)
+        assert entry.obj is STRATEGIES[name] and "mtlx-baselines" in entry.owner
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_trains_with_finite_losses_and_resumes_exactly(name):
+    """12 steps (6 epochs: past DWA's, GradNorm's and STCH's warm-ups) equal 6 + a resume from a snapshot + 6."""
+    model, strategy, optimizer = setup(name, seed=0)
+    train(strategy, model, optimizer, range(6))
+    snapshot = copy.deepcopy(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
+    )
+    assert_strategy_state_roundtrip(strategy, build(name))
+    uninterrupted = train(strategy, model, optimizer, range(6, 12))
+
+    model2, strategy2, optimizer2 = setup(name, seed=1)
+    model2.load_state_dict(snapshot["model"])
+    strategy2.load_state_dict(snapshot["strategy"])
+    optimizer2.load_state_dict(snapshot["optimizer"])
+    resumed = train(strategy2, model2, optimizer2, range(6, 12))
+    for it, (a, b) in enumerate(zip(uninterrupted, resumed, strict=True), start=6):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"step {it}: gradient of {key} differs after resume"
+
+
+REP_MODE = [name for name, cls in STRATEGIES.items() if "grad_mode" in attrs.fields_dict(cls.Config)]
+
+
+def test_representation_mode_is_offered_where_it_makes_sense():
+    assert REP_MODE == ["mgda", "pcgrad", "gradvac", "imtl", "cagrad", "nash-mtl", "aligned-mtl", "fairgrad",
+                        "upgrad"]
+    assert STRATEGIES["graddrop"].needs is Need.REPRESENTATION
+
+
+@pytest.mark.parametrize("name", REP_MODE)
+def test_representation_mode_trains(name):
+    model, strategy, optimizer = setup(name, seed=0, grad_mode="rep")
+    assert strategy.needs is Need.REPRESENTATION
+    train(strategy, model, optimizer, range(3))
+
+
+def encoder_grads(model: ToyModel) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()])
+
+
+def head_grads(model: ToyModel, task: str) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.heads[task].parameters()])
+
+
+def reference_step(seed: int = 0):
+    torch.manual_seed(seed)
+    model = ToyModel(TASKS)
+    x, y = toy_batch(TASKS, seed=seed)
+    return model, make_step(model, x, y, TASKS, iteration=0)
+
+
+def plain_grads(model: ToyModel, loss: torch.Tensor, params) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params), retain_graph=True)])
+
+
+def test_mgda_rep_mode_backpropagates_the_aggregate_through_z():
+    model, step = reference_step()
+    z = step.representation
+    rep = torch.stack([torch.autograd.grad(step.losses[t], z, retain_graph=True)[0] for t in TASKS])
+    d, _ = mgda.aggregate(rep.flatten(1))
+    expected = plain_grads(model, (z * d.view_as(z)).sum(), model.encoder.parameters())
+    build("mgda", grad_mode="rep").backward(step)
+    assert torch.allclose(encoder_grads(model), expected, atol=1e-6)
+    for t in TASKS:  # heads: the unweighted ∇L_t (LibMTL's convention)
+        assert torch.allclose(head_grads(model, t), plain_grads(model, step.losses[t], model.heads[t].parameters()))
+
+
+def test_nash_mtl_weights_the_heads_and_clips_the_shared_update():
+    model, step = reference_step()
+    shared = list(model.encoder.parameters())
+    G = torch.stack([plain_grads(model, step.losses[t], shared) for t in TASKS])
+    d, alpha = nash_mtl.aggregate(G, max_norm=0.0)
+    build("nash-mtl", max_norm=0.0).backward(step)
+    assert torch.allclose(encoder_grads(model), d, atol=1e-6)
+    for i, t in enumerate(TASKS):
+        expected = alpha[i] * plain_grads(model, step.losses[t], model.heads[t].parameters())
+        assert torch.allclose(head_grads(model, t), expected, atol=1e-6)
+
+
+def test_nash_mtl_reuses_its_weights_between_updates_without_per_task_gradients():
+    strategy = build("nash-mtl", update_weights_every=2, max_norm=0.5)
+    model, step = reference_step(0)
+    strategy.backward(step)
+    alpha = strategy.state.alpha.clone()
+    model, step = reference_step(1)
+    total = (alpha.to(step.loss_vector()) * step.loss_vector()).sum()
+    expected = nash_mtl.clip(plain_grads(model, total, model.encoder.parameters()), 0.5)
+    strategy.backward(step)
+    assert step._shared_grads is None, "a reuse step computed per-task gradients"
+    assert torch.allclose(encoder_grads(model), expected, atol=1e-6)
+    assert float(encoder_grads(model).norm()) == pytest.approx(min(0.5, float(expected.norm())), rel=1e-5)
+    assert torch.equal(strategy.state.alpha, alpha) and strategy.state.steps == 2
+
+
+def test_imtl_hybrid_scales_then_equalises():
+    strategy = build("imtl")
+    with torch.no_grad():
+        strategy.log_scales.copy_(torch.tensor([0.3, -0.2, 0.1]))
+    model, step = reference_step()
+    scales = strategy.log_scales.detach().exp()
+    shared = list(model.encoder.parameters())
+    G = torch.stack([scales[i] * plain_grads(model, step.losses[t], shared) for i, t in enumerate(TASKS)])
+    d, _ = imtl.aggregate(G)
+    strategy.backward(step)
+    assert torch.allclose(encoder_grads(model), d, atol=1e-6)
+    losses = step.loss_vector().detach()
+    assert torch.allclose(strategy.log_scales.grad, scales * losses - 1, atol=1e-6)  # ∂(e^s L − s)/∂s
+    for i, t in enumerate(TASKS):
+        expected = scales[i] * plain_grads(model, step.losses[t], model.heads[t].parameters())
+        assert torch.allclose(head_grads(model, t), expected, atol=1e-6)
+
+
+def test_db_mtl_heads_get_the_log_loss_gradient():
+    model, step = reference_step()
+    build("db-mtl").backward(step)
+    for t in TASKS:
+        expected = plain_grads(model, torch.log(step.losses[t] + 1e-8), model.heads[t].parameters())
+        assert torch.allclose(head_grads(model, t), expected, atol=1e-6)
+
+
+def test_graddrop_with_full_leak_is_the_plain_sum():
+    model, step = reference_step()
+    expected = plain_grads(model, step.loss_vector().sum(), model.encoder.parameters())
+    result = build("graddrop", leak=1.0, seed=0).backward(step)
+    assert torch.allclose(encoder_grads(model), expected, atol=1e-6)
+    assert result.weights is None and all(v == 1.0 for v in result.diagnostics.values())
+
+
+def test_graddrop_masks_per_feature_and_broadcasts_over_the_batch():
+    model, step = reference_step()
+    z = step.representation
+    rep = torch.stack([torch.autograd.grad(step.losses[t], z, retain_graph=True)[0] for t in TASKS])
+    signal = (torch.sign(z.detach()) * rep).sum(1).flatten(1)
+    factors = graddrop.masks(signal, generator=torch.Generator().manual_seed(4))
+    direction = (factors.view(3, 1, *z.shape[1:]) * rep).sum(0)
+    expected = plain_grads(model, (z * direction).sum(), model.encoder.parameters())
+    build("graddrop", seed=4).backward(step)
+    assert torch.allclose(encoder_grads(model), expected, atol=1e-6)
+
+
+def test_gradnorm_is_ew_in_epoch_zero_then_balances():
+    strategy = build("gradnorm")
+    model, step = reference_step()
+    assert strategy.backward(step).weights == dict.fromkeys(TASKS, 1.0)
+    assert strategy.logits.grad is None
+    strategy.on_epoch_end(0, {t: 2 * step.losses[t].item() for t in TASKS})
+    model, step = reference_step(1)
+    shared = list(model.encoder.parameters())
+    G = torch.stack([plain_grads(model, step.losses[t], shared) for t in TASKS])
+    strategy.backward(step)
+    weights = 3 * torch.softmax(strategy.logits.detach(), 0)
+    assert torch.allclose(encoder_grads(model), weights @ G, atol=1e-6)
+    # ω's gradient: d/dω Σ|w_t ‖g_t‖ − sg(mean(w‖g‖) r_t^1.5)|, r from L/L(0)
+    omega = strategy.logits.detach().clone().requires_grad_()
+    norms = 3 * torch.softmax(omega, 0) * G.norm(dim=1)
+    relative = step.loss_vector().detach() / (2 * step.loss_vector().detach())
+    target = (norms.mean() * (relative / relative.mean()) ** 1.5).detach()
+    (expected,) = torch.autograd.grad((norms - target).abs().sum(), omega)
+    assert torch.allclose(strategy.logits.grad, expected, atol=1e-6)
+
+
+class Linear(MultiTaskModel):
+    """Shared θ ∈ R^P, L_t = g_t·θ + 1, so ∇L_t = g_t exactly: the hand-made G of the aggregator tests."""
+
+    has_shared_representation = True
+
+    def __init__(self, grads: torch.Tensor):
+        super().__init__({f"t{i}": None for i in range(grads.shape[0])})
+        self.grads = grads
+        self.theta = nn.Parameter(torch.zeros(grads.shape[1], dtype=grads.dtype))
+
+    def forward(self, x):  # pragma: no cover - the step is built by hand
+        raise NotImplementedError
+
+    def shared_parameters(self):
+        return [self.theta]
+
+    def task_parameters(self, task):
+        return []
+
+    def step(self, iteration: int = 0, epoch: int = 0) -> StepContext:
+        losses = {t: self.grads[i] @ self.theta + 1.0 for i, t in enumerate(self.task_names)}
+        return StepContext(model=self, losses=losses, iteration=iteration, epoch=epoch)
+
+
+ORTHOGONAL = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+AGGREGATE_KWARGS: dict[str, Callable[[], dict]] = {
+    "mgda": dict,
+    "pcgrad": lambda: {"generator": torch.Generator().manual_seed(0)},
+    "upgrad": dict,
+    "cagrad": dict,
+    "aligned-mtl": dict,
+    "nash-mtl": dict,
+    "fairgrad": dict,
+    "gradvac": lambda: {"generator": torch.Generator().manual_seed(0), "state": mtlx_baselines.strategies.gradvac.GradVacState()},
+    "moco": lambda: {"losses": torch.ones(2, dtype=torch.float64), "state": mtlx_baselines.strategies.moco.MoCoState()},
+    "excess-mtl": lambda: {"state": mtlx_baselines.strategies.excess_mtl.ExcessMTLState()},
+    "db-mtl": lambda: {"state": mtlx_baselines.strategies.db_mtl.DBMTLState()},
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATE_KWARGS))
+@pytest.mark.parametrize("grads", [ORTHOGONAL, torch.tensor([[2.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)],
+                         ids=["orthogonal", "conflicting"])
+def test_the_strategy_writes_its_aggregate_into_the_shared_gradient(name, grads):
+    model = Linear(grads)
+    options = {"seed": 0} if name in ("pcgrad", "gradvac") else {}
+    STRATEGIES[name](STRATEGIES[name].Config(**options), tasks=model.task_names).backward(model.step())
+    G = grads / (1 + 1e-8) if name == "db-mtl" else grads  # DB-MTL aggregates ∇log(L + 1e-8), L = 1 here
+    expected, _ = mtlx_baselines.aggregator(name)(G, **AGGREGATE_KWARGS[name]())
+    assert torch.allclose(model.theta.grad, expected, atol=1e-12)
+
+
+def test_imtl_strategy_on_the_verified_orthogonal_vector():
+    model = Linear(ORTHOGONAL)
+    result = STRATEGIES["imtl"](STRATEGIES["imtl"].Config(variant="gradient"), tasks=model.task_names).backward(model.step())
+    assert model.theta.grad.tolist() == pytest.approx([0.75, 0.75])
+    assert list(result.weights.values()) == pytest.approx([0.25, 0.75])
+
+
+def test_solver_failures_name_the_step():
+    model = Linear(torch.tensor([[1.0, 0.0], [-2.0, 0.0]], dtype=torch.float64))
+    with pytest.raises(SolverError, match=r"step 5 \(epoch 2\): no α-fair \(Nash\) weights exist"):
+        build_for(model, "nash-mtl").backward(model.step(iteration=5, epoch=2))
+    model = Linear(torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64))
+    with pytest.warns(RuntimeWarning, match=r"step 3 \(epoch 1\): task\(s\) \[1\] have a zero gradient"):
+        build_for(model, "fairgrad").backward(model.step(iteration=3, epoch=1))
+
+
+def build_for(model: Linear, name: str):
+    return STRATEGIES[name](STRATEGIES[name].Config(), tasks=model.task_names)
+
+
+def test_rep_mode_needs_a_single_shared_representation():
+    model = Linear(ORTHOGONAL)
+    strategy = STRATEGIES["mgda"](STRATEGIES["mgda"].Config(grad_mode="rep"), tasks=model.task_names)
+    with pytest.raises(ConfigError, match="grad_mode=rep needs an architecture with one shared representation"):
+        strategy.backward(model.step())
+    multi = model.step()
+    multi.representation = {"t0": torch.zeros(1), "t1": torch.zeros(1)}
+    with pytest.raises(ConfigError, match="multi-input dataset gives each task its own Z"):
+        strategy.backward(multi)
+
+
+def test_invalid_options_are_config_errors():
+    with pytest.raises(ConfigError, match="strategy 'mgda' has no option 'grad'"):
+        build("mgda", grad="rep")
+    with pytest.raises(ConfigError, match="invalid option for strategy 'cagrad'"):
+        build("cagrad", rescale=3)
+    with pytest.raises(ConfigError, match="invalid option for strategy 'upgrad'"):
+        build("upgrad", grad_mode="z")
+    with pytest.raises(ConfigError, match="gradvac with grad_mode=rep has no parameter groups"):
+        build("gradvac", grad_mode="rep", group_type=2)
+    with pytest.raises(ConfigError, match="strategy 'dwa' has no option 'T'"):
+        build("dwa", T=2.0)
+
+
+@pytest.mark.parametrize("group_type", [1, 2])
+def test_gradvac_groups_follow_the_model(group_type):
+    model, step = reference_step()
+    strategy = build("gradvac", group_type=group_type, seed=0)
+    strategy.backward(step)
+    expected_groups = 2 if group_type == 1 else 4  # two conv modules, each with weight and bias
+    assert tuple(strategy.state.phi_hat.shape) == (expected_groups, 3, 3)

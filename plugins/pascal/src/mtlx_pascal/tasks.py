@@ -1,0 +1,102 @@
+"""The five PASCAL-Context tasks as TaskSpecs, and their primary metrics for Delta_m.
+
+Primary metrics (one per task, the MTI-Net/ASTMT convention): semseg mIoU,
+parts mIoU, saliency mIoU (``maxf`` with ``sal_primary="maxf"``, as
+InvPT/TaskPrompter report), normals mean angle, edge ODS F.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import attrs
+from mtlx import TaskSpec
+
+from .classes import PART_CLASSES, VOC_CLASSES
+from .losses import edge_loss, label_loss, normals_l1_loss, saliency_loss, scaled
+from .meters import EdgeMeter, PascalNormalMeter, PascalSegmentationMeter, SaliencyMeter
+
+__all__ = ["PAPER_LOSS_WEIGHTS", "TASK_NAMES", "build_tasks", "primary_metrics"]
+
+#: Canonical task order (the order of losses and weights whatever order the user lists them in).
+TASK_NAMES = ("semseg", "parts", "normals", "sal", "edge")
+
+#: Fixed loss weights of the ResNet-18 multi-task baseline of Vandenhende et al. (``paper`` preset).
+PAPER_LOSS_WEIGHTS = {"semseg": 1.0, "parts": 2.0, "sal": 5.0, "edge": 50.0, "normals": 10.0}
+
+
+def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float, sal_primary: str) -> TaskSpec:
+    if name == "semseg":
+        return TaskSpec(
+            name=name,
+            kind="segmentation",
+            out_channels=len(VOC_CLASSES),
+            dense=True,
+            loss=label_loss,
+            meter=partial(PascalSegmentationMeter, len(VOC_CLASSES)),
+            ignore_index=255,
+        )
+    if name == "parts":
+        return TaskSpec(
+            name=name,
+            kind="segmentation",
+            out_channels=len(PART_CLASSES),
+            dense=True,
+            loss=label_loss,
+            meter=partial(PascalSegmentationMeter, len(PART_CLASSES), skip_background_only=True),
+            ignore_index=255,
+        )
+    if name == "normals":
+        return TaskSpec(
+            name=name,
+            kind="normal",
+            out_channels=3,
+            dense=True,
+            loss=normals_l1_loss,
+            meter=PascalNormalMeter,
+            ignore_index=255,
+        )
+    if name == "sal":
+        return TaskSpec(
+            name=name,
+            kind="saliency",
+            out_channels=1,
+            dense=True,
+            loss=saliency_loss,
+            meter=partial(SaliencyMeter, primary=sal_primary),
+        )
+    if name == "edge":
+        return TaskSpec(
+            name=name,
+            kind="edge",
+            out_channels=1,
+            dense=True,
+            loss=edge_loss,
+            meter=partial(EdgeMeter, num_thresholds=edge_thresholds, max_dist=edge_max_dist),
+        )
+    raise KeyError(name)
+
+
+def build_tasks(
+    names: Sequence[str],
+    *,
+    loss_weights: Mapping[str, float],
+    edge_thresholds: int,
+    edge_max_dist: float,
+    sal_primary: str,
+) -> dict[str, TaskSpec]:
+    """TaskSpecs of the selected tasks in canonical order, losses scaled by ``loss_weights`` (default 1)."""
+    specs = {}
+    for name in (n for n in TASK_NAMES if n in names):
+        spec = _spec(name, edge_thresholds=edge_thresholds, edge_max_dist=edge_max_dist, sal_primary=sal_primary)
+        weight = loss_weights.get(name, 1.0)
+        if weight != 1.0:
+            spec = attrs.evolve(spec, loss=partial(scaled, loss=spec.loss, weight=weight))
+        specs[name] = spec
+    return specs
+
+
+def primary_metrics(sal_primary: str) -> dict[str, str]:
+    """Task -> the one metric that enters Delta_m."""
+    return {"semseg": "miou", "parts": "miou", "normals": "mean", "sal": sal_primary, "edge": "odsf"}

@@ -1,0 +1,34 @@
+"""Small QM9 sources: the first rows of qm9pack's own CSV (real molecules, the exact format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlx_qm9.source import CSV_FILES, package_data_dir
+
+
+def write_source(directory: Path, molecules: int) -> Path:
+    """Copy the header and the first ``molecules`` rows of ``qm9_part1.csv`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (package_data_dir() / CSV_FILES[0]).open() as source:
+        lines = [next(source) for _ in range(molecules + 1)]
+    (directory / CSV_FILES[0]).write_text("".join(lines))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def small_source(tmp_path_factory) -> Path:
+    """60 molecules, including numbers 23 and 24 whose SMILES atom order does not fit their geometry."""
+    return write_source(tmp_path_factory.mktemp("qm9-source"), 60)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared CPU, two spinning threads make small ops many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
