@@ -55,6 +55,8 @@ class TrainConfig:
 
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     batch_size: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    #: drop the last incomplete training batch (BatchNorm on image-level pooling fails on a batch of one)
+    drop_last: bool = False
     eval_batch_size: int | None = None
     lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
     weight_decay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))

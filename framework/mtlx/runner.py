@@ -31,7 +31,7 @@ from .jsonutil import dumps
 from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .plugins import get_plugin_manager
 
-__all__ = ["select_device", "seed_everything", "prepare_run_dir", "create_engine", "train", "RUN_FILES"]
+__all__ = ["select_device", "seed_everything", "prepare_run_dir", "make_optimizer", "create_engine", "train", "RUN_FILES"]
 
 #: Files whose presence marks a directory as holding a run.
 RUN_FILES = ("config.toml", "last.pt", "best.pt", "results.json", "metrics.jsonl")
@@ -86,7 +86,8 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Optimizer:
+def make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Optimizer:
+    """The configured optimiser over the model and, without weight decay, the strategy's extra parameters."""
     groups = [{"params": [p for p in components.model.parameters() if p.requires_grad], "weight_decay": train.weight_decay}]
     extra = [p for p in components.strategy.extra_parameters() if p.requires_grad]
     if extra:
@@ -113,8 +114,15 @@ def _loader(components: Components, split: str, *, train: bool) -> Any:
 
     def one(dataset: Any) -> Any:
         if train:
-            return EpochLoader(dataset, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
-                               collate_fn=collate, rank=distributed.rank(), world_size=distributed.world_size())
+            loader = EpochLoader(dataset, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                                 collate_fn=collate, rank=distributed.rank(), world_size=distributed.world_size(),
+                                 drop_last=cfg.drop_last)
+            if len(loader) == 0:
+                raise ConfigError(
+                    f"the training split of {components.config.dataset.name!r} has {len(dataset)} samples: "
+                    f"no batch of {cfg.batch_size} with train.drop_last=true; lower --batch-size"
+                )
+            return loader
         return make_loader(dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
                            seed=cfg.seed, num_workers=cfg.num_workers, collate_fn=collate)
 
@@ -147,7 +155,7 @@ def create_engine(
     cfg = components.config.train
     device = select_device(cfg.device)
     components.model.to(device)
-    optimizer = _make_optimizer(cfg, components)
+    optimizer = make_optimizer(cfg, components)
     val, test = eval_splits(components)
     eval_loaders = {s: _loader(components, s, train=False) for s in {val, test} if s is not None}
     engine = Engine(

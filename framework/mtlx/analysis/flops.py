@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["FlopReport", "count_flops", "EXTRA_HANDLES", "TOP_LEVEL"]
+__all__ = ["EXTRA_HANDLES", "TOP_LEVEL", "FlopReport", "count_flops"]
 
 #: ``by_module`` key of the ops a model runs in its own ``forward`` (outside any child module).
 TOP_LEVEL = "(own forward)"
@@ -168,7 +168,9 @@ def _runs_code(module: nn.Module | None) -> bool:
     return module is not None and forward is not nn.Module.forward and not isinstance(module, nn.Identity)
 
 
-def count_flops(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]) -> FlopReport:
+def count_flops(
+    model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]
+) -> FlopReport:
     """Count the forward FLOPs of ``model`` in eval mode, without gradients.
 
     Args:

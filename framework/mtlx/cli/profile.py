@@ -11,9 +11,10 @@ leave out (e.g. Rep-MTL's).
 
 The step is the engine's own: :func:`mtlx.engine.step.forward`, the task
 losses, a :class:`~mtlx.StepContext`, ``strategy.backward``, the optimiser
-the run would use. ``--synthetic`` times without the dataset's files:
-random inputs and, as task losses, the mean squared prediction (the
-network's backward cost does not depend on the loss).
+the run would use. ``--synthetic`` reads no split: random inputs and,
+as task losses, the mean squared prediction (the network's backward cost
+does not depend on the loss); the dataset is still constructed for its
+tasks and input shape.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ from ..engine import to_device
 from ..engine.step import forward, task_losses
 from ..errors import DataError
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext
-from ..runner import _make_optimizer, seed_everything, select_device
+from ..runner import make_optimizer, seed_everything, select_device
 
-__all__ = ["profile", "PhaseTimes", "ProfileResult", "profile_components"]
+__all__ = ["PhaseTimes", "ProfileResult", "profile", "profile_components"]
 
 _PHASES = ("forward", "backward", "optimizer", "after_step")
 
@@ -151,7 +152,7 @@ def _time_steps(
     """Median per-phase times of ``steps`` training steps after ``warmup`` untimed ones."""
     model: MultiTaskModel = components.model
     multi_input = components.dataset.multi_input
-    optimizer = _make_optimizer(components.config.train, attrs.evolve(components, strategy=strategy))
+    optimizer = make_optimizer(components.config.train, attrs.evolve(components, strategy=strategy))
     precision = components.config.train.precision
     inputs, targets = batch
     samples: dict[str, list[float]] = {phase: [] for phase in _PHASES}
@@ -202,7 +203,10 @@ def _saved_activations_bytes(components: Components, inputs: Any, device: torch.
         return t
 
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _autocast(components.config.train.precision, device):
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        _autocast(components.config.train.precision, device),
+    ):
         forward(model, inputs, multi_input=components.dataset.multi_input)
     return sum(seen.values())
 
@@ -233,7 +237,7 @@ def profile_components(
     try:
         batch = _synthetic_batch(components, batch_size) if synthetic else _real_batch(components, batch_size)
     except DataError as error:
-        raise DataError(f"{error}\n(to time without the data files, pass --synthetic)") from None
+        raise DataError(f"{error}\n(to profile without reading a split, pass --synthetic)") from None
     batch = to_device(batch, device)
     flop_report = count_flops(model, _first_samples(batch[0], 1)) if flops else None
     saved = _saved_activations_bytes(components, batch[0], device)
@@ -339,7 +343,9 @@ _FLAG_KEYS = {
 }
 
 
-def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], flags: Mapping[str, Any]) -> RunConfig:
+def _resolve(
+    config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], flags: Mapping[str, Any]
+) -> RunConfig:
     user: dict[str, Any] = load_toml(config_file) if config_file else {}
     user.update({_FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
     user.update(parse_override(o) for o in overrides)
@@ -352,31 +358,59 @@ def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple
 @click.option("--arch", help="Architecture (default: the dataset's recommendation, else hps).")
 @click.option("--backbone", help="Backbone (default: the dataset's recommendation).")
 @click.option("--head", help="Task head (default: the dataset's recommendation).")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset directory (default: $MTLX_DATA/<dataset>).")
+@click.option(
+    "--data-root", type=click.Path(file_okay=False), help="Dataset directory (default: $MTLX_DATA/<dataset>)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Training batch to time (default: the run's).")
 @click.option("--device", help="auto (default), cpu, cuda, cuda:1 ...")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
 @click.option("--seed", type=int)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
-@click.option("--steps", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Timed training steps (0: no timing, only parameters, FLOPs and memory).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Timed training steps (0: no timing, only parameters, FLOPs and memory).",
+)
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed steps first.")
-@click.option("--synthetic", is_flag=True, help="Random inputs and stand-in losses: no data files needed.")
+@click.option(
+    "--synthetic",
+    is_flag=True,
+    help="Random inputs and stand-in losses instead of a training batch (no split is read; "
+    "the dataset still gives the tasks and input shape).",
+)
 @click.option("--no-flops", is_flag=True, help="Skip the FLOP count (no fvcore needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 @click.option("--preset", "presets", multiple=True, help="A dataset preset (e.g. paper); repeatable.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override any config value, e.g. -o strategy.mode=rep -o backbone.output_stride=16.")
-def profile(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], threads: int | None,
-            steps: int, warmup: int, synthetic: bool, no_flops: bool, as_json: bool, **flags: Any) -> None:
+@click.option(
+    "-o",
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override any config value, e.g. -o strategy.mode=rep -o backbone.output_stride=16.",
+)
+def profile(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    presets: tuple[str, ...],
+    threads: int | None,
+    steps: int,
+    warmup: int,
+    synthetic: bool,
+    no_flops: bool,
+    as_json: bool,
+    **flags: Any,
+) -> None:
     """Parameters, forward GFLOPs, time per training step and memory of a model + strategy.
 
     \b
     Examples:
       mtlx profile                                     # hps/digits-cnn/conv on digits, ew
       mtlx profile --arch mtan --dataset digits --strategy mgda
-      mtlx profile --dataset nyuv2 --backbone resnet50-dilated --head deeplab-aspp --synthetic --batch-size 2
+      mtlx profile --dataset nyuv2 --data-root ~/data/nyuv2 --batch-size 2 --steps 0   # no timing
     """
     config = _resolve(config_file, overrides, presets, flags)
     if threads is not None:
@@ -384,7 +418,11 @@ def profile(config_file: str | None, overrides: tuple[str, ...], presets: tuple[
     seed_everything(config.train.seed)
     components = build(config)
     result = profile_components(
-        components, batch_size=config.train.batch_size, steps=steps, warmup=warmup, synthetic=synthetic,
+        components,
+        batch_size=config.train.batch_size,
+        steps=steps,
+        warmup=warmup,
+        synthetic=synthetic,
         flops=not no_flops,
     )
     if as_json:

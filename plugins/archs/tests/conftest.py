@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 
 import pytest
 import torch
-
 from mtlx import TaskSpec
 from mtlx.losses import classification_loss, depth_l1_loss, mse_loss, normal_cosine_loss, segmentation_loss
 from mtlx.metrics import AccuracyMeter, DepthMeter, MAEMeter, NormalMeter, SegmentationMeter
@@ -16,8 +15,13 @@ from mtlx_archs.plugin import ARCHS, BACKBONES, HEADS
 
 def _seg(n: int) -> TaskSpec:
     return TaskSpec(
-        name="seg", kind="segmentation", out_channels=n, dense=True, loss=segmentation_loss,
-        meter=functools.partial(SegmentationMeter, n), ignore_index=-1,
+        name="seg",
+        kind="segmentation",
+        out_channels=n,
+        dense=True,
+        loss=segmentation_loss,
+        meter=functools.partial(SegmentationMeter, n),
+        ignore_index=-1,
     )
 
 
@@ -26,8 +30,9 @@ _NORMAL = TaskSpec(name="normal", kind="normal", out_channels=3, dense=True, los
 
 
 def _cls(name: str, n: int) -> TaskSpec:
-    return TaskSpec(name=name, kind="classification", out_channels=n, dense=False, loss=classification_loss,
-                    meter=AccuracyMeter)
+    return TaskSpec(
+        name=name, kind="classification", out_channels=n, dense=False, loss=classification_loss, meter=AccuracyMeter
+    )
 
 
 #: benchmark -> (input shape, tasks): NYUv2 288x384, Cityscapes 128x256, Office-31 224x224 (image-level),
@@ -36,15 +41,26 @@ BENCHMARKS: dict[str, tuple[tuple[int, ...], dict[str, TaskSpec]]] = {
     "nyuv2": ((3, 288, 384), {"seg": _seg(13), "depth": _DEPTH, "normal": _NORMAL}),
     "cityscapes": ((3, 128, 256), {"seg": _seg(7), "depth": _DEPTH}),
     "office": ((3, 224, 224), {t: _cls(t, 31) for t in ("amazon", "dslr", "webcam")}),
-    "qm9": ((11,), {
-        f"y{i}": TaskSpec(name=f"y{i}", kind="regression", out_channels=1, dense=False, loss=mse_loss, meter=MAEMeter)
-        for i in range(3)
-    }),
+    "qm9": (
+        (11,),
+        {
+            f"y{i}": TaskSpec(
+                name=f"y{i}", kind="regression", out_channels=1, dense=False, loss=mse_loss, meter=MAEMeter
+            )
+            for i in range(3)
+        },
+    ),
 }
 
 
-def build_model(arch: str, backbone: str, head: str, input_shape: tuple[int, ...], tasks: Mapping[str, TaskSpec],
-                options: Mapping[str, Mapping[str, object]] | None = None) -> object:
+def build_model(
+    arch: str,
+    backbone: str,
+    head: str,
+    input_shape: tuple[int, ...],
+    tasks: Mapping[str, TaskSpec],
+    options: Mapping[str, Mapping[str, object]] | None = None,
+) -> object:
     """Build like ``mtlx.build.build_model`` does: one factory per component, options per section."""
     b_cls, h_cls, a_cls = BACKBONES[backbone], HEADS[head], ARCHS[arch]
     options = options or {}
@@ -52,7 +68,9 @@ def build_model(arch: str, backbone: str, head: str, input_shape: tuple[int, ...
     h_cfg = h_cls.Config(**options.get("head", {}))
     a_cfg = a_cls.Config(**options.get("arch", {}))
     return a_cls(
-        a_cfg, tasks=tasks, input_shape=input_shape,
+        a_cfg,
+        tasks=tasks,
+        input_shape=input_shape,
         make_backbone=lambda: b_cls(b_cfg, input_shape),
         make_head=lambda task, in_shape: h_cls(h_cfg, in_shape, task, input_shape),
     )

@@ -7,14 +7,29 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-
 from mtlx.analysis import count_flops
 from mtlx.build import build_model, resolve_run_config
 from mtlx.cli import main
 from mtlx_digits.tasks import TASKS  # the dataset profiled here
 
-_DIGITS = ["--dataset", "digits", "-o", "dataset.train_size=4", "-o", "dataset.val_size=1", "-o", "dataset.test_size=1",
-           "--batch-size", "4", "--steps", "2", "--warmup", "0", "--device", "cpu"]
+_DIGITS = [
+    "--dataset",
+    "digits",
+    "-o",
+    "dataset.train_size=4",
+    "-o",
+    "dataset.val_size=1",
+    "-o",
+    "dataset.test_size=1",
+    "--batch-size",
+    "4",
+    "--steps",
+    "2",
+    "--warmup",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 def _invoke(*args):
@@ -24,8 +39,19 @@ def _invoke(*args):
 @pytest.fixture(scope="module")
 def saliency_mgda():
     result = CliRunner().invoke(
-        main, ["profile", *_DIGITS, "--arch", "saliency-decoder", "--strategy", "mgda", "-o", "strategy.grad_mode=rep",
-               "--json"], catch_exceptions=False,
+        main,
+        [
+            "profile",
+            *_DIGITS,
+            "--arch",
+            "saliency-decoder",
+            "--strategy",
+            "mgda",
+            "-o",
+            "strategy.grad_mode=rep",
+            "--json",
+        ],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -66,7 +92,8 @@ def test_profile_table_and_synthetic_mode():
 
 
 def test_profile_refuses_representation_strategy_without_z():
-    result = CliRunner().invoke(main, ["profile", *_DIGITS, "--arch", "mtan", "--strategy", "mgda",
-                                       "-o", "strategy.grad_mode=rep"])
+    result = CliRunner().invoke(
+        main, ["profile", *_DIGITS, "--arch", "mtan", "--strategy", "mgda", "-o", "strategy.grad_mode=rep"]
+    )
     assert result.exit_code == 2
     assert "needs a single shared representation, but architecture 'mtan' has none" in result.output

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from mtlx import ConfigError
 from mtlx.engine.step import forward
 from mtlx_archs.plugin import ARCHS, BACKBONES, HEADS
@@ -117,7 +116,9 @@ def test_dense_task_on_vector_z_is_a_config_error(make_model, benchmarks, head):
 
 
 def test_image_backbones_refuse_vector_input():
-    with pytest.raises(ConfigError, match=r"backbone 'resnet18' needs image inputs \(C, H, W\), got input shape \(11,\)"):
+    with pytest.raises(
+        ConfigError, match=r"backbone 'resnet18' needs image inputs \(C, H, W\), got input shape \(11,\)"
+    ):
         BACKBONES["resnet18"](BACKBONES["resnet18"].Config(), (11,))
     with pytest.raises(ConfigError, match="use backbone 'mlp' for vector data"):
         BACKBONES["digits-cnn"](BACKBONES["digits-cnn"].Config(), (11,))

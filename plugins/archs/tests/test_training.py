@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from mtlx import ConfigError
 from mtlx.build import build_dataset, build_model, build_strategy, resolve_run_config
 from mtlx.engine import to_device
@@ -88,16 +87,22 @@ def test_trains_with_mgda_on_shared_parameters(digits, arch):
 def test_vector_variant_trains(digits, arch):
     """digits flattened through the mlp backbone (image-level task only: a vector Z has no pixels)."""
     dataset, (inputs, targets) = digits
-    config = _config(arch, "ew", {
-        "backbone.name": "mlp", "backbone.hidden_sizes": [32, 16], "head.name": "linear",
-        **({"arch.num_experts": 2} if arch == "mmoe" else {}),
-    })
+    config = _config(
+        arch,
+        "ew",
+        {
+            "backbone.name": "mlp",
+            "backbone.hidden_sizes": [32, 16],
+            "head.name": "linear",
+            **({"arch.num_experts": 2} if arch == "mmoe" else {}),
+        },
+    )
     first, last = _train(config, dataset, (inputs, {"cls": targets["cls"]}), tasks={"cls": dataset.tasks["cls"]})
     assert last < 0.95 * first
 
 
 def test_saliency_masks_filter_z_and_z_stays_shared(digits):
-    dataset, (inputs, targets) = digits
+    dataset, (inputs, _) = digits
     model = build_model(_config("saliency-decoder", "ew", _SMALL), dataset.tasks, dataset.input_shape).eval()
     z = model.encode(inputs)
     masks = model.masks(z)

@@ -12,7 +12,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mtlx import CheckpointError
 from mtlx_archs.plugin import BACKBONES
 
@@ -128,7 +127,9 @@ def resnet18_file(tmp_path):
 
 def test_missing_keys_are_listed(resnet18_file):
     path = resnet18_file(lambda sd: (sd.pop("layer4.1.bn2.weight"), sd.pop("layer1.0.conv1.weight")))
-    with pytest.raises(CheckpointError, match=r"backbone 'resnet18'.*missing keys: layer1\.0\.conv1\.weight, layer4\.1\.bn2\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"backbone 'resnet18'.*missing keys: layer1\.0\.conv1\.weight, layer4\.1\.bn2\.weight"
+    ):
         _backbone("resnet18", path)
 
 
@@ -140,7 +141,9 @@ def test_unexpected_keys_are_listed(resnet18_file):
 
 def test_misshaped_keys_are_listed(resnet18_file):
     path = resnet18_file(lambda sd: sd.update({"conv1.weight": torch.zeros(64, 3, 3, 3)}))
-    with pytest.raises(CheckpointError, match=r"mis-shaped keys: conv1\.weight \(file \(64, 3, 3, 3\), model \(64, 3, 7, 7\)\)"):
+    with pytest.raises(
+        CheckpointError, match=r"mis-shaped keys: conv1\.weight \(file \(64, 3, 3, 3\), model \(64, 3, 7, 7\)\)"
+    ):
         _backbone("resnet18", path)
 
 

@@ -11,13 +11,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from mtlx import Backbone, ConfigError
+from torch import nn
 
 from ..backbones.base import Stage, StagedBackbone
 
-__all__ = ["sigmoid_gate", "conv_block", "require_stages", "resize_like"]
+__all__ = ["conv_block", "require_stages", "resize_like", "sigmoid_gate"]
 
 
 def _layer(in_ch: int, out_ch: int, spatial: bool, kernel: int = 1) -> nn.Module:

@@ -12,7 +12,6 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
-
 from mtlx import Backbone
 
 __all__ = ["Stage", "StagedBackbone", "conv_out_size"]

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import attrs
-from torch import nn
-
 from mtlx import ConfigError
+from torch import nn
 
 from .base import Stage, StagedBackbone, conv_out_size
 from .weights import load_backbone_weights

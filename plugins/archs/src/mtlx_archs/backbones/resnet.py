@@ -20,9 +20,8 @@ from typing import ClassVar
 
 import attrs
 import torch
-from torch import nn
-
 from mtlx import ConfigError
+from torch import nn
 
 from .base import Stage, StagedBackbone, conv_out_size
 from .weights import load_backbone_weights
@@ -92,7 +91,7 @@ class ResNet(StagedBackbone):
     Subclasses set ``block``, ``layers``, ``name`` and their ``Config``.
     """
 
-    block: ClassVar[type[BasicBlock] | type[Bottleneck]]
+    block: ClassVar[type[BasicBlock | Bottleneck]]
     layers: ClassVar[tuple[int, int, int, int]]
     name: ClassVar[str]
 

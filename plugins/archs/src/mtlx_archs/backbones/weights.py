@@ -12,9 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from mtlx import CheckpointError
+from torch import nn
 
 __all__ = ["load_backbone_weights"]
 
@@ -61,7 +60,8 @@ def load_backbone_weights(
         problems.append(f"mis-shaped keys: {_listing(details)}")
     if problems:
         raise CheckpointError(
-            f"{where}: weights file {path} does not match the backbone; " + "; ".join(problems)
+            f"{where}: weights file {path} does not match the backbone; "
+            + "; ".join(problems)
             + ". Check that the file is for this backbone (and its input channels)."
         )
     module.load_state_dict(state, strict=True)

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 import attrs
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from mtlx import TaskSpec
+from torch import nn
 
 from .common import DenseOrImageHead
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from mtlx import ConfigError, TaskHead, TaskSpec
 from torch import nn
 
-from mtlx import ConfigError, TaskHead, TaskSpec
-
-__all__ = ["DenseOrImageHead", "ImageLevelHead", "resize_to", "dense_output_size"]
+__all__ = ["DenseOrImageHead", "ImageLevelHead", "dense_output_size", "resize_to"]
 
 
 class ImageLevelHead(nn.Module):
@@ -29,7 +28,9 @@ class ImageLevelHead(nn.Module):
         return self.fc(z)
 
 
-def dense_output_size(head: str, in_shape: tuple[int, ...], task: TaskSpec, input_shape: tuple[int, ...]) -> tuple[int, int]:
+def dense_output_size(
+    head: str, in_shape: tuple[int, ...], task: TaskSpec, input_shape: tuple[int, ...]
+) -> tuple[int, int]:
     """The ``(H, W)`` a dense task's prediction must have; errors if Z or the input has no spatial size."""
     if len(in_shape) != 3 or len(input_shape) != 3:
         raise ConfigError(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import attrs
-from torch import nn
-
 from mtlx import TaskSpec
+from torch import nn
 
 from .common import DenseOrImageHead
 
