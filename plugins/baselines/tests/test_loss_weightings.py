@@ -18,6 +18,7 @@ from mtlx_baselines.strategies.rlw import RandomLossWeighting
 from mtlx_baselines.strategies.stch import STCH
 from mtlx_baselines.strategies.uw import UncertaintyWeighting
 
+
 TASKS = ("a", "b", "c")
 
 
@@ -110,7 +111,7 @@ def test_gls_geometric_mean_and_effective_weights(step):
 def test_famo_combine_and_logit_update(step):
     famo = FAMO(FAMO.Config(w_lr=0.1, gamma=0.0), tasks=("seg0", "reg1", "seg2"))
     losses = step.loss_vector()
-    total, weights = famo.combine(losses, step)
+    _, weights = famo.combine(losses, step)
     values = losses.detach().double()
     expected = (1 / (values + 1e-8)) / (1 / (values + 1e-8)).sum()  # z uniform at the start
     assert weights.tolist() == pytest.approx(expected.tolist())
@@ -167,3 +168,13 @@ def test_imtl_loss_side(step):
     assert weights.tolist() == pytest.approx([math.exp(si) for si in s], rel=1e-6)
     (grad,) = torch.autograd.grad(total, imtl.log_scales)  # e^s L − 1
     assert grad.tolist() == pytest.approx([math.exp(si) * v - 1 for si, v in zip(s, (1.0, 2.0, 4.0))], rel=1e-6)
+
+
+def test_log_based_weightings_reject_negative_losses_but_take_zero(step):
+    famo = FAMO(FAMO.Config(), tasks=TASKS)
+    with pytest.raises(ConfigError, match="famo needs non-negative task losses, but task 'b' has loss -0.1"):
+        famo.combine(losses_of(1.0, -0.1, 2.0), step)
+    stch = STCH(STCH.Config(), tasks=TASKS)
+    for strategy in (famo, stch):  # their formulas carry an epsilon for a loss of exactly 0
+        total, weights = strategy.combine(losses_of(0.0, 1.0, 2.0), step)
+        assert math.isfinite(total.item()) and bool(torch.isfinite(weights).all())

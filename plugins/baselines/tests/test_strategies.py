@@ -17,7 +17,8 @@ from mtlx.config import build_component_config
 from mtlx.testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
 from mtlx_baselines.errors import SolverError
 from mtlx_baselines.plugin import STRATEGIES
-from mtlx_baselines.strategies import graddrop, imtl, mgda, nash_mtl
+from mtlx_baselines.strategies import db_mtl, excess_mtl, graddrop, gradvac, imtl, mgda, moco, nash_mtl
+
 
 TASKS = toy_tasks(3)
 STEPS_PER_EPOCH = 2
@@ -271,10 +272,10 @@ AGGREGATE_KWARGS: dict[str, Callable[[], dict]] = {
     "aligned-mtl": dict,
     "nash-mtl": dict,
     "fairgrad": dict,
-    "gradvac": lambda: {"generator": torch.Generator().manual_seed(0), "state": mtlx_baselines.strategies.gradvac.GradVacState()},
-    "moco": lambda: {"losses": torch.ones(2, dtype=torch.float64), "state": mtlx_baselines.strategies.moco.MoCoState()},
-    "excess-mtl": lambda: {"state": mtlx_baselines.strategies.excess_mtl.ExcessMTLState()},
-    "db-mtl": lambda: {"state": mtlx_baselines.strategies.db_mtl.DBMTLState()},
+    "gradvac": lambda: {"generator": torch.Generator().manual_seed(0), "state": gradvac.GradVacState()},
+    "moco": lambda: {"losses": torch.ones(2, dtype=torch.float64), "state": moco.MoCoState()},
+    "excess-mtl": lambda: {"state": excess_mtl.ExcessMTLState()},
+    "db-mtl": lambda: {"state": db_mtl.DBMTLState()},
 }
 
 
@@ -292,7 +293,8 @@ def test_the_strategy_writes_its_aggregate_into_the_shared_gradient(name, grads)
 
 def test_imtl_strategy_on_the_verified_orthogonal_vector():
     model = Linear(ORTHOGONAL)
-    result = STRATEGIES["imtl"](STRATEGIES["imtl"].Config(variant="gradient"), tasks=model.task_names).backward(model.step())
+    strategy = STRATEGIES["imtl"](STRATEGIES["imtl"].Config(variant="gradient"), tasks=model.task_names)
+    result = strategy.backward(model.step())
     assert model.theta.grad.tolist() == pytest.approx([0.75, 0.75])
     assert list(result.weights.values()) == pytest.approx([0.25, 0.75])
 
@@ -336,7 +338,7 @@ def test_invalid_options_are_config_errors():
 
 @pytest.mark.parametrize("group_type", [1, 2])
 def test_gradvac_groups_follow_the_model(group_type):
-    model, step = reference_step()
+    _, step = reference_step()
     strategy = build("gradvac", group_type=group_type, seed=0)
     strategy.backward(step)
     expected_groups = 2 if group_type == 1 else 4  # two conv modules, each with weight and bias

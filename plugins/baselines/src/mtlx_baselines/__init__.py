@@ -29,13 +29,10 @@ def aggregator(name: str) -> Callable[..., Any]:
     from .plugin import STRATEGIES
 
     cls = STRATEGIES.get(name)
+    known = ", ".join(aggregator_names())
     if cls is None:
-        raise UnknownComponentError(
-            f"no baseline strategy {name!r}{did_you_mean(name, STRATEGIES)} (aggregators: {', '.join(aggregator_names())})"
-        )
+        hint = did_you_mean(name, STRATEGIES)
+        raise UnknownComponentError(f"no baseline strategy {name!r}{hint} (aggregators: {known})")
     if not hasattr(cls, "aggregate"):
-        raise UnknownComponentError(
-            f"{name!r} combines losses, not gradients, so it has no aggregator; "
-            f"aggregators: {', '.join(aggregator_names())}"
-        )
+        raise UnknownComponentError(f"{name!r} combines losses, not gradients: it has no aggregator ({known})")
     return cls.aggregate

@@ -15,7 +15,7 @@ import torch
 
 from .errors import SolverError
 
-__all__ = ["gram", "min_norm_weights", "alpha_fair_weights"]
+__all__ = ["alpha_fair_weights", "gram", "min_norm_weights"]
 
 
 def gram(G: torch.Tensor) -> torch.Tensor:

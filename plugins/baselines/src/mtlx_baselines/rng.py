@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["new_generator", "drawing_from", "Seeded"]
+__all__ = ["Seeded", "drawing_from", "new_generator"]
 
 
 def new_generator(seed: int | None) -> torch.Generator:

@@ -28,14 +28,14 @@ from ..errors import SolverError
 
 __all__ = [
     "GRAD_MODES",
+    "GradientAggregation",
+    "apply_direction",
+    "at_step",
     "grad_mode_field",
+    "named",
     "needs_for",
     "representation",
     "task_gradients",
-    "apply_direction",
-    "at_step",
-    "named",
-    "GradientAggregation",
 ]
 
 GRAD_MODES = ("shared", "rep")

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import torch
 
-__all__ = ["clone_state", "WithAggregatorState"]
+__all__ = ["WithAggregatorState", "clone_state"]
 
 
 def clone_state(value: Any) -> Any:

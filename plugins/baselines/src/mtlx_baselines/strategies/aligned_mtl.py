@@ -18,7 +18,7 @@ from mtlx import StepContext
 from ..linalg import gram
 from ._gradient import GradientAggregation, grad_mode_field
 
-__all__ = ["AlignedMTL", "aggregate", "SCALE_MODES"]
+__all__ = ["SCALE_MODES", "AlignedMTL", "aggregate"]
 
 #: the scale the aligned singular values take: λ_min (paper default), the median or the mean eigenvalue
 SCALE_MODES = ("min", "median", "rmse")

@@ -20,7 +20,7 @@ from ..errors import SolverError
 from ..linalg import gram
 from ._gradient import GradientAggregation, grad_mode_field
 
-__all__ = ["CAGrad", "aggregate", "RESCALES"]
+__all__ = ["RESCALES", "CAGrad", "aggregate"]
 
 RESCALES = (0, 1, 2)
 

@@ -18,7 +18,7 @@ from mtlx import StepContext, StepResult
 from ._gradient import GradientAggregation, at_step, named
 from ._state import WithAggregatorState
 
-__all__ = ["DBMTL", "DBMTLState", "aggregate", "LOG_EPS"]
+__all__ = ["DBMTL", "LOG_EPS", "DBMTLState", "aggregate"]
 
 LOG_EPS = 1e-8
 

@@ -42,7 +42,7 @@ class FAMO(LossWeighting):
         self.optimizer = torch.optim.Adam([self.logits], lr=config.w_lr, weight_decay=config.gamma)
 
     def combine(self, losses: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        require_positive(losses, self.tasks, step, "famo")
+        require_positive(losses, self.tasks, step, "famo", allow_zero=True)
         z = torch.softmax(self.logits.detach(), 0).to(losses)
         shifted = losses + EPS
         c = (z / shifted).sum().detach()

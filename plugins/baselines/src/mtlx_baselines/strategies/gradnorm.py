@@ -70,4 +70,5 @@ class GradNorm(WithAggregatorState, MTOStrategy):
         step.backward(balance_loss, inputs=[self.logits])
         step.set_shared_grad(weights.detach().to(grads) @ grads)
         step.backward_heads()
-        return StepResult(weights=named(self.tasks, weights), diagnostics={"gradnorm_loss": float(balance_loss.detach())})
+        diagnostics = {"gradnorm_loss": float(balance_loss.detach())}
+        return StepResult(weights=named(self.tasks, weights), diagnostics=diagnostics)

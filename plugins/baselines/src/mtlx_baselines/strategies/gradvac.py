@@ -80,7 +80,9 @@ def aggregate(
     return direction, torch.from_numpy(mean_weights).to(G)
 
 
-def parameter_groups(params: Sequence[torch.nn.Parameter], owners: dict[int, str], group_type: int) -> list[tuple[int, int]]:
+def parameter_groups(
+    params: Sequence[torch.nn.Parameter], owners: dict[int, str], group_type: int
+) -> list[tuple[int, int]]:
     """Column ranges of LibMTL's groups: 0 whole model, 1 per module owning the parameters, 2 per tensor."""
     keys: list[object]
     if group_type == 0:

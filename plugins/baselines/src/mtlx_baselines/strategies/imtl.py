@@ -25,7 +25,7 @@ from mtlx import LossWeighting, Need, StepContext, StepResult
 from ..linalg import gram
 from ._gradient import apply_direction, at_step, grad_mode_field, named, needs_for, task_gradients
 
-__all__ = ["IMTL", "aggregate", "VARIANTS"]
+__all__ = ["IMTL", "VARIANTS", "aggregate"]
 
 VARIANTS = ("hybrid", "loss", "gradient")
 _WEIGHTING = IMTLGWeighting()

@@ -17,7 +17,7 @@ from mtlx import StepContext
 from ..linalg import gram, min_norm_weights
 from ._gradient import GradientAggregation, grad_mode_field
 
-__all__ = ["MGDA", "aggregate", "NORMALIZATIONS"]
+__all__ = ["MGDA", "NORMALIZATIONS", "aggregate"]
 
 #: LibMTL's ``mgda_gn``: n_t = 1, ‖g_t‖, L_t or L_t‖g_t‖.
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")

@@ -46,7 +46,7 @@ class STCH(WithAggregatorState, LossWeighting):
         self.state = STCHState()
 
     def combine(self, losses: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        require_positive(losses, self.tasks, step, "stch")
+        require_positive(losses, self.tasks, step, "stch", allow_zero=True)
         epoch, warmup = step.epoch, self.config.warmup_epoch
         if epoch <= warmup:
             if epoch == warmup:
