@@ -76,6 +76,8 @@ class TrainConfig:
     log_every: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     checkpoint_every: int | None = None
     on_nonfinite: str = attrs.field(default="stop", validator=_in(("stop", "skip")))
+    #: clip the global gradient norm before the optimiser step (Nash-MTL/FAMO originals use 1.0)
+    max_grad_norm: float | None = None
     val_split: str = "val"
     test_split: str = "test"
     select_metric: str = "delta_m"

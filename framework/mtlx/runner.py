@@ -174,6 +174,7 @@ def create_engine(
         baseline=components.dataset.baseline(),
         multi_input=components.dataset.multi_input,
         scheduler=_make_scheduler(cfg, optimizer),
+        max_grad_norm=cfg.max_grad_norm,
     )
     meta = {"config": components.config.to_dict(), "versions": _versions()}
     engine.attach(LRSchedulerHandler())

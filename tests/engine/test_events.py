@@ -99,3 +99,14 @@ def test_handler_signature_checked_when_attached():
         engine.add_event_handler(Events.STARTED, lambda: None)
     with pytest.raises(ValueError, match="unknown event"):
         engine.add_event_handler("started", lambda e: None)
+
+
+def test_max_grad_norm_clips_the_update():
+    """With SGD lr=1 and no momentum the parameter change is the clipped gradient: norm <= 0.01."""
+    engine = _engine(max_epochs=1, batches=1)
+    engine.optimizer = torch.optim.SGD(engine.model.parameters(), lr=1.0)
+    engine.max_grad_norm = 0.01
+    before = torch.cat([p.detach().clone().reshape(-1) for p in engine.model.parameters()])
+    engine.run()
+    after = torch.cat([p.detach().reshape(-1) for p in engine.model.parameters()])
+    assert (after - before).norm() == pytest.approx(0.01, rel=1e-4)

@@ -71,6 +71,7 @@ class Engine:
         baseline: single-task results for Delta_m (``{task: {metric: value}}``).
         multi_input: batches hold one input per task.
         scheduler: an LR scheduler stepped by :class:`~mtlx.handlers.LRSchedulerHandler`.
+        max_grad_norm: clip the global gradient norm (after the strategy and the DDP sync).
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class Engine:
         baseline: Mapping[str, Mapping[str, float]] | None = None,
         multi_input: bool = False,
         scheduler: Any = None,
+        max_grad_norm: float | None = None,
     ):
         self.model = model
         self.strategy = strategy
@@ -105,6 +107,7 @@ class Engine:
         self.baseline = baseline
         self.multi_input = multi_input
         self.scheduler = scheduler
+        self.max_grad_norm = max_grad_norm
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.state = State(max_epochs=max_epochs, max_steps=max_steps)
         self.handlers: list[Handler] = []
@@ -258,6 +261,10 @@ class Engine:
         if self.scaler is None and not self._grads_finite():
             self._nonfinite("a gradient is NaN/Inf", losses)
             return
+        if self.max_grad_norm is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.max_grad_norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
