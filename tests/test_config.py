@@ -77,3 +77,23 @@ def test_component_options_are_validated_against_its_config():
 def test_default_run_config_is_ew_on_digits():
     cfg = RunConfig()
     assert (cfg.strategy.name, cfg.dataset.name) == ("ew", "digits")
+
+
+def test_recommended_options_follow_their_component():
+    """The toy dataset recommends arch 'toy'; its options must not leak onto another arch."""
+    from mtlx.build import resolve_run_config
+    from mtlx.plugins import get_plugin_manager
+
+    pm = get_plugin_manager(modules=["mtlx.testing.plugin"])
+    regs = pm.registries
+    toy = regs.datasets.get("toy")
+    original = toy.recommended
+    toy.recommended = {**original, "arch.channels": 4}
+    try:
+        kept = resolve_run_config([{"dataset.name": "toy"}], registries=regs)
+        assert kept.arch.options == {"channels": 4}
+        dropped = resolve_run_config([{"dataset.name": "toy", "arch.name": "other"}], registries=regs)
+        assert dropped.arch.name == "other" and dropped.arch.options == {}
+        assert dropped.train.epochs == 2  # other recommendations stay
+    finally:
+        toy.recommended = original

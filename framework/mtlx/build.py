@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from .config import DEFAULTS, RunConfig, build_component_config, resolve
+from .config import COMPONENT_SECTIONS, DEFAULTS, RunConfig, build_component_config, resolve
 from .errors import ConfigError, did_you_mean
 from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .plugins import Registries, get_plugin_manager
@@ -27,12 +27,22 @@ def _registries(registries: Registries | None) -> Registries:
 def resolve_run_config(
     user_layers: Sequence[Mapping[str, Any]], presets: Sequence[str] = (), registries: Registries | None = None
 ) -> RunConfig:
-    """Resolve the run config: defaults < dataset ``recommended`` < presets < user layers."""
+    """Resolve the run config: defaults < dataset ``recommended`` < presets < user layers.
+
+    When the user picks another component than the recommended one (``--backbone``),
+    the options recommended for that section are dropped with it.
+    """
     merged: dict[str, Any] = dict(DEFAULTS)
     for layer in user_layers:
         merged.update(layer)
     dataset_cls = _registries(registries).datasets.get(str(merged["dataset.name"]))
-    layers: list[Mapping[str, Any]] = [dict(dataset_cls.recommended)]
+    recommended = dict(dataset_cls.recommended)
+    for section in COMPONENT_SECTIONS:
+        # options recommended for one component do not apply to another the user picked instead
+        chosen = merged.get(f"{section}.name")
+        if chosen is not None and chosen != recommended.get(f"{section}.name", chosen):
+            recommended = {k: v for k, v in recommended.items() if not k.startswith(f"{section}.")}
+    layers: list[Mapping[str, Any]] = [recommended]
     for preset in presets:
         if preset not in dataset_cls.presets:
             known = ", ".join(sorted(dataset_cls.presets)) or "none"

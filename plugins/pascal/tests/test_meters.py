@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 from mtlx.metrics import NormalMeter
 from mtlx_pascal.boundaries import disk_offsets, match_boundaries
 from mtlx_pascal.meters import EdgeMeter, PascalNormalMeter, PascalSegmentationMeter, SaliencyMeter
+from scipy.sparse.csgraph import maximum_bipartite_matching
 
 
 def _logit(p: float) -> float:
@@ -184,3 +186,16 @@ def test_edge_meter_thins_thick_predictions():
     # unthinned: 240 predicted pixels, 80 matched in their own rows plus the two band ends matched to the
     # ground-truth pixels just above and below the band (1 px away)
     assert raw.compute()["ods_precision"] == pytest.approx(82 / 240)
+
+
+def test_matching_size_equals_scipy_hopcroft_karp_on_random_maps():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pred, gt = rng.random((40, 60)) < 0.15, rng.random((40, 60)) < 0.15
+        counts = match_boundaries(pred, gt, 0.03)  # tolerance 2.16 px
+        py, px = np.nonzero(pred)
+        gy, gx = np.nonzero(gt)
+        d2 = (py[:, None] - gy[None]) ** 2 + (px[:, None] - gx[None]) ** 2
+        graph = scipy.sparse.csr_matrix(d2 <= (0.03 * math.hypot(40, 60)) ** 2)
+        expected = int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
+        assert counts.matched == expected

@@ -130,10 +130,14 @@ class Layout:
     @staticmethod
     def _write_cache(path: Path, index: Mapping[str, list[int]]) -> None:
         """Atomic write; a read-only dataset directory only costs the rebuild next time."""
+        temporary: Path | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+                temporary = Path(handle.name)
                 json.dump(index, handle, indent=0)
-            os.replace(handle.name, path)
+            os.replace(temporary, path)
         except OSError as error:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
             log.warning("could not write the human-parts cache %s (%s); it will be rebuilt next run", path, error)

@@ -37,7 +37,7 @@ from .transforms import (
     warp,
 )
 
-__all__ = ["Augmentation", "PascalSplit", "decode_sample"]
+__all__ = ["Augmentation", "PascalSplit", "decode_sample", "transform_sample"]
 
 IGNORE = 255
 
