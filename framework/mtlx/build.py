@@ -32,14 +32,15 @@ def resolve_run_config(
     When the user picks another component than the recommended one (``--backbone``),
     the options recommended for that section are dropped with it.
     """
-    merged: dict[str, Any] = dict(DEFAULTS)
+    chosen_by_user: dict[str, Any] = {}
     for layer in user_layers:
-        merged.update(layer)
-    dataset_cls = _registries(registries).datasets.get(str(merged["dataset.name"]))
+        chosen_by_user.update(layer)
+    dataset_name = chosen_by_user.get("dataset.name", DEFAULTS["dataset.name"])
+    dataset_cls = _registries(registries).datasets.get(str(dataset_name))
     recommended = dict(dataset_cls.recommended)
     for section in COMPONENT_SECTIONS:
         # options recommended for one component do not apply to another the user picked instead
-        chosen = merged.get(f"{section}.name")
+        chosen = chosen_by_user.get(f"{section}.name")
         if chosen is not None and chosen != recommended.get(f"{section}.name", chosen):
             recommended = {k: v for k, v in recommended.items() if not k.startswith(f"{section}.")}
     layers: list[Mapping[str, Any]] = [recommended]
@@ -47,7 +48,7 @@ def resolve_run_config(
         if preset not in dataset_cls.presets:
             known = ", ".join(sorted(dataset_cls.presets)) or "none"
             raise ConfigError(
-                f"dataset {merged['dataset.name']!r} has no preset {preset!r}"
+                f"dataset {dataset_name!r} has no preset {preset!r}"
                 f"{did_you_mean(preset, dataset_cls.presets)} (presets: {known})"
             )
         layers.append(dict(dataset_cls.presets[preset]))
