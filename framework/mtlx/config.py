@@ -67,6 +67,8 @@ class TrainConfig:
     gamma: float = 0.5
     seed: int = 0
     device: str = "auto"
+    #: CPU threads for torch (None: torch's default); 1 is often fastest for small models on a busy machine
+    threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
     precision: str = attrs.field(default="fp32", validator=_in(("fp32", "bf16", "fp16")))
     loss_transform: str = attrs.field(default="none", validator=_in(("none", "log")))
     num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))

@@ -143,12 +143,16 @@ class EpochLoader:
 class MultiInputLoader:
     """Zips one loader per task into batches ``({task: x}, {task: y})``.
 
-    An epoch is as long as the longest task loader; shorter ones restart
-    (LibMTL's multi-input convention). Resumable through ``state_dict``.
+    An epoch is as long as the longest task loader. For training
+    (``cycle=True``) shorter loaders restart (LibMTL's multi-input
+    convention); for evaluation (``cycle=False``) a task whose loader is
+    exhausted drops out of the batch, so every sample is seen exactly once.
+    Resumable through ``state_dict``.
     """
 
-    def __init__(self, loaders: Mapping[str, StatefulDataLoader]):
+    def __init__(self, loaders: Mapping[str, Any], *, cycle: bool = True):
         self.loaders = dict(loaders)
+        self.cycle = cycle
         self._iters: dict[str, Iterator[Any]] = {}
         self._emitted = 0
 
@@ -165,6 +169,8 @@ class MultiInputLoader:
                 try:
                     x, y = next(self._iters[task])
                 except StopIteration:
+                    if not self.cycle:
+                        continue
                     self._iters[task] = iter(self.loaders[task])
                     x, y = next(self._iters[task])
                 inputs[task], targets[task] = x, y

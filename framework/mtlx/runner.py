@@ -127,7 +127,7 @@ def _loader(components: Components, split: str, *, train: bool) -> Any:
                            seed=cfg.seed, num_workers=cfg.num_workers, collate_fn=collate)
 
     if components.dataset.multi_input:
-        return MultiInputLoader({t: one(d) for t, d in data.items()})
+        return MultiInputLoader({t: one(d) for t, d in data.items()}, cycle=train)
     return one(data)
 
 
@@ -198,6 +198,8 @@ def train(
     tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate; write ``config.toml`` and ``results.json``; return the results."""
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed)
     components = build(config)
     main = distributed.is_main_process()

@@ -33,6 +33,7 @@ _FLAG_KEYS = {
     "lr": "train.lr",
     "seed": "train.seed",
     "device": "train.device",
+    "threads": "train.threads",
     "precision": "train.precision",
     "loss_transform": "train.loss_transform",
     "num_workers": "train.num_workers",
@@ -55,6 +56,7 @@ _FLAG_KEYS = {
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
 @click.option("--seed", type=int)
 @click.option("--device", help="auto (default: CUDA if available), cpu, cuda, cuda:1 ...")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
 @click.option("--loss-transform", type=click.Choice(["none", "log"]))
 @click.option("--num-workers", type=click.IntRange(min=0))

@@ -46,11 +46,6 @@ class _CountingMeter(AccuracyMeter):
         return super().compute()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: Engine.evaluate zips multi-input eval loaders with MultiInputLoader, which restarts the shorter "
-    "domains, so their images are counted again; LibMTL evaluates each domain's loader once",
-)
 def test_evaluation_counts_every_test_image_exactly_once(tmp_path, monkeypatch):
     """Domains of different sizes (test: amazon 5, dslr 3, webcam 2 images; batch 2)."""
     root = tmp_path / "office-31"

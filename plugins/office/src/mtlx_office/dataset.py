@@ -73,11 +73,12 @@ class OfficeDataset(Dataset):
         "backbone.name": "resnet18",
         "head.name": "linear",
         "train.batch_size": 64,
+        "train.drop_last": True,
         "train.optimizer": "adam",
         "train.lr": 1e-4,
         "train.weight_decay": 1e-5,
     }
-    # LibMTL's office example: 100 epochs, batch 64, Adam 1e-4, weight decay 1e-5.
+    # LibMTL's office example: 100 epochs, batch 64 (last incomplete batch dropped), Adam 1e-4, weight decay 1e-5.
     presets = {"paper": {"train.epochs": 100}}
 
     @attrs.frozen(kw_only=True)
@@ -91,7 +92,9 @@ class OfficeDataset(Dataset):
         """
 
         tasks: tuple[str, ...] | None = attrs.field(default=None, converter=_task_tuple)
-        image_size: int = attrs.field(default=224, validator=[attrs.validators.instance_of(int), attrs.validators.ge(8)])
+        image_size: int = attrs.field(
+            default=224, validator=[attrs.validators.instance_of(int), attrs.validators.ge(8)]
+        )
         list_dir: str | None = None
 
     def __init__(self, config: Any = None, root: str | os.PathLike[str] | None = None):
@@ -137,7 +140,9 @@ class OfficeDataset(Dataset):
     def entries(self, name: str, task: str) -> list[ListEntry]:
         """The checked list of split ``name`` of domain ``task`` (every image must exist)."""
         if name not in _SPLITS:
-            raise ConfigError(f"dataset {self.name} has no split {name!r}{did_you_mean(name, _SPLITS)} (splits: train, val, test)")
+            raise ConfigError(
+                f"dataset {self.name} has no split {name!r}{did_you_mean(name, _SPLITS)} (splits: train, val, test)"
+            )
         list_file = self.list_dir / f"{task}_{name}.txt"
         if not list_file.is_file():
             raise DataError(
@@ -150,7 +155,9 @@ class OfficeDataset(Dataset):
         return entries
 
     def split(self, name: str) -> Mapping[str, torch.utils.data.Dataset]:
-        return {task: _DomainSplit(self.root, self.entries(name, task), self.config.image_size) for task in self._task_names}
+        return {
+            task: _DomainSplit(self.root, self.entries(name, task), self.config.image_size) for task in self._task_names
+        }
 
     def baseline(self) -> Mapping[str, Mapping[str, float]]:
         return {task: {"acc": self.stl_accuracy[task]} for task in self._task_names}

@@ -50,7 +50,9 @@ def read_list_file(path: Path, num_classes: int) -> list[ListEntry]:
             f"{path}:{len(lines)}: the last line does not end with a newline; LibMTL-format list files need "
             "one after every line (its loader drops the last character of each), so add it"
         )
-    entries = [_parse_line(raw.removesuffix("\r"), path, number, num_classes) for number, raw in enumerate(lines[:-1], 1)]
+    entries = [
+        _parse_line(raw.removesuffix("\r"), path, number, num_classes) for number, raw in enumerate(lines[:-1], 1)
+    ]
     if not entries:
         raise DataError(f"list file {path} is empty")
     return entries
@@ -70,5 +72,7 @@ def _parse_line(text: str, path: Path, number: int, num_classes: int) -> ListEnt
     except ValueError:
         raise DataError(f"{where}: the label {label_text!r} is not an integer") from None
     if not 0 <= label < num_classes:
-        raise DataError(f"{where}: label {label} is out of range: this dataset has {num_classes} classes (0..{num_classes - 1})")
+        raise DataError(
+            f"{where}: label {label} is out of range: this dataset has {num_classes} classes (0..{num_classes - 1})"
+        )
     return ListEntry(image, label, path, number)

@@ -16,11 +16,10 @@ import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
-from torch_geometric.data import Batch, Data
 
 from mtlx import ConfigError, DataError, Dataset, TaskSpec
 from mtlx.data import DATA_ENV
@@ -35,6 +34,9 @@ from .store import MoleculeStore, load_or_build
 from .targets import STL_BASELINE, TARGET_COLUMNS, TASK_NAMES, metric_scale
 from .transforms import append_distance, complete_graph
 
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch, Data
+
 __all__ = ["QM9Dataset", "default_cache_dir", "split_indices"]
 
 _SPLITS = ("train", "val", "test")
@@ -47,7 +49,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "qm9" if base else Path.home() / ".cache" / "mtlx" / "qm9"
 
 
-def split_indices(permutation: torch.Tensor, test_size: int, val_size: int, train_size: int | None) -> dict[str, torch.Tensor]:
+def split_indices(
+    permutation: torch.Tensor, test_size: int, val_size: int, train_size: int | None
+) -> dict[str, torch.Tensor]:
     """Test = first ``test_size``, val = next ``val_size``, train = the rest (or its first ``train_size``)."""
     rest = permutation[test_size + val_size :]
     return {
@@ -73,6 +77,8 @@ class _GraphSplit(torch.utils.data.Dataset):
         pos = store.pos[atoms]
         bond_attr = torch.nn.functional.one_hot(store.bond_type[bonds].long(), len(BOND_TYPES)).float()
         edge_index, edge_attr = complete_graph(len(pos), store.bond_index[:, bonds].long(), bond_attr)
+        from torch_geometric.data import Data  # imported on use: torch_geometric takes seconds to import
+
         graph = Data(
             x=store.x[atoms].float(),
             z=store.z[atoms].long(),
@@ -108,7 +114,8 @@ class QM9Dataset(Dataset):
         test_size: int = attrs.field(default=10_000, validator=_nonneg)
         val_size: int = attrs.field(default=10_000, validator=_nonneg)
         train_size: int | None = attrs.field(
-            default=None, validator=attrs.validators.optional([attrs.validators.instance_of(int), attrs.validators.ge(1)])
+            default=None,
+            validator=attrs.validators.optional([attrs.validators.instance_of(int), attrs.validators.ge(1)]),
         )
         split_seed: int = attrs.field(default=0, validator=_nonneg)
         permutation: str | None = None
@@ -195,7 +202,9 @@ class QM9Dataset(Dataset):
     def indices(self, name: str) -> torch.Tensor:
         """Store positions of the molecules of split ``name``."""
         if name not in self._indices:
-            raise ConfigError(f"dataset qm9 has no split {name!r}{did_you_mean(name, _SPLITS)} (splits: train, val, test)")
+            raise ConfigError(
+                f"dataset qm9 has no split {name!r}{did_you_mean(name, _SPLITS)} (splits: train, val, test)"
+            )
         return self._indices[name]
 
     def split(self, name: str) -> torch.utils.data.Dataset:
@@ -205,6 +214,8 @@ class QM9Dataset(Dataset):
         """A PyG ``Batch`` of the graphs and ``{task: [B] standardised target}``."""
         graphs, targets = zip(*samples, strict=True)
         y = torch.stack(targets)
+        from torch_geometric.data import Batch
+
         return Batch.from_data_list(list(graphs)), {name: y[:, k] for k, name in enumerate(TASK_NAMES)}
 
     def baseline(self) -> Mapping[str, Mapping[str, float]]:

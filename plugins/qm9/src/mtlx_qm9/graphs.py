@@ -150,7 +150,9 @@ def build_graph(record: Record) -> MoleculeGraph:
     perm = np.argsort(rows * n + cols, kind="stable")
     bond_index, bond_type = np.stack([rows[perm], cols[perm]]), types[perm]
     z = np.array([ATOMIC_NUMBERS[e] for e in elements], dtype=np.int64)
-    return MoleculeGraph(z, _node_features(elements, z, aromatic, bond_index, bond_type), bond_index, bond_type, remapped)
+    return MoleculeGraph(
+        z, _node_features(elements, z, aromatic, bond_index, bond_type), bond_index, bond_type, remapped
+    )
 
 
 def _node_features(

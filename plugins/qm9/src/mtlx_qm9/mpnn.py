@@ -16,14 +16,17 @@ which dominates the run time on a CPU.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.data import Batch
-from torch_geometric.nn import NNConv, Set2Set
 
 from mtlx import Backbone
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
 
 __all__ = ["MPNN"]
 
@@ -52,6 +55,8 @@ class MPNN(Backbone):
         set2set_steps: int = attrs.field(default=3, validator=_positive)
 
     def __init__(self, config: Config, input_shape: tuple[int, ...]):
+        from torch_geometric.nn import NNConv, Set2Set  # imported on use: torch_geometric takes seconds to import
+
         super().__init__()
         self.config = config
         dim = config.dim

@@ -71,7 +71,9 @@ def package_data_dir() -> Path:
     """The ``data`` folder of the installed qm9pack wheel."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"dataset qm9 reads its molecules from the {PACKAGE!r} package, which is not installed: {_INSTALL_HINT}")
+        raise DataError(
+            f"dataset qm9 reads its molecules from the {PACKAGE!r} package, which is not installed: {_INSTALL_HINT}"
+        )
     return Path(spec.submodule_search_locations[0]) / "data"
 
 

@@ -113,7 +113,9 @@ def load_or_build(cache_dir: Path, source_dir: Path) -> MoleculeStore:
                 return MoleculeStore(**state)
         except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, KeyError, TypeError) as error:
             # a truncated or foreign file: rebuild it
-            warnings.warn(f"dataset qm9: rebuilding the unreadable cache {path} ({type(error).__name__}: {error})", stacklevel=2)
+            warnings.warn(
+                f"dataset qm9: rebuilding the unreadable cache {path} ({type(error).__name__}: {error})", stacklevel=2
+            )
     store = build_store(read_records(files))
     _save_atomically(store, path)
     return store
