@@ -6,8 +6,10 @@ default: one saliency autograd call per task) and ``rep-mtl-batched`` (all T
 saliencies in one vmapped call, ``batched_saliency=true``). Cases:
 
 - ``toy``: :class:`mtlx.testing.ToyModel` (Z = [8, 8, 16, 16], 3 tasks);
-- ``digits``: the default ``mtlx run`` model (hps + digits-cnn + conv heads,
-  Z = [64, 64, 16, 16]) on a real digits batch of 64;
+- ``digits`` and ``resnet18-64`` from ``benchmarks/conftest.py``: the default
+  ``mtlx run`` model (hps + digits-cnn + conv heads, Z = [64, 64, 16, 16]) on a
+  real digits batch of 64, and a ResNet-18 trunk at 64x64 with 3 dense conv
+  heads (Z = [16, 512, 2, 2]), batch 16;
 - ``resnet-512`` / ``resnet-2048``: a ResNet-sized representation
   (Z = [B, C, 32, 32], N = 1024) from a cheap 1x1-conv encoder with light
   1x1-conv heads, where the saliency regularisers dominate.
@@ -25,19 +27,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import attrs
+import mtlx
 import pytest
 import torch
-from torch import nn
-from torch.profiler import ProfilerActivity, profile, record_function
-from torch.utils.data import default_collate
-from torch.utils.flop_counter import FlopCounterMode
-
-import mtlx
-from mtlx.build import build, resolve_run_config
 from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTL, RepMTLConfig
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.flop_counter import FlopCounterMode
 
 VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
     "ew": lambda tasks: _ew(tasks),
@@ -98,13 +98,6 @@ def _toy() -> Case:
     return Case(ToyModel(tasks), x, targets, tasks, rounds=30)
 
 
-def _digits() -> Case:
-    components = build(resolve_run_config([{"dataset.name": "digits", "strategy.name": "ew"}]))
-    split = components.dataset.split("train")
-    x, targets = default_collate([split[i] for i in range(64)])
-    return Case(components.model, x, dict(targets), components.tasks, rounds=6)
-
-
 def _wide(channels: int, batch: int) -> Callable[[], Case]:
     def make() -> Case:
         tasks = toy_tasks(3)
@@ -116,17 +109,25 @@ def _wide(channels: int, batch: int) -> Callable[[], Case]:
 
 CASES: dict[str, Callable[[], Case]] = {
     "toy": _toy,
-    "digits": _digits,
     "resnet-512": _wide(512, 8),
     "resnet-2048": _wide(2048, 4),
 }
+#: Problems of ``benchmarks/conftest.py`` (the ``bench_problem`` fixture), shared with the other suites.
+SHARED_PROBLEMS = ["digits", "resnet18-64"]
+SHARED_ROUNDS = 5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def cases() -> Iterator[Callable[[str], Case]]:
-    """Each case built once (seeded), on first use; torch single-threaded for the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def cases() -> Callable[[str], Case]:
+    """Each case of :data:`CASES` built once (seeded), on first use."""
     built: dict[str, Case] = {}
 
     def get(name: str) -> Case:
@@ -135,8 +136,7 @@ def cases() -> Iterator[Callable[[str], Case]]:
             built[name] = CASES[name]()
         return built[name]
 
-    yield get
-    torch.set_num_threads(threads)
+    return get
 
 
 @pytest.fixture(scope="module")
@@ -196,44 +196,62 @@ def _mflop(fn: Callable[[], None]) -> float:
     return counter.get_total_flops() / 1e6
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("case", list(CASES))
-def test_step(benchmark, cases, report, case: str, variant: str) -> None:
-    c = cases(case)
-    strategy = VARIANTS[variant](list(c.tasks))
+def _measure(benchmark, report: dict, name: str, problem: Any, variant: str, rounds: int) -> None:
+    """Time ``rounds`` steps of ``variant`` on ``problem`` (model, x, targets, tasks); record peak memory and FLOPs."""
+    strategy = VARIANTS[variant](list(problem.tasks))
     cpu_times: list[float] = []
 
     def step() -> None:
         start = time.process_time()
-        c.model.zero_grad(set_to_none=True)
-        strategy.backward(make_step(c.model, c.x, c.targets, c.tasks))
+        problem.model.zero_grad(set_to_none=True)
+        strategy.backward(make_step(problem.model, problem.x, problem.targets, problem.tasks))
         cpu_times.append(time.process_time() - start)
 
-    benchmark.group = f"step: {case}"
-    benchmark.pedantic(step, rounds=c.rounds, iterations=1, warmup_rounds=1)
-    assert all(torch.isfinite(p.grad).all() for p in c.model.parameters() if p.grad is not None)
+    benchmark.group = f"step: {name}"
+    benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=1)
+    assert all(torch.isfinite(p.grad).all() for p in problem.model.parameters() if p.grad is not None)
     numbers = {"cpu_ms": 1e3 * min(cpu_times), "peak_mb": _peak_mb(step), "mflop": _mflop(step)}
     numbers["wall_ms"] = 1e3 * benchmark.stats.stats.min if benchmark.stats else numbers["cpu_ms"]
     benchmark.extra_info.update(numbers)
-    report["ratios"].setdefault(case, {})[variant] = numbers
+    report["ratios"].setdefault(name, {})[variant] = numbers
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("bench_problem", SHARED_PROBLEMS, indirect=True)
+def test_step_shared_problem(benchmark, bench_problem, report, variant: str) -> None:
+    _measure(benchmark, report, bench_problem.name, bench_problem, variant, SHARED_ROUNDS)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_step(benchmark, cases, report, case: str, variant: str) -> None:
+    c = cases(case)
+    _measure(benchmark, report, case, c, variant, c.rounds)
 
 
 #: Profiler regions of a rep-mtl step: the engine's forward, then the strategy's labelled blocks.
 REGIONS = ("forward", "rep-mtl/saliency", "rep-mtl/regularisers", "rep-mtl/backward")
 
 
-@pytest.mark.parametrize("case", ["digits", "resnet-512"])
-def test_where_the_time_goes(cases, report, case: str) -> None:
+def _breakdown(report: dict, name: str, problem: Any) -> None:
     """Profile the default rep-mtl step: forward, saliencies, regularisers, the one (second-order) backward."""
-    c = cases(case)
-    strategy = VARIANTS["rep-mtl"](list(c.tasks))
+    strategy = VARIANTS["rep-mtl"](list(problem.tasks))
     best: dict[str, float] = {}
     for _ in range(3):
-        c.model.zero_grad(set_to_none=True)
+        problem.model.zero_grad(set_to_none=True)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             with record_function("forward"):
-                step = make_step(c.model, c.x, c.targets, c.tasks)
+                step = make_step(problem.model, problem.x, problem.targets, problem.tasks)
             strategy.backward(step)
         totals = {e.key: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key in REGIONS}
         best = {r: min(best.get(r, float("inf")), totals[r]) for r in REGIONS}
-    report["breakdown"][case] = best
+    report["breakdown"][name] = best
+
+
+@pytest.mark.parametrize("bench_problem", SHARED_PROBLEMS, indirect=True)
+def test_where_the_time_goes_shared_problem(bench_problem, report) -> None:
+    _breakdown(report, bench_problem.name, bench_problem)
+
+
+def test_where_the_time_goes_wide(cases, report) -> None:
+    _breakdown(report, "resnet-512", cases("resnet-512"))

@@ -11,27 +11,35 @@ import types
 from collections.abc import Iterator, Sequence
 
 import attrs
+import mtlx
 import pytest
 import torch
+from mtlx.plugins import reset_plugin_manager
 from torch import nn
 
-import mtlx
-from mtlx.plugins import reset_plugin_manager
+
+def _unit_rms(saliencies: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """All saliencies divided by their joint root-mean-square (a constant): where eps applies."""
+    squares = sum(float((s.detach() ** 2).sum()) for s in saliencies)
+    count = sum(s.numel() for s in saliencies)
+    rms = (squares / count) ** 0.5 or 1.0
+    return [s / rms for s in saliencies]
 
 
 def naive_tsr(saliencies: Sequence[torch.Tensor], eps: float = 1e-8) -> torch.Tensor:
-    """Eqs. 4–6 position by position."""
+    """Eqs. 4–6 sample by sample and task by task (positions as a vector)."""
+    saliencies = _unit_rms(saliencies)
     num_tasks, batch = len(saliencies), saliencies[0].shape[0]
-    maps = [s.reshape(batch, s.shape[1], -1) for s in saliencies]
-    positions = maps[0].shape[-1]
     total = saliencies[0].new_zeros(())
+    positions = 1
     for b in range(batch):
-        for i in range(positions):
-            magnitudes = [maps[t][b, :, i].mean().abs() for t in range(num_tasks)]
-            denominator = sum(magnitudes) + eps
-            for t in range(num_tasks):
-                p = magnitudes[t] / denominator
-                total = total - p * torch.log(p + eps)
+        maps = [s[b].reshape(s.shape[1], -1) for s in saliencies]  # C×N per task
+        positions = maps[0].shape[1]
+        magnitudes = [maps[t].mean(dim=0).abs() for t in range(num_tasks)]  # |Ŝ_t| over positions
+        denominator = sum(magnitudes) + eps
+        for t in range(num_tasks):
+            p = magnitudes[t] / denominator
+            total = total - (p * torch.log(p + eps)).sum()
     return total / (batch * positions)
 
 
@@ -44,6 +52,7 @@ def naive_csa(
     saliencies: Sequence[torch.Tensor], temperature: float = 0.1, eps: float = 1e-8, denominator: str = "paper"
 ) -> torch.Tensor:
     """Eqs. 7–9 with every C×C map materialised, averaged over b and t."""
+    saliencies = _unit_rms(saliencies)
     num_tasks, batch = len(saliencies), saliencies[0].shape[0]
     if batch < 2:
         return saliencies[0].new_zeros(())

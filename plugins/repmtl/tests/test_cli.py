@@ -6,7 +6,6 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from mtlx.cli import main
 from mtlx.plugins import reset_plugin_manager
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
+import mtlx
 import pytest
 import torch
-
-import mtlx
 from mtlx.config import build_component_config
 from mtlx.engine.step import forward, task_losses
 from mtlx.losses import classification_loss, mse_loss
@@ -33,7 +33,7 @@ def _weights(strategy: RepMTL, num_tasks: int) -> torch.Tensor:
     return params[0].exp() if params else torch.ones(num_tasks)
 
 
-def _reference(model, reps, losses, weights, cfg, naive, params, *, batch=None):
+def _reference(reps, losses, weights, cfg, naive, params, *, batch=None):
     """Per-task autograd.grad with create_graph, the naive losses, one gradient of the total."""
     sal = [torch.autograd.grad(loss, z, create_graph=True)[0][:batch] for loss, z in zip(losses, reps, strict=True)]
     total = (weights * torch.stack(losses)).sum()
@@ -50,7 +50,7 @@ def _reference_single_input(strategy, model, x, targets, tasks, naive):
     losses = [spec.loss(preds[name].float(), targets[name]) for name, spec in tasks.items()]
     params = [*model.parameters(), *strategy.extra_parameters()]
     weights = _weights(strategy, len(tasks))
-    return params, _reference(model, [z] * len(tasks), losses, weights, strategy.config, naive, params)
+    return _reference([z] * len(tasks), losses, weights, strategy.config, naive, params)
 
 
 def _strategy_grads(strategy, model, x, targets, tasks):
@@ -69,13 +69,12 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("options", CONFIGS)
-@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize(("options", "num_tasks"), [(CONFIGS[0], 2)] + [(options, 3) for options in CONFIGS])
 def test_gradients_match_independent_computation_ew(options, num_tasks, naive):
     """Every parameter's gradient equals per-task saliencies + naive regularisers + one backward (base ew)."""
     tasks, model, x, targets = _setup(num_tasks)
     strategy = RepMTL(RepMTLConfig(**options), tasks=list(tasks))
-    params, expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
+    expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-10)
@@ -85,13 +84,13 @@ def test_gradients_match_independent_computation_ew(options, num_tasks, naive):
     assert not torch.allclose(plain, got[0])
 
 
-@pytest.mark.parametrize("options", CONFIGS[:2])
+@pytest.mark.parametrize("options", CONFIGS[1:2])
 def test_gradients_match_with_another_base(options, naive, scaled_base):
     """With a learnable non-uniform base the weighted sum replaces Σ L_t; the base's parameter gets its gradient."""
     tasks, model, x, targets = _setup(3)
     strategy = RepMTL(RepMTLConfig(base="scaled-test", **options), tasks=list(tasks))
     assert isinstance(strategy.base, scaled_base)
-    params, expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
+    expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-10)
@@ -99,19 +98,49 @@ def test_gradients_match_with_another_base(options, naive, scaled_base):
     assert result.weights == pytest.approx(expected_weights)
 
 
+LOSS_WEIGHTINGS = [
+    name for name in mtlx.get_plugin_manager().registries.strategies.list()
+    if issubclass(mtlx.get_plugin_manager().registries.strategies.get(name), mtlx.LossWeighting)
+]
+
+
+@pytest.mark.parametrize("base", LOSS_WEIGHTINGS)
+def test_every_installed_loss_weighting_composes(base, naive):
+    """For each installed loss weighting: gradients = ∇[base.combine(L) + λ·regularisers] (an identical twin base)."""
+    tasks, model, x, targets = _setup(3)
+    strategy = RepMTL(RepMTLConfig(base=base), tasks=list(tasks))
+    twin = copy.deepcopy(strategy.base)
+    z = model.encode(x)
+    preds = model.decode(z)
+    reference = mtlx.StepContext(
+        model=model, losses={n: spec.loss(preds[n].float(), targets[n]) for n, spec in tasks.items()}, representation=z
+    )
+    torch.manual_seed(1)
+    base_total, _ = twin.combine(reference.loss_vector(), reference)
+    sal = [torch.autograd.grad(loss, z, create_graph=True)[0] for loss in reference.losses.values()]
+    total = base_total + 0.9 * naive.tsr(sal) + 0.9 * naive.csa(sal)
+    params = [*model.parameters(), *twin.extra_parameters()]
+    expected = torch.autograd.grad(total, params, allow_unused=True, materialize_grads=True)
+    torch.manual_seed(1)
+    got, _ = _strategy_grads(strategy, model, x, targets, tasks)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(torch.zeros_like(e) if g is None else g, e, rtol=1e-6, atol=1e-10)
+
+
 def test_vector_representation(naive):
     """Z = [B, C] (image-level heads on an MLP encoder) works and matches the reference."""
-    tasks = {
-        "cls": mtlx.TaskSpec(name="cls", kind="classification", out_channels=3, dense=False,
-                             loss=classification_loss, meter=AccuracyMeter),
-        "reg": mtlx.TaskSpec(name="reg", kind="regression", out_channels=2, dense=False, loss=mse_loss, meter=MAEMeter),
-    }
+    cls = mtlx.TaskSpec(
+        name="cls", kind="classification", out_channels=3, dense=False, loss=classification_loss, meter=AccuracyMeter
+    )
+    reg = mtlx.TaskSpec(name="reg", kind="regression", out_channels=2, dense=False, loss=mse_loss, meter=MAEMeter)
+    tasks = {"cls": cls, "reg": reg}
     torch.manual_seed(0)
     model = ToyModel(tasks, in_channels=5, channels=6, vector=True).double()
     x = torch.randn(5, 5, dtype=torch.float64)
     targets = {"cls": torch.tensor([0, 2, 1, 1, 0]), "reg": torch.randn(5, 2)}
     strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
-    params, expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
+    expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, _ = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-10)
@@ -130,8 +159,9 @@ def test_multi_input_aligns_by_batch_index(batches, naive):
     preds, reps = forward(model, inputs, multi_input=True)
     losses = list(task_losses(preds, targets, tasks).values())
     params = list(model.parameters())
-    expected = _reference(model, [reps[t] for t in tasks], losses, torch.ones(3), strategy.config, naive, params,
-                          batch=min(batches))
+    expected = _reference(
+        [reps[t] for t in tasks], losses, torch.ones(3), strategy.config, naive, params, batch=min(batches)
+    )
 
     preds, reps = forward(model, inputs, multi_input=True)
     step = mtlx.StepContext(model=model, losses=task_losses(preds, targets, tasks), representation=reps)
@@ -189,7 +219,7 @@ def test_single_sample_batch_warns_once(naive):
     tasks, model, x, targets = _setup(3, batch=1)
     strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
     tsr_only = RepMTL(RepMTLConfig(use_csa=False), tasks=list(tasks))
-    _, expected = _reference_single_input(tsr_only, model, x, targets, tasks, naive)
+    expected = _reference_single_input(tsr_only, model, x, targets, tasks, naive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got, result = _strategy_grads(strategy, model, x, targets, tasks)
@@ -201,8 +231,7 @@ def test_single_sample_batch_warns_once(naive):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-10)
 
 
-@pytest.mark.parametrize("zero_heads", [("reg1",), ("seg0", "reg1", "seg2")])
-@pytest.mark.parametrize("denominator", ["paper", "infonce"])
+@pytest.mark.parametrize(("zero_heads", "denominator"), [(("reg1",), "paper"), (("seg0", "reg1", "seg2"), "infonce")])
 def test_zero_saliency_gives_no_nan(zero_heads, denominator, naive):
     """A task whose head ignores Z (zero weights) has S_t = 0: losses, gradients and diagnostics stay finite."""
     tasks, model, x, targets = _setup(3)
@@ -210,7 +239,7 @@ def test_zero_saliency_gives_no_nan(zero_heads, denominator, naive):
         for name in zero_heads:
             model.heads[name][1].weight.zero_()
     strategy = RepMTL(RepMTLConfig(csa_denominator=denominator), tasks=list(tasks))
-    _, expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
+    expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     assert all(torch.isfinite(g).all() for g in got)
     assert all(math.isfinite(v) for v in result.diagnostics.values())

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RepMTLConfig", "CSA_DENOMINATORS"]
+__all__ = ["CSA_DENOMINATORS", "RepMTLConfig"]
 
 #: ``paper``: Eq. 9 as printed (positive not in the denominator); ``infonce``: positive added.
 CSA_DENOMINATORS = ("paper", "infonce")

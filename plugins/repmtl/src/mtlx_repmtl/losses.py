@@ -26,13 +26,14 @@ import torch
 from torch.autograd.function import once_differentiable
 
 __all__ = [
-    "tsr_loss",
+    "CSATerms",
+    "anchor_similarity",
     "csa_loss",
     "csa_terms",
-    "CSATerms",
-    "stack_saliencies",
-    "anchor_similarity",
     "full_precision",
+    "stack_saliencies",
+    "tsr_loss",
+    "unit_rms",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -61,6 +62,21 @@ def stack_saliencies(saliencies: Sequence[torch.Tensor] | torch.Tensor) -> torch
     return stacked.reshape(num_tasks, batch, channels, -1)
 
 
+def unit_rms(stacked: torch.Tensor) -> torch.Tensor:
+    """``S / rms(S)`` over all tasks and samples, the rms detached (S = 0 stays 0).
+
+    Both losses are invariant to one global scale of all saliencies, so this
+    changes nothing but where ``eps`` bites: relative to the saliencies rather
+    than at an absolute 1e-8. Saliencies of a batch-mean loss are small per
+    sample (RMS ≈ 3e-6 on digits at batch 64, where ``‖A_b A_bᵀ‖ ≈ 1e-9``), so an
+    absolute eps would clamp CSA's norms and shrink every cosine about 10×.
+    Detaching the scale is exact: the derivative of a scale-invariant function
+    along the scale is zero.
+    """
+    rms = torch.linalg.vector_norm(stacked.detach()) / math.sqrt(stacked.numel())
+    return stacked / torch.where(rms > 0, rms, torch.ones_like(rms))
+
+
 def tsr_loss(saliencies: Sequence[torch.Tensor] | torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Task-specific saliency regulation (Eqs. 4–6): mean entropy of the per-position task distributions.
 
@@ -68,11 +84,14 @@ def tsr_loss(saliencies: Sequence[torch.Tensor] | torch.Tensor, eps: float = 1e-
     positions ``P[i, t] = |Ŝ_t[i]| / (Σ_k |Ŝ_k[i]| + eps)`` and the loss is
     ``mean_i −Σ_t P[i, t] log(P[i, t] + eps)``. Minimising it makes each position
     salient for few tasks. A position where every saliency is zero has P = 0
-    and contributes 0 (no NaN).
+    and contributes 0 (no NaN). ``eps`` applies to the saliencies divided by
+    their global RMS (:func:`unit_rms`).
     """
     stacked = stack_saliencies(saliencies)
     with full_precision(stacked.device):
-        magnitude = stacked.mean(dim=2).abs()  # [T, B, N]
+        stacked = unit_rms(stacked)
+        # sum then scale (not mean): the backward then expands a view instead of dividing all of [T, B, C, N]
+        magnitude = (stacked.sum(dim=2) / stacked.shape[2]).abs()  # |Ŝ_t|, [T, B, N]
         prob = magnitude / (magnitude.sum(dim=0, keepdim=True) + eps)
         entropy = -(prob * torch.log(prob + eps)).sum(dim=0)  # [B, N]
         return entropy.mean()
@@ -159,8 +178,9 @@ def csa_terms(
         raise ValueError(f"csa denominator must be 'paper' or 'infonce', got {denominator!r}")
     stacked = stack_saliencies(saliencies)
     with full_precision(stacked.device):
-        anchors = stacked.mean(dim=-1)  # a_{b,t}, [T, B, C]
-        projected = torch.einsum("sbc,tbcn->tbsn", anchors, stacked)  # A_bᵀ S_{t,b}, [T, B, T, N]
+        stacked = unit_rms(stacked)
+        anchors = stacked.sum(dim=-1) / stacked.shape[-1]  # a_{b,t}, [T, B, C] (sum: see tsr_loss)
+        projected = anchors.transpose(0, 1).unsqueeze(0) @ stacked  # A_bᵀ S_{t,b}, [T, B, T, N], no copy of S
         inner = projected.square().sum(dim=(-2, -1))  # ⟨A_b A_bᵀ, S Sᵀ⟩, [T, B]
         positive = inner / (_anchor_norm(anchors, eps)[None, :] * _saliency_map_norm(stacked, eps))
         anchor = anchor_similarity(anchors, anchors, eps)
@@ -189,12 +209,15 @@ def csa_loss(
     Per sample b, the anchor ``A_b = [a_{b,1} … a_{b,T}]`` (C×T, ``a_{b,t}`` the
     spatial mean of ``S_{t,b}``) gives ``Â_b = A_b A_bᵀ``; each task's map is
     ``M_{t,b} = S_{t,b} S_{t,b}ᵀ``. With cosines ``sim`` of the vectorised maps
-    (norms clamped at ``eps``, as ``F.normalize``):
+    (norms clamped at ``eps``, as ``F.normalize``, after dividing all saliencies
+    by their global RMS, :func:`unit_rms`):
 
     ``L = mean_{b,t} −log[ exp(sim(Â_b, M_{t,b})/τ) / D_b ]``,
     ``D_b = Σ_{k≠b} exp(sim(Â_b, Â_k)/τ)`` (``paper``: Eq. 9 as printed) or
     ``D_b + exp(sim(Â_b, M_{t,b})/τ)`` (``infonce``).
 
     A batch of one sample has no negatives: the loss is 0 (callers warn).
+    Differentiable once (all Rep-MTL needs: its second-order part is in the
+    saliency graph); asking for a second derivative raises.
     """
     return csa_terms(saliencies, temperature=temperature, eps=eps, denominator=denominator).loss

@@ -20,12 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
-from torch.profiler import record_function
-
 from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, get_plugin_manager
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
+from torch import nn
+from torch.profiler import record_function
 
 from .config import RepMTLConfig
 from .losses import csa_terms, full_precision, stack_saliencies, tsr_loss
@@ -100,7 +99,8 @@ class RepMTL(MTOStrategy):
         else:
             batched = self.config.batched_saliency
             (raw,) = per_task_grads(step.loss_vector() * scale, [z], create_graph=True, batched=batched)
-        return stack_saliencies(raw) / scale
+        saliencies = stack_saliencies(raw)
+        return saliencies / scale if scale != 1.0 else saliencies  # skips two passes over [T, B, C, N]
 
     def _regularisers(self, saliencies: torch.Tensor, diagnostics: dict[str, float]) -> torch.Tensor:
         """λ_tsr·L_tsr + λ_csa·L_csa of ``[T, B, C, N]`` saliencies; records their diagnostics."""

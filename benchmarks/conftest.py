@@ -1,0 +1,85 @@
+"""Problems shared by the benchmark suites that compare two ways of doing the same step.
+
+A comparison is only fair on the identical model, batch and data, so both
+sides get a copy of one :class:`Problem`:
+
+- ``digits``: the ``digits`` defaults built through :mod:`mtlx.build`
+  (``digits-cnn`` + ``conv`` heads + ``hps``; seg, depth, cls), batch 64;
+- ``resnet18-64``: a ResNet-18 trunk (``mtlx-archs``) at 3x64x64 with T=3
+  dense ``conv`` heads (``mtlx.testing.toy_tasks``: two segmentations, one
+  regression), batch 16.
+
+Torch runs on one thread in these suites (``one_thread``): the machine is a
+shared 2-core CPU and ratios measured on one thread are the stable ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+import pytest
+import torch
+from mtlx.build import build_dataset, build_model, resolve_run_config
+from mtlx.interfaces import MultiTaskModel, TaskSpec
+from mtlx.testing import toy_batch, toy_tasks
+
+DIGITS_BATCH = 64
+RESNET_BATCH = 16
+RESNET_SIZE = 64
+
+
+@attrs.frozen
+class Problem:
+    """One model and one batch; ``model`` is the pristine copy (deep-copy it before training)."""
+
+    name: str
+    model: MultiTaskModel
+    tasks: dict[str, TaskSpec]
+    x: torch.Tensor
+    targets: dict[str, torch.Tensor]
+
+    @property
+    def shared_size(self) -> int:
+        return sum(p.numel() for p in self.model.shared_parameters() if p.requires_grad)
+
+
+def digits_problem() -> Problem:
+    config = resolve_run_config(
+        [{"dataset.name": "digits", "dataset.train_size": DIGITS_BATCH, "dataset.val_size": 1, "dataset.test_size": 1}]
+    )
+    dataset = build_dataset(config)
+    torch.manual_seed(0)
+    model = build_model(config, dataset.tasks, dataset.input_shape)
+    split = dataset.split("train")
+    x, targets = dataset.collate([split[i] for i in range(DIGITS_BATCH)])
+    return Problem(name="digits", model=model, tasks=dict(dataset.tasks), x=x, targets=targets)
+
+
+def resnet18_problem() -> Problem:
+    # the dataset section only seeds the defaults; the model is built for our own tasks and input shape
+    config = resolve_run_config(
+        [{"dataset.name": "digits", "backbone.name": "resnet18", "head.name": "conv", "arch.name": "hps"}]
+    )
+    tasks = toy_tasks(3)
+    torch.manual_seed(0)
+    model = build_model(config, tasks, (3, RESNET_SIZE, RESNET_SIZE))
+    x, targets = toy_batch(tasks, batch_size=RESNET_BATCH, size=RESNET_SIZE)
+    return Problem(name="resnet18-64", model=model, tasks=tasks, x=x, targets=targets)
+
+
+PROBLEMS = {"digits": digits_problem, "resnet18-64": resnet18_problem}
+
+
+@pytest.fixture(scope="module")
+def bench_problem(request: pytest.FixtureRequest) -> Problem:
+    """Parametrise with ``@pytest.mark.parametrize("bench_problem", [...], indirect=True)``."""
+    return PROBLEMS[request.param]()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
