@@ -163,3 +163,29 @@ def test_rejects_bad_input():
         csa_loss(_saliencies(2, 2, (3,)), denominator="nce")
     with pytest.raises(ValueError, match=r"saliencies must be T tensors \[B, C\]"):
         tsr_loss([torch.randn(4)])
+
+
+def test_csa_with_gathered_anchors_splits_the_global_batch_exactly():
+    """Two simulated processes (halves of the batch, each with its own saliency scale) whose
+    CSA uses the gathered anchors: their mean loss and its gradient equal the one-process CSA."""
+    from mtlx_repmtl.losses import csa_terms, unit_rms
+
+    torch.manual_seed(0)
+    saliencies = torch.randn(3, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    (reference,) = torch.autograd.grad(csa_terms(saliencies).loss, saliencies)
+    halves = [saliencies[:, :3] * 3.0, saliencies[:, 3:] * 0.5]  # per-process loss normalisation differs
+
+    def anchors_of(part):
+        part = unit_rms(part)
+        return (part.sum(-1) / part.shape[-1]).transpose(0, 1)
+
+    total = 0.0
+    for rank, part in enumerate(halves):
+        others = [anchors_of(h) for h in halves]
+
+        def gather(local, rank=rank, others=others):
+            return torch.cat([local if q == rank else others[q] for q in range(2)])
+
+        total = total + csa_terms(part, gather=gather, offset=3 * rank).loss
+    (split,) = torch.autograd.grad(total / 2, saliencies)
+    assert torch.allclose(split, reference, atol=1e-12)

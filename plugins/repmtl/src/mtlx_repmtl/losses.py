@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -172,8 +172,17 @@ def csa_terms(
     temperature: float = 0.1,
     eps: float = 1e-8,
     denominator: str = "paper",
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    offset: int = 0,
 ) -> CSATerms:
-    """Cross-task saliency alignment (Eqs. 7–9) with its similarities; see :func:`csa_loss`."""
+    """Cross-task saliency alignment (Eqs. 7–9) with its similarities; see :func:`csa_loss`.
+
+    Under data parallelism ``gather`` concatenates every process's ``[B, T, C]``
+    anchors (with gradient) so the negatives are the other samples of the
+    global batch; ``offset`` is this process's first index in it. The loss is
+    the mean over the local samples, so its mean over processes is the
+    single-process loss of the global batch.
+    """
     if denominator not in ("paper", "infonce"):
         raise ValueError(f"csa denominator must be 'paper' or 'infonce', got {denominator!r}")
     stacked = stack_saliencies(saliencies)
@@ -183,11 +192,14 @@ def csa_terms(
         projected = anchors.transpose(0, 1).unsqueeze(0) @ stacked  # A_bᵀ S_{t,b}, [T, B, T, N], no copy of S
         inner = projected.square().sum(dim=(-2, -1))  # ⟨A_b A_bᵀ, S Sᵀ⟩, [T, B]
         positive = inner / (_anchor_norm(anchors, eps)[None, :] * _saliency_map_norm(stacked, eps))
-        anchor = anchor_similarity(anchors, anchors, eps)
-        batch = stacked.shape[1]
-        if batch < 2:
+        others = anchors if gather is None else gather(anchors.transpose(0, 1).contiguous()).transpose(0, 1)
+        anchor = anchor_similarity(anchors, others, eps)  # [B, B_global]
+        batch, global_batch = anchor.shape
+        if global_batch < 2:
             return CSATerms(loss=stacked.new_zeros(()), positive=positive, anchor=anchor)
-        self_pair = torch.eye(batch, dtype=torch.bool, device=stacked.device)
+        self_pair = torch.zeros(batch, global_batch, dtype=torch.bool, device=stacked.device)
+        local = torch.arange(batch, device=stacked.device)
+        self_pair[local, local + offset] = True
         negatives = torch.logsumexp((anchor / temperature).masked_fill(self_pair, -math.inf), dim=1)  # [B]
         logits = positive / temperature
         if denominator == "infonce":

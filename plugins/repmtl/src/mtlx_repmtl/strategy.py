@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from mtlx import distributed
 from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, get_plugin_manager
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
@@ -113,14 +114,21 @@ class RepMTL(MTOStrategy):
             diagnostics["entropy_normalized"] = _scalar(tsr) / math.log(len(self.tasks))
         if cfg.use_csa:
             batch = saliencies.shape[1]
-            if batch < 2:
+            if batch * distributed.world_size() < 2:
                 self._warn_single_sample()
-            terms = csa_terms(saliencies, temperature=cfg.temperature, eps=cfg.eps, denominator=cfg.csa_denominator)
+            parallel = distributed.is_distributed()  # negatives come from the global batch
+            terms = csa_terms(
+                saliencies, temperature=cfg.temperature, eps=cfg.eps, denominator=cfg.csa_denominator,
+                gather=distributed.all_gather_with_grad if parallel else None,
+                offset=distributed.rank() * batch,
+            )
             total = total + cfg.lambda_csa * terms.loss
             diagnostics["csa"] = _scalar(terms.loss)
             diagnostics["positive_sim"] = _scalar(terms.positive.mean())
-            if batch > 1:
-                off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=terms.anchor.device)
+            if terms.anchor.shape[1] > 1:
+                local = torch.arange(batch, device=terms.anchor.device)
+                off_diagonal = torch.ones_like(terms.anchor, dtype=torch.bool)
+                off_diagonal[local, local + distributed.rank() * batch] = False
                 diagnostics["negative_sim"] = _scalar(terms.anchor[off_diagonal].mean())
         return total
 
