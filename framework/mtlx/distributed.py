@@ -95,9 +95,30 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed():
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    return _AllGather.apply(tensor)
 
-    return torch.cat(all_gather(tensor), dim=0)
+
+class _AllGather(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums every process's gradient of this process's slice.
+
+    Written here rather than taken from ``torch.distributed.nn``: with gloo its
+    backward gave wrong gradients for non-contiguous incoming gradients (a
+    transposed view of the gathered tensor), found by the Rep-MTL equality test.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor)
+        ctx.start, ctx.stop = rank() * tensor.shape[0], (rank() + 1) * tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.start : ctx.stop]
 
 
 def sync_gradients(params: Iterable[torch.nn.Parameter]) -> None:
