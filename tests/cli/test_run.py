@@ -108,3 +108,26 @@ def test_nonfinite_loss_stops_with_task_and_step_and_keeps_checkpoint(cli, tmp_p
     assert result.exit_code == 6
     assert "step 6 (epoch 1): the loss of task 'reg1' is nan" in result.output
     assert load_checkpoint(out / "last.pt")["engine"]["state"]["iteration"] == 4
+
+
+def test_nonfinite_loss_skip_mode_drops_the_step_and_continues(cli, tmp_path, monkeypatch):
+    import mtlx.engine.engine as engine_mod
+
+    real = engine_mod.task_losses
+    calls = {"n": 0}
+
+    def poisoned(preds, targets, tasks, transform):
+        losses = real(preds, targets, tasks, transform)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            losses["seg0"] = losses["seg0"] + float("inf")
+        return losses
+
+    monkeypatch.setattr(engine_mod, "task_losses", poisoned)
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="skipping step 3 .*the loss of task 'seg0' is inf"):
+        result = cli(*RUN, "--epochs", "2", "--on-nonfinite", "skip", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(out / "last.pt")["engine"]
+    assert state["state"]["iteration"] == 8
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
