@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import tomllib
-
-import pytest
-from click.testing import CliRunner
 
 import mtlx.cli
+import pytest
+import tomllib
+from click.testing import CliRunner
 from mtlx.metrics import delta_m
 from mtlx_digits import dataset as dataset_module
 
@@ -46,7 +45,9 @@ def test_run_writes_config_metrics_checkpoints_and_results_with_delta_m(tmp_path
 
 def test_task_subset_trains_a_single_task_model(tmp_path):
     run_dir = tmp_path / "seg-only"
-    result = invoke(*TINY, "-o", "dataset.tasks=seg", "--epochs", "1", "--batch-size", "32", "--quiet", "--out", str(run_dir))
+    result = invoke(
+        *TINY, "-o", "dataset.tasks=seg", "--epochs", "1", "--batch-size", "32", "--quiet", "--out", str(run_dir)
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((run_dir / "results.json").read_text())
     assert results["tasks"] == ["seg"] and list(results["test"]) == ["seg"]

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mtlx_digits.render import (
     BACKGROUND_DEPTH,
     load_sources,
@@ -137,7 +136,9 @@ def test_cls_is_the_class_of_the_front_digit_which_is_visible(canvases):
     nearest = canvases.layer.min(1).values
     front_pixels = canvases.depth[:, 0] == nearest[:, None, None]
     assert bool(front_pixels.flatten(1).any(1).all())
-    assert torch.equal(canvases.seg[front_pixels], (canvases.cls[:, None, None] + 1).expand_as(front_pixels)[front_pixels])
+    assert torch.equal(
+        canvases.seg[front_pixels], (canvases.cls[:, None, None] + 1).expand_as(front_pixels)[front_pixels]
+    )
 
 
 def test_images_are_unit_range_and_brighter_on_digits_than_background(canvases):

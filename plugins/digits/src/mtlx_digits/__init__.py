@@ -5,4 +5,4 @@ from .render import Canvases, render_canvases, split_sources
 
 __version__ = "0.1.0"
 
-__all__ = ["Canvases", "DigitsDataset", "render_canvases", "split_sources", "__version__"]
+__all__ = ["Canvases", "DigitsDataset", "__version__", "render_canvases", "split_sources"]

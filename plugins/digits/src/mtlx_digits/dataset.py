@@ -11,12 +11,11 @@ import functools
 import json
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 import torch
-
 from mtlx import ConfigError, Dataset, TaskSpec
 from mtlx.errors import did_you_mean
 
@@ -66,7 +65,7 @@ def _check_digit_range(_instance: Any, _attribute: Any, value: tuple[int, int]) 
         raise ValueError(f"dataset digits: num_digits needs 1 <= min <= max <= 4, got {list(value)}")
 
 
-_count = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+_positive_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,14 +112,21 @@ class DigitsDataset(Dataset):
 
         tasks: tuple[str, ...] = attrs.field(default=DEFAULT_TASKS, converter=_to_task_tuple, validator=_check_tasks)
         seed: int = attrs.field(default=0, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
-        train_size: int = attrs.field(default=4000, validator=_count)
-        val_size: int = attrs.field(default=1000, validator=_count)
-        test_size: int = attrs.field(default=1000, validator=_count)
+        train_size: int = attrs.field(default=4000, validator=_positive_int)
+        val_size: int = attrs.field(default=1000, validator=_positive_int)
+        test_size: int = attrs.field(default=1000, validator=_positive_int)
         num_digits: tuple[int, int] = attrs.field(
             default=(2, 3), converter=_to_digit_range, validator=_check_digit_range
         )
 
-    recommended = {
+        def canvas_options(self) -> dict[str, Any]:
+            """The options that decide the canvases (all but ``tasks``), as stored next to the baseline."""
+            options = attrs.asdict(self)
+            options.pop("tasks")
+            options["num_digits"] = list(self.num_digits)  # as JSON stores it
+            return options
+
+    recommended: ClassVar[Mapping[str, Any]] = {
         "backbone.name": "digits-cnn",
         "head.name": "conv",
         "arch.name": "hps",
@@ -128,6 +134,9 @@ class DigitsDataset(Dataset):
         "train.batch_size": 32,
         "train.lr": 2e-3,
         "train.scheduler": "cosine",
+        # One intra-op thread: on 2 shared CPU cores, 2 threads took 4x the time (spin-waiting),
+        # and the stored baseline is bit-reproducible only at a fixed thread count.
+        "train.threads": 1,
     }
 
     def __init__(self, config: Config | None = None, root: Any = None):
@@ -170,17 +179,10 @@ class DigitsDataset(Dataset):
     def split(self, name: str) -> torch.utils.data.Dataset:
         return _CanvasSplit(self.canvases(name), self.config.tasks)
 
-    def data_options(self) -> dict[str, Any]:
-        """The options that decide the canvases (all but ``tasks``), as stored next to the baseline."""
-        options = attrs.asdict(self.config)
-        options.pop("tasks")
-        options["num_digits"] = list(self.config.num_digits)  # as JSON stores it
-        return options
-
     def baseline(self) -> Mapping[str, Mapping[str, float]] | None:
         """Stored single-task results for the selected tasks; None if they were measured on other canvases."""
         stored = _stored_baseline()
-        if stored is None or stored["dataset"] != self.data_options():
+        if stored is None or stored["dataset"] != self.config.canvas_options():
             return None
         results = stored["results"]
         if any(name not in results for name in self.config.tasks):

@@ -8,7 +8,7 @@ from mtlx import TaskSpec
 from mtlx.losses import classification_loss, depth_l1_loss, normal_cosine_loss, segmentation_loss
 from mtlx.metrics import AccuracyMeter, DepthMeter, NormalMeter, SegmentationMeter
 
-__all__ = ["TASKS", "DEFAULT_TASKS", "NUM_SEG_CLASSES"]
+__all__ = ["DEFAULT_TASKS", "NUM_SEG_CLASSES", "TASKS"]
 
 #: Background plus the ten digit classes.
 NUM_SEG_CLASSES = 11
