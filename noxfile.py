@@ -4,6 +4,7 @@
     nox -s slow       # end-to-end runs marked @pytest.mark.slow
     nox -s matrix     # core alone, core + each plugin of registry.toml alone, all together, third-party example
     nox -s bench      # pytest-benchmark suites, JSON in .benchmarks/
+    nox -s compare    # side by side with torchjd (installs its cvxpy extras), JSON in .benchmarks/
     nox -s demo       # the README's demo run
 """
 
@@ -63,12 +64,12 @@ def matrix(session: nox.Session, target: str) -> None:
     nox's closing summary is the plugin x pass/fail table.
     """
     session.install(TORCH)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[profile,report,test]")
     if target == "core":
         session.run("pytest", "tests")
     elif target == "all":
         session.install(*[a for d in _plugin_dirs(list(CATALOG)) for a in ("-e", d)])
-        session.install("-e", ".[profile,report,test]")
+        session.install("-e", "examples/third-party-plugin")
         session.run("pytest")
     elif target == "third-party":
         session.install("-e", "examples/third-party-plugin")
@@ -86,6 +87,21 @@ def bench(session: nox.Session) -> None:
     session.run(
         "pytest", "benchmarks", "--benchmark-enable", "-p", "no:randomly", "-m", "not slow or slow",
         "--benchmark-json=.benchmarks/bench.json", *session.posargs,
+    )
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Side by side with torchjd (same model, data, aggregator); JSON in .benchmarks/compare.json."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.install(*[a for d in _plugin_dirs(["baselines", "archs", "digits"]) for a in ("-e", d)])
+    # cvxpy + ECOS: torchjd's own CAGrad and Nash-MTL need them (mtlx does not), so only this session has them
+    session.install("torchjd[cagrad,nash-mtl]>=0.18,<0.19")
+    Path(".benchmarks").mkdir(exist_ok=True)
+    session.run(
+        "pytest", "benchmarks/test_compare_torchjd.py", "--benchmark-enable", "-s", "-p", "no:randomly",
+        "--benchmark-json=.benchmarks/compare.json", *session.posargs,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -38,7 +40,11 @@ def list_components(kind: str | None, pattern: str) -> None:
             console.print(f"  {name}: {error}", markup=False)
         console.print()
     installed = {info.dist for info in pm.plugins.values()}
-    missing = [e for e in load_catalog() if e.distribution not in installed]
+    missing = [
+        e for e in load_catalog()
+        if e.distribution not in installed
+        and any(fnmatch.fnmatch(n, pattern) for k, names in e.provides.items() if kind in (None, k) for n in names)
+    ]
     if missing:
         root = source_root()
         console.print("[bold]available, not installed[/]")
