@@ -36,6 +36,41 @@ def test_segmentation_accumulates_over_batches_from_logits():
     assert meter.compute()["pixacc"] == pytest.approx(0.5)
 
 
+def test_segmentation_absent_policies_and_per_class_iou():
+    """Four classes; class 2 appears only on an ignored pixel and class 3 nowhere: both are absent.
+
+    Confusion over valid pixels (rows gt, cols pred): gt0 -> [2, 1, 0, 0], gt1 -> [1, 3, 0, 0]
+    IoU0 = 2 / (3 + 3 - 2) = 1/2, IoU1 = 3 / (4 + 4 - 3) = 3/5.
+    """
+    target = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 255]])
+    pred = torch.tensor([[0, 0, 1, 0, 1, 1, 1, 2]])
+    results = {}
+    for absent in ("skip", "nan", "zero"):
+        meter = SegmentationMeter(4, absent=absent)
+        meter.update(pred[:, :4], target[:, :4])
+        meter.update(pred[:, 4:], target[:, 4:])
+        results[absent] = (meter.per_class_iou().tolist(), meter.compute())
+    iou, out = results["skip"]
+    assert iou[:2] == pytest.approx([1 / 2, 3 / 5]) and math.isnan(iou[2]) and math.isnan(iou[3])
+    assert out == pytest.approx({"miou": (1 / 2 + 3 / 5) / 2, "pixacc": 5 / 7})
+    iou, out = results["nan"]
+    assert math.isnan(iou[3]) and math.isnan(out["miou"]) and out["pixacc"] == pytest.approx(5 / 7)
+    iou, out = results["zero"]
+    assert iou == pytest.approx([1 / 2, 3 / 5, 0.0, 0.0])
+    assert out == pytest.approx({"miou": (1 / 2 + 3 / 5) / 4, "pixacc": 5 / 7})
+
+
+def test_segmentation_zero_policy_keeps_a_predicted_but_absent_class_at_zero():
+    """A class predicted but never in the targets has IoU 0 (not absent) under every policy."""
+    meter = SegmentationMeter(3, absent="skip")
+    meter.update(torch.tensor([0, 2, 1]), torch.tensor([0, 1, 1]))
+    # IoU0 = 1/1, IoU1 = 1/2 (gt 2, pred 1, tp 1), IoU2 = 0/1; nothing absent
+    assert meter.per_class_iou().tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert meter.compute()["miou"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="absent must be one of 'skip', 'nan', 'zero', got 'ignore'"):
+        SegmentationMeter(3, absent="ignore")
+
+
 def test_depth_errors_skip_invalid_pixels():
     target = torch.tensor([[[[2.0, 4.0, 0.0]]]])
     pred = torch.tensor([[[[1.0, 5.0, 9.0]]]])
@@ -71,6 +106,64 @@ def test_normals_true_median_thresholds_and_invalid():
     assert out["within_11.25"] == pytest.approx(1 / 4)
     assert out["within_22.5"] == pytest.approx(2 / 4)
     assert out["within_30"] == pytest.approx(2 / 4)
+
+
+def _random_normals(seed: int, shape: tuple[int, ...] = (4, 3, 16, 16), invalid_rows: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    pred = torch.randn(*shape, generator=g)
+    target = torch.nn.functional.normalize(torch.randn(*shape, generator=g), dim=1)
+    target[:, :, :invalid_rows] = 0.0
+    return pred, target
+
+
+@pytest.mark.parametrize("bin_width", [0.01, 0.5, 7.0])
+def test_normals_histogram_median_is_within_one_bin_of_the_true_median(bin_width):
+    for seed in range(4):
+        exact, binned = NormalMeter(), NormalMeter(median="histogram", bin_width=bin_width)
+        for batch in range(3):  # odd and even totals: 3 batches of 4*3*14*16 valid pixels, then one more pixel
+            pred, target = _random_normals(seed * 10 + batch)
+            exact.update(pred, target)
+            binned.update(pred, target)
+        if seed % 2:
+            pred, target = _random_normals(seed, (1, 3, 1, 1), invalid_rows=0)
+            exact.update(pred, target)
+            binned.update(pred, target)
+        a, b = exact.compute(), binned.compute()
+        assert binned.count == exact.count == 3 * 4 * 14 * 16 + seed % 2
+        assert abs(b["median"] - a["median"]) <= bin_width
+        assert {k: v for k, v in b.items() if k != "median"} == pytest.approx(
+            {k: v for k, v in a.items() if k != "median"}, rel=1e-12
+        )
+    assert len(NormalMeter(median="histogram").state_tensors()[0]) == 18000  # fixed memory: 180 / 0.01 bins
+
+
+def test_normals_histogram_median_by_hand():
+    """Errors 1.2, 1.7, 3.5, 3.6 degrees in 1-degree bins: bin 1 holds ranks 1-2, bin 3 ranks 3-4.
+
+    Rank 2 sits at 1 + (2 - 0 - 0.5) / 2 = 1.75, rank 3 at 3 + (3 - 2 - 0.5) / 2 = 3.25: median 2.5
+    (true median 2.6). With 5.0 added the middle rank 3 alone gives 3.25 (true 3.5).
+    """
+    meter = NormalMeter(median="histogram", bin_width=1.0)
+    meter.accumulate(torch.tensor([1.2, 3.5, 1.7, 3.6], dtype=torch.float64))
+    out = meter.compute()
+    assert out["median"] == pytest.approx(2.5)
+    assert out["mean"] == pytest.approx(10.0 / 4)
+    assert out["within_11.25"] == 1.0
+    meter.accumulate(torch.tensor([5.0], dtype=torch.float64))
+    assert meter.compute()["median"] == pytest.approx(3.25)
+    meter.reset()
+    assert meter.count == 0 and math.isnan(meter.compute()["median"])
+    meter.accumulate(torch.tensor([180.0, 0.0], dtype=torch.float64))  # 180 falls in the last bin
+    assert meter.compute()["median"] == pytest.approx((0.5 + 179.5) / 2)
+
+
+def test_normals_median_options_are_checked():
+    with pytest.raises(ValueError, match="median must be 'exact' or 'histogram', got 'approx'"):
+        NormalMeter(median="approx")
+    with pytest.raises(ValueError, match="median='histogram' needs aggregation='global'"):
+        NormalMeter(aggregation="batch", median="histogram")
+    with pytest.raises(ValueError, match=r"bin_width must be in \(0, 180\] degrees, got 0"):
+        NormalMeter(median="histogram", bin_width=0)
 
 
 def test_accuracy_and_mae():

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .build import Components, build
 from .checkpoint import atomic_write_text, load_checkpoint
 from .config import RunConfig, TrainConfig
-from . import distributed
 from .data import EpochLoader, MultiInputLoader, make_loader
 from .engine import Engine
 from .errors import CheckpointError, ConfigError, RunInterrupted
-from .jsonutil import dumps
 from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
+from .jsonutil import dumps
 from .plugins import get_plugin_manager
 
 __all__ = ["select_device", "seed_everything", "prepare_run_dir", "make_optimizer", "create_engine", "train", "RUN_FILES"]

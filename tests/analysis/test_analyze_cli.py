@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from mtlx.checkpoint import load_checkpoint
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mtlx.analysis.powerlaw import analyze_state_dict, esd, fit_power_law, groups_from_names
 
 

@@ -10,6 +10,7 @@ import statistics
 
 import attrs
 import pytest
+
 from mtlx.analysis.report import build_tables, find_runs, load_run
 from mtlx.errors import ConfigError
 

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import mtlx
-from mtlx.cli import main
-from mtlx.plugins import reset_plugin_manager
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+from mtlx.testing import ToyModel, invoke_cli, make_step, toy_batch, toy_tasks
+from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse: each test loads the plugins afresh)
 
 
 def test_registered_through_the_entry_point():
@@ -48,9 +39,8 @@ def test_unknown_task_weight_is_a_config_error():
 
 
 def test_runs_through_the_cli(tmp_path):
-    result = CliRunner().invoke(
-        main,
-        ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "fixed-weights", "-q", "--epochs", "1",
-         "-o", "strategy.weights={seg0 = 3.0}", "--out", str(tmp_path / "run")],
+    result = invoke_cli(
+        "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "fixed-weights", "-q", "--epochs", "1",
+        "-o", "strategy.weights={seg0 = 3.0}", "--out", tmp_path / "run",
     )
     assert result.exit_code == 0, result.output

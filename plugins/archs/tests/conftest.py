@@ -6,10 +6,11 @@ import functools
 from collections.abc import Callable, Mapping
 
 import pytest
-import torch
+
 from mtlx import TaskSpec
 from mtlx.losses import classification_loss, depth_l1_loss, mse_loss, normal_cosine_loss, segmentation_loss
 from mtlx.metrics import AccuracyMeter, DepthMeter, MAEMeter, NormalMeter, SegmentationMeter
+from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 from mtlx_archs.plugin import ARCHS, BACKBONES, HEADS
 
 
@@ -74,15 +75,6 @@ def build_model(
         make_backbone=lambda: b_cls(b_cfg, input_shape),
         make_head=lambda task, in_shape: h_cls(h_cfg, in_shape, task, input_shape),
     )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: intra-op threads only spin-wait on a shared CPU (restored after each test)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

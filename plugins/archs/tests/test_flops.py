@@ -7,9 +7,10 @@ import sys
 
 import pytest
 import torch
+from torch import nn
+
 from mtlx.analysis import count_flops
 from mtlx_archs.plugin import ARCHS, BACKBONES
-from torch import nn
 
 
 @pytest.mark.parametrize("backbone, published", [("resnet50", 4.1e9), ("resnet18", 1.8e9)])

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+
 from mtlx.analysis import count_flops
 from mtlx.build import build_model, resolve_run_config
 from mtlx.cli import main

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mtlx import ConfigError
 from mtlx.engine.step import forward
 from mtlx_archs.plugin import ARCHS, BACKBONES, HEADS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mtlx import ConfigError
 from mtlx.build import build_dataset, build_model, build_strategy, resolve_run_config
 from mtlx.engine import to_device

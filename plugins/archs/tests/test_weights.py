@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mtlx import CheckpointError
 from mtlx_archs.plugin import BACKBONES
 

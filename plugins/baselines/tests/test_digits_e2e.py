@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from mtlx.cli import main
 from mtlx_baselines.plugin import STRATEGIES
 
-
 FAST = ("famo", "nash-mtl")
 TINY = ["-o", "dataset.train_size=64", "-o", "dataset.val_size=32", "-o", "dataset.test_size=32"]
 

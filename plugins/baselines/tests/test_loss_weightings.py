@@ -18,7 +18,6 @@ from mtlx_baselines.strategies.rlw import RandomLossWeighting
 from mtlx_baselines.strategies.stch import STCH
 from mtlx_baselines.strategies.uw import UncertaintyWeighting
 
-
 TASKS = ("a", "b", "c")
 
 

@@ -19,7 +19,6 @@ from mtlx_baselines.errors import SolverError
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies import db_mtl, excess_mtl, graddrop, gradvac, imtl, mgda, moco, nash_mtl
 
-
 TASKS = toy_tasks(3)
 STEPS_PER_EPOCH = 2
 

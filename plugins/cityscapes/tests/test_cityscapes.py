@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from mtlx.build import build_dataset, resolve_run_config
 from mtlx.config import build_component_config
 from mtlx.errors import ConfigError, DataError

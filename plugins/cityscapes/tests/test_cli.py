@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mtlx.plugins import get_plugin_manager
 
 SMALL_MODEL = (

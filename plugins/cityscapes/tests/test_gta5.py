@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from mtlx.config import build_component_config
 from mtlx.errors import DataError
 from mtlx_cityscapes.gta5 import GTA5
 from mtlx_cityscapes.labels import LABEL_TO_TRAIN_ID, TRAIN_CLASSES, to_train_ids
 from mtlx_cityscapes.testing import write_gta5_frame
-from PIL import Image
 
 # The standard Cityscapes label ids of the 19 evaluated classes (cityscapesScripts labels.py), written out here
 # independently of mtlx_cityscapes.labels.
@@ -84,6 +85,18 @@ def test_test_split_is_cityscapes_val_with_19_classes(gta5_root: Path, cityscape
     label = np.load(cityscapes_root / "val/label_19/1.npy")
     assert torch.equal(targets["segmentation"], torch.from_numpy(label[::2, ::2]).long())
     assert dataset.split("train")[0][0].shape == (3, 16, 32)
+
+
+def test_per_class_iou_follows_the_train_id_order(gta5_root: Path, cityscapes_root: Path) -> None:
+    meter = _gta5(gta5_root, cityscapes_root).tasks["segmentation"].meter()
+    road, car, bus = (TRAIN_CLASSES.index(c) for c in ("road", "car", "bus"))
+    target = torch.tensor([road, road, car, car, -1])
+    meter.update(torch.tensor([road, car, car, car, bus]), target)
+    # road: tp 1, union 2; car: tp 2, union 3; the other 17 classes (bus only on an ignored pixel) are absent
+    per_class = dict(zip(TRAIN_CLASSES, meter.per_class_iou().tolist(), strict=True))
+    assert (per_class["road"], per_class["car"]) == pytest.approx((1 / 2, 2 / 3))
+    assert all(np.isnan(v) for c, v in per_class.items() if c not in ("road", "car"))
+    assert meter.compute()["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
 
 
 def test_augmented_frames_keep_valid_ids(gta5_root: Path, cityscapes_root: Path) -> None:

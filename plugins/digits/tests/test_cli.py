@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import tomllib
+
+import pytest
+from click.testing import CliRunner
 
 import mtlx.cli
-import pytest
-import tomllib
-from click.testing import CliRunner
 from mtlx.metrics import delta_m
 from mtlx_digits import dataset as dataset_module
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mtlx import ConfigError
 from mtlx.config import build_component_config
 from mtlx.metrics import AccuracyMeter, DepthMeter, SegmentationMeter

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mtlx_digits.render import (
     BACKGROUND_DEPTH,
     load_sources,

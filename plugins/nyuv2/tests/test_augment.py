@@ -1,4 +1,4 @@
-"""Scale-crop-flip keeps the semantics of every field: depth / s, flipped normals' x negated, ids intact."""
+"""The nyuv2 train split draws one scale-crop-flip per sample (:mod:`mtlx.augment`) and resumes it exactly."""
 
 from __future__ import annotations
 
@@ -6,92 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from mtlx.augment import ScaleCropFlip
 from mtlx.data import make_loader
-from mtlx_nyuv2.augment import FIELD_KINDS, ScaleCropFlip, resize_fields
 from mtlx_nyuv2.dataset import NYUv2
 
 KINDS = {"image": "image", "segmentation": "segmentation", "depth": "depth", "normal": "normal"}
-
-
-def _sample(height: int = 12, width: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    normal = torch.nn.functional.normalize(torch.randn(3, height, width, generator=g), dim=0)
-    normal[:, :2, :3] = 0.0  # invalid pixels
-    depth = torch.rand(1, height, width, generator=g) * 9 + 0.5
-    depth[:, -3:, -2:] = 0.0
-    label = torch.randint(0, 13, (height, width), generator=g)
-    label[0, :] = -1
-    return {"image": torch.rand(3, height, width, generator=g), "segmentation": label, "depth": depth, "normal": normal}
-
-
-def _nearest_index(out: int, crop: int) -> torch.Tensor:
-    """torch's nearest rule, written independently: source index floor(dst * crop / out)."""
-    return torch.floor(torch.arange(out, dtype=torch.float64) * (crop / out)).long()
-
-
-def test_identity_when_scale_one_and_no_flip() -> None:
-    sample = _sample()
-    out = ScaleCropFlip(scale=1.0, top=0, left=0, flip=False).apply(sample, KINDS)
-    for name in sample:
-        assert torch.equal(out[name], sample[name])
-
-
-def test_flip_mirrors_every_field_and_negates_normal_x_only() -> None:
-    sample = _sample()
-    out = ScaleCropFlip(scale=1.0, top=0, left=0, flip=True).apply(sample, KINDS)
-    assert torch.equal(out["image"], sample["image"].flip(-1))
-    assert torch.equal(out["segmentation"], sample["segmentation"].flip(-1))
-    assert torch.equal(out["depth"], sample["depth"].flip(-1))
-    assert torch.equal(out["normal"][0], -sample["normal"][0].flip(-1))
-    assert torch.equal(out["normal"][1:], sample["normal"][1:].flip(-1))
-    assert torch.equal(out["normal"].abs().sum(0) == 0, sample["normal"].abs().sum(0).flip(-1) == 0)
-    assert not torch.equal(sample["normal"][0], out["normal"][0])  # the input was not modified in place either way
-    assert torch.equal(sample["normal"], _sample()["normal"])
-
-
-@pytest.mark.parametrize("scale", [1.2, 1.5])
-def test_zoom_divides_depth_by_the_scale_and_resamples_nearest(scale: float) -> None:
-    sample = _sample()
-    top, left = 1, 2
-    out = ScaleCropFlip(scale=scale, top=top, left=left, flip=False).apply(sample, KINDS)
-    crop_h, crop_w = int(12 / scale), int(20 / scale)
-    rows = top + _nearest_index(12, crop_h)
-    cols = left + _nearest_index(20, crop_w)
-    expected_depth = sample["depth"][:, rows][:, :, cols] / scale
-    torch.testing.assert_close(out["depth"], expected_depth)
-    assert torch.equal(out["depth"] == 0, expected_depth == 0)  # invalid stays invalid, valid stays valid
-    assert torch.equal(out["segmentation"], sample["segmentation"][rows][:, cols])
-    assert out["segmentation"].dtype == torch.int64
-    for name in ("image", "normal"):  # bilinear with align_corners=True keeps the crop's corner pixels
-        window = sample[name][:, top : top + crop_h, left : left + crop_w]
-        for r, c in ((0, 0), (-1, -1), (0, -1), (-1, 0)):
-            torch.testing.assert_close(out[name][:, r, c], window[:, r, c])
-
-
-def test_zoom_and_flip_compose_in_that_order() -> None:
-    sample = _sample()
-    zoom = ScaleCropFlip(scale=1.5, top=2, left=3, flip=False).apply(sample, KINDS)
-    both = ScaleCropFlip(scale=1.5, top=2, left=3, flip=True).apply(sample, KINDS)
-    assert torch.equal(both["depth"], zoom["depth"].flip(-1))
-    assert torch.equal(both["normal"][0], -zoom["normal"][0].flip(-1))
-
-
-def test_draw_covers_the_scales_and_fits_the_frame() -> None:
-    g = torch.Generator().manual_seed(0)
-    draws = [ScaleCropFlip.draw(12, 20, (1.0, 1.2, 1.5), g) for _ in range(300)]
-    assert {d.scale for d in draws} == {1.0, 1.2, 1.5}
-    assert 100 < sum(d.flip for d in draws) < 200
-    for d in draws:
-        assert d.top + int(12 / d.scale) <= 12 and d.left + int(20 / d.scale) <= 20
-    assert {d.top for d in draws if d.scale == 1.5} == set(range(12 - 8 + 1))  # every position is reachable
-
-
-def test_crop_outside_the_frame_and_unknown_kind_are_rejected() -> None:
-    with pytest.raises(ValueError, match="does not fit field 'image'"):
-        ScaleCropFlip(scale=1.5, top=10, left=0, flip=False).apply(_sample(), KINDS)
-    with pytest.raises(ValueError, match="unknown field kind 'edge'"):
-        resize_fields({"x": torch.zeros(1, 4, 4)}, {"x": "edge"}, (2, 2))
-    assert set(FIELD_KINDS) == {"image", "segmentation", "depth", "normal"}
 
 
 def test_dataset_applies_one_draw_per_sample_from_the_process_seed(nyuv2_root: Path) -> None:

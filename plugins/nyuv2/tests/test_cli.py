@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from mtlx.build import build_dataset, resolve_run_config
 from mtlx.checkpoint import load_checkpoint
 from mtlx.plugins import get_plugin_manager

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from mtlx.config import build_component_config
 from mtlx.data import make_loader
 from mtlx.errors import ConfigError, DataError
@@ -99,6 +100,9 @@ def test_missing_data_names_the_layout_and_the_release(tmp_path: Path, monkeypat
     ("options", "message"),
     [
         ({"metric_aggregation": "median"}, "metric_aggregation"),
+        ({"normal_median": "approx"}, "normal_median"),
+        ({"normal_median": "histogram", "metric_aggregation": "batch"}, "needs metric_aggregation=global"),
+        ({"absent_classes": "ignore"}, "absent_classes"),
         ({"baseline": "mtan"}, "baseline"),
         ({"resolution": [288]}, "resolution must be"),
         ({"scales": [0.5, 1.0]}, "scales must be"),

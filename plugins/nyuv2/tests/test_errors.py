@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mtlx.errors import DataError
 from mtlx_nyuv2.dataset import NYUv2
 from mtlx_nyuv2.testing import write_nyuv2

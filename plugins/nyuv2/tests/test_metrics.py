@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mtlx.metrics import delta_m
 from mtlx_nyuv2.dataset import NYUV2_BASELINES, NYUv2
 
@@ -46,6 +47,12 @@ def test_segmentation_nan_convention_of_the_reference_code(nyuv2_root: Path) -> 
     meter = NYUv2(NYUv2.Config(absent_classes="nan"), nyuv2_root).tasks["segmentation"].meter()
     meter.update(SEG_PRED, SEG_GT)
     assert math.isnan(meter.compute()["miou"])
+
+
+def test_segmentation_zero_convention_counts_absent_classes(nyuv2_root: Path) -> None:
+    meter = NYUv2(NYUv2.Config(absent_classes="zero"), nyuv2_root).tasks["segmentation"].meter()
+    meter.update(SEG_PRED, SEG_GT)
+    assert meter.compute()["miou"] == pytest.approx((1 / 2 + 2 / 3) / 13)  # 9 absent classes count as 0
 
 
 def test_segmentation_loss_averages_cross_entropy_over_labelled_pixels(tasks) -> None:
@@ -111,6 +118,15 @@ def test_normal_statistics_true_median_vs_mean_of_batch_medians(nyuv2_root: Path
         },
         abs=1e-6,
     )
+
+
+def test_normal_histogram_median_option(nyuv2_root: Path) -> None:
+    meter = NYUv2(NYUv2.Config(normal_median="histogram"), nyuv2_root).tasks["normal"].meter()
+    for angles in BATCHES:
+        meter.update(*_normals(angles))
+    result = meter.compute()
+    assert result.pop("median") == pytest.approx(20.0, abs=0.01)  # one 0.01-degree bin around the true median
+    assert result == pytest.approx({"mean": 25.0, "within_11.25": 2 / 5, "within_22.5": 3 / 5, "within_30": 3 / 5})
 
 
 def test_normal_loss_is_one_minus_mean_cosine_over_valid_pixels(tasks) -> None:

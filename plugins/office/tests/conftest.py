@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+
+from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 #: Deliberately not alphabetical (as in the real list files: back_pack 0, paper_notebook 1, ...).
 CLASSES = {"back_pack": 0, "paper_notebook": 1, "bike": 17, "calculator": 30}
@@ -48,12 +49,3 @@ def write_office31(root: Path, seed: int = 0) -> dict[str, dict[str, list[tuple[
 def office31(tmp_path: Path) -> tuple[Path, dict[str, dict[str, list[tuple[str, int]]]]]:
     root = tmp_path / "office-31"
     return root, write_office31(root)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared CPU, two spinning threads make small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

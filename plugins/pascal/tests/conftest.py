@@ -6,6 +6,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+
 from mtlx_pascal import testing
 
 

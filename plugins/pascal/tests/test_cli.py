@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-from mtlx.cli import main
+
 from mtlx.metrics import delta_m
-from mtlx.plugins import get_plugin_manager, reset_plugin_manager
+from mtlx.plugins import get_plugin_manager
+from mtlx.testing import invoke_cli
+from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse pytest fixture)
 
 #: 32x32 inputs, 9 edge thresholds, one epoch of two batches: a few seconds on a CPU.
 TINY = (
@@ -28,17 +29,11 @@ TINY = (
 
 @pytest.fixture
 def run():
-    reset_plugin_manager()
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
-
-    yield invoke
-    reset_plugin_manager()
+    """``run(...)`` is ``mtlx run ...`` in-process (in a fresh plugin manager: the autouse fixture)."""
+    return lambda *args: invoke_cli("run", *args)
 
 
 def test_the_plugin_registers_the_pascal_dataset():
-    reset_plugin_manager()
     registries = get_plugin_manager().registries
     assert "pascal" in registries.datasets.list()
     assert registries.datasets.entry("pascal").owner.startswith("mtlx-pascal")

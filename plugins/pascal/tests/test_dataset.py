@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from mtlx import TaskSpec
 from mtlx.config import build_component_config
 from mtlx.errors import ConfigError, DataError

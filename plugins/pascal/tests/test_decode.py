@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.io
+from PIL import Image
+
 from mtlx.errors import DataError
 from mtlx_pascal.classes import PART_GROUPS, context_class_names, normals_valid_ids
 from mtlx_pascal.decode import (
@@ -21,7 +23,6 @@ from mtlx_pascal.decode import (
     read_semseg,
 )
 from mtlx_pascal.testing import write_parts_mat
-from PIL import Image
 
 
 def _ids(*names: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.io
+
 from mtlx.config import build_component_config
 from mtlx.errors import DataError
 from mtlx_pascal.dataset import PascalContext

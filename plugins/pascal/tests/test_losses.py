@@ -8,6 +8,7 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mtlx_pascal.losses import balanced_bce, edge_loss, label_loss, normals_l1_loss, saliency_loss, scaled
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import scipy.sparse
 import torch
+from scipy.sparse.csgraph import maximum_bipartite_matching
+
 from mtlx.metrics import NormalMeter
 from mtlx_pascal.boundaries import disk_offsets, match_boundaries
 from mtlx_pascal.meters import EdgeMeter, PascalNormalMeter, PascalSegmentationMeter, SaliencyMeter
-from scipy.sparse.csgraph import maximum_bipartite_matching
 
 
 def _logit(p: float) -> float:

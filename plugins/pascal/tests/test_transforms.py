@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from mtlx_pascal.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

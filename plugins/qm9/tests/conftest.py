@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
+from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 from mtlx_qm9.source import CSV_FILES, package_data_dir
 
 
@@ -23,12 +23,3 @@ def write_source(directory: Path, molecules: int) -> Path:
 def small_source(tmp_path_factory) -> Path:
     """60 molecules, including numbers 23 and 24 whose SMILES atom order does not fit their geometry."""
     return write_source(tmp_path_factory.mktemp("qm9-source"), 60)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared CPU, two spinning threads make small ops many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -11,11 +11,12 @@ import types
 from collections.abc import Iterator, Sequence
 
 import attrs
-import mtlx
 import pytest
 import torch
-from mtlx.plugins import reset_plugin_manager
 from torch import nn
+
+import mtlx
+from mtlx.plugins import reset_plugin_manager
 
 
 def _unit_rms(saliencies: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -5,21 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-from mtlx.cli import main
-from mtlx.plugins import reset_plugin_manager
+
+from mtlx.testing import invoke_cli
+from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse pytest fixture)
 
 
 @pytest.fixture
 def run():
-    """Invoke ``mtlx run`` in a fresh plugin manager; returns the result and the parsed metrics log."""
-    reset_plugin_manager()
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, [*args], catch_exceptions=False)
-
-    yield invoke
-    reset_plugin_manager()
+    """Invoke ``mtlx`` in-process (in a fresh plugin manager: the autouse fixture)."""
+    return invoke_cli
 
 
 def _train_records(out):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mtlx_repmtl.losses import csa_loss, csa_terms, tsr_loss
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from mtlx_repmtl.losses import csa_loss, csa_terms, tsr_loss
 
 # (T, B, per-sample shape): vectors [B, C], N < C (Sᵀ S Gram) and N > C (S Sᵀ Gram).
 SHAPES = [

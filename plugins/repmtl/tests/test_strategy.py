@@ -6,9 +6,10 @@ import copy
 import math
 import warnings
 
-import mtlx
 import pytest
 import torch
+
+import mtlx
 from mtlx.config import build_component_config
 from mtlx.engine.step import forward, task_losses
 from mtlx.losses import classification_loss, mse_loss
@@ -315,3 +316,31 @@ def test_delegates_to_the_base(scaled_base):
     assert torch.equal(fresh.base.log_w.detach(), torch.zeros(3))
     assert_strategy_state_roundtrip(strategy, fresh)
     assert torch.equal(fresh.base.log_w, strategy.base.log_w)
+
+
+def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
+    """balance_every=k logs ‖∇λR‖/‖∇ΣL‖ over shared and head parameters, from an independent computation."""
+    tasks, model, x, targets = _setup(3)
+    cfg = RepMTLConfig(balance_every=2, lambda_tsr=0.7, lambda_csa=1.3)
+    strategy = RepMTL(cfg, tasks=list(tasks))
+    z = model.encode(x)
+    preds = model.decode(z)
+    losses = [spec.loss(preds[name], targets[name]) for name, spec in tasks.items()]
+    sal = [torch.autograd.grad(loss, z, create_graph=True)[0] for loss in losses]
+    terms = {"tsr": cfg.lambda_tsr * naive.tsr(sal, cfg.eps), "csa": cfg.lambda_csa * naive.csa(sal, 0.1, cfg.eps, "paper")}
+    shared = list(model.shared_parameters())
+    heads = [p for t in tasks for p in model.task_parameters(t)]
+
+    def norm(loss, params):
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
+        return float(torch.cat([g.flatten() for g in grads]).norm())
+
+    for iteration, logged in ((0, True), (1, False), (2, True)):
+        d = strategy.backward(make_step(model, x, targets, tasks, iteration=iteration)).diagnostics
+        assert ("grad_ratio.tsr.shared" in d) is logged
+    for name, term in terms.items():
+        for group, params in (("shared", shared), ("heads", heads)):
+            expected = norm(term, params) / norm(sum(losses), params)
+            assert d[f"grad_ratio.{name}.{group}"] == pytest.approx(expected, rel=1e-6)
+    off = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    assert not any(k.startswith("grad_ratio") for k in off.backward(make_step(model, x, targets, tasks)).diagnostics)

@@ -1,7 +1,8 @@
 """Cityscapes and GTA5 -> Cityscapes for mtlx.
 
-The ``.npy`` reader, the scale-crop-flip augmentation and the task
-conventions come from mtlx-nyuv2 (the same MTAN release format).
+The ``.npy`` reader and the task conventions come from mtlx-nyuv2 (the
+same MTAN release format); the scale-crop-flip augmentation is the core's
+:mod:`mtlx.augment`.
 """
 
 from .cityscapes import Cityscapes

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+
 from mtlx import TaskSpec
 from mtlx_nyuv2.base import NpyReleaseDataset
 from mtlx_nyuv2.conventions import PAPER_TRAINING, DenseOptions, StoredBaseline, depth_task, segmentation_task

@@ -27,13 +27,14 @@ import attrs
 import numpy as np
 import torch
 import torch.utils.data
+from PIL import Image
+
 from mtlx import Dataset, TaskSpec
+from mtlx.augment import RandomScaleCropFlip
 from mtlx.data import DATA_ENV, resolve_root
 from mtlx.errors import ConfigError, DataError
-from mtlx_nyuv2.augment import RandomScaleCropFlip
 from mtlx_nyuv2.conventions import IGNORE_LABEL, SceneOptions, segmentation_task
 from mtlx_nyuv2.release import NpyReleaseSplit
-from PIL import Image
 
 from .cityscapes import IMAGE_FIELD, label_field
 from .cityscapes import SOURCE as CITYSCAPES_SOURCE

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 import torch
+
 from mtlx import ConfigError, Dataset, TaskSpec
 from mtlx.errors import did_you_mean
 

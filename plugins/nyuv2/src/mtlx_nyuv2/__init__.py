@@ -1,9 +1,10 @@
-"""NYUv2 for mtlx, plus the reader of the MTAN ``.npy`` releases and the dense augmentation it shares.
+"""NYUv2 for mtlx, plus the reader of the MTAN ``.npy`` releases that mtlx-cityscapes shares.
 
 Public modules: :mod:`.dataset` (the ``nyuv2`` dataset), :mod:`.release`
 (the ``.npy`` release reader, also used by mtlx-cityscapes),
-:mod:`.augment` (vectorised scale-crop-flip), :mod:`.conventions` (tasks,
-metric conventions, stored baselines) and :mod:`.testing` (fixture writers).
+:mod:`.conventions` (tasks, metric conventions, stored baselines) and
+:mod:`.testing` (fixture writers). The scale-crop-flip augmentation is the
+core's :mod:`mtlx.augment`.
 """
 
 from .dataset import NYUv2

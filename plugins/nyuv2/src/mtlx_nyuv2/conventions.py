@@ -7,8 +7,8 @@ angular-error statistics. Two conventions are options because the literature
 disagrees: ``metric_aggregation`` (``global``: over every valid pixel of the
 split, true median, as LibMTL; ``batch``: mean of per-batch statistics incl.
 the per-batch median, as MTAN/CAGrad/Nash-MTL/FAMO) and ``absent_classes``
-(``skip`` classes absent from both gt and predictions, or ``nan`` as the
-reference code does).
+(``skip`` classes absent from both gt and predictions, ``nan`` as the
+reference code does, or count them as IoU ``zero`` as ASTMT does).
 
 Baselines for Delta_m are stored in the units the papers print
 (:class:`StoredBaseline`) and handed out in the units our meters report
@@ -21,6 +21,7 @@ import functools
 from collections.abc import Mapping, Sequence
 
 import attrs
+
 from mtlx import TaskSpec
 from mtlx.losses import depth_l1_loss, normal_cosine_loss, segmentation_loss
 from mtlx.metrics import DepthMeter, NormalMeter, SegmentationMeter
@@ -71,13 +72,14 @@ class SceneOptions:
             Other sizes are resampled (bilinear images/normals, nearest labels/depth).
         augment: random scale-crop-flip on the train split (MTAN/LibMTL recipe).
         scales: zoom factors the augmentation picks from.
-        absent_classes: mIoU over classes that occur (``skip``) or NaN like the reference (``nan``).
+        absent_classes: mIoU over classes that occur (``skip``), NaN like the reference (``nan``),
+            or absent classes counted as IoU 0 (``zero``); see :class:`mtlx.metrics.SegmentationMeter`.
     """
 
     resolution: tuple[int, int] | None = attrs.field(default=None, converter=_size)
     augment: bool = False
     scales: tuple[float, ...] = attrs.field(default=(1.0, 1.2, 1.5), converter=_scales)
-    absent_classes: str = attrs.field(default="skip", validator=_in(("skip", "nan")))
+    absent_classes: str = attrs.field(default="skip", validator=_in(SegmentationMeter.absent_policies))
 
 
 @attrs.frozen(kw_only=True)
@@ -134,15 +136,19 @@ def depth_task(aggregation: str = "global", name: str = "depth") -> TaskSpec:
     )
 
 
-def normal_task(aggregation: str = "global", name: str = "normal") -> TaskSpec:
-    """Surface normals: 1 - cosine over non-zero pixels, angular-error statistics in degrees."""
+def normal_task(aggregation: str = "global", median: str = "exact", name: str = "normal") -> TaskSpec:
+    """Surface normals: 1 - cosine over non-zero pixels, angular-error statistics in degrees.
+
+    ``median`` (global aggregation): ``exact`` keeps every error, ``histogram``
+    bounds the memory (0.01-degree bins; see :class:`mtlx.metrics.NormalMeter`).
+    """
     return TaskSpec(
         name=name,
         kind="normal",
         out_channels=3,
         dense=True,
         loss=normal_cosine_loss,
-        meter=functools.partial(NormalMeter, aggregation=aggregation),
+        meter=functools.partial(NormalMeter, aggregation=aggregation, median=median),
     )
 
 

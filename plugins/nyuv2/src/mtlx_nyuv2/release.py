@@ -28,9 +28,9 @@ import attrs
 import numpy as np
 import torch
 import torch.utils.data
-from mtlx.errors import DataError
 
-from .augment import RandomScaleCropFlip, resize_fields
+from mtlx.augment import RandomScaleCropFlip, resize_fields
+from mtlx.errors import DataError
 
 __all__ = ["Field", "NpyReleaseSplit", "SplitIndex", "read_header", "scan_split"]
 
@@ -230,7 +230,7 @@ class NpyReleaseSplit(torch.utils.data.Dataset):
     Samples are ``(image [3,H,W] float32, {task: target})`` with segmentation
     ``[H,W]`` int64 (-1 = ignore), depth ``[1,H,W]`` and normals ``[3,H,W]``
     float32. With ``augment``, every sample gets its own scale-crop-flip
-    draw (:class:`~mtlx_nyuv2.augment.RandomScaleCropFlip`), whose generator
+    draw (:class:`mtlx.augment.RandomScaleCropFlip`), whose generator
     state is this dataset's ``state_dict``, so a StatefulDataLoader resumes it exactly.
     """
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+
 from mtlx import Dataset, TaskSpec
 from mtlx.data import resolve_root
 from mtlx.errors import ConfigError, DataError, did_you_mean

@@ -23,9 +23,10 @@ from typing import Any
 import attrs
 import numpy as np
 import scipy.io
-from mtlx.errors import DataError
 from PIL import Image
 from skimage.morphology import thin
+
+from mtlx.errors import DataError
 
 from .classes import PART_GROUPS, PERSON_CLASS, VOC_CLASSES
 

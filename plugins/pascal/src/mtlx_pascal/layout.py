@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
+
 from mtlx.data import require_files
 from mtlx.errors import DataError
 

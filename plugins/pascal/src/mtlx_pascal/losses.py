@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from mtlx.losses import segmentation_loss
 
 __all__ = ["balanced_bce", "edge_loss", "label_loss", "normals_l1_loss", "saliency_loss", "scaled"]

@@ -1,16 +1,18 @@
 """Meters of the PASCAL-Context benchmark (ASTMT/MTI-Net definitions, datasets spec section 3).
 
-* :class:`PascalSegmentationMeter`: confusion-matrix mIoU where a class that
-  never occurs has IoU 0 and still counts (``TP / max(TP+FP+FN, 1e-8)``);
-  for human parts, images whose valid ground truth is only background are
-  skipped as in the file-based evaluation the papers report.
+* :class:`PascalSegmentationMeter`: :class:`mtlx.metrics.SegmentationMeter`
+  with ``absent="zero"`` (a class that never occurs has IoU 0 and still
+  counts, ``TP / max(TP+FP+FN, 1e-8)``); for human parts, images whose valid
+  ground truth is only background are skipped as in the file-based
+  evaluation the papers report.
 * :class:`SaliencyMeter`: per-image precision, recall and Jaccard at 15
   thresholds ``linspace(0.2, 0.9, 15)`` of ``sigmoid(logit)``, averaged over
   images; ``maxf`` = max over thresholds of ``2PR/(P+R)`` of the mean P, R;
   ``miou`` = max over thresholds of the mean Jaccard.
 * :class:`PascalNormalMeter`: :class:`mtlx.metrics.NormalMeter`'s angular
-  error on pixels whose target is not 255, accumulated in a 0.01-degree
-  histogram (a true median to 0.01 deg without keeping 5105 x 512² errors).
+  error on pixels whose target is not 255, with its histogram median in
+  0.01-degree bins (within 0.01 deg of the true median without keeping
+  5105 x 512² errors), plus the RMSE.
 * :class:`EdgeMeter`: ODS F-measure of the BSDS/SEISM ``fb`` protocol (see
   :mod:`mtlx_pascal.boundaries` and the README for how it relates to SEISM).
 """
@@ -23,9 +25,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from skimage.morphology import thin
+
 from mtlx.interfaces import Meter
 from mtlx.metrics import NormalMeter, SegmentationMeter
-from skimage.morphology import thin
 
 from .boundaries import match_boundaries
 
@@ -39,7 +42,7 @@ class PascalSegmentationMeter(SegmentationMeter):
     """mIoU with absent classes counted as IoU 0 (ASTMT), optionally skipping background-only images."""
 
     def __init__(self, num_classes: int, skip_background_only: bool = False):
-        super().__init__(num_classes)
+        super().__init__(num_classes, absent="zero")
         self.skip_background_only = skip_background_only
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
@@ -49,13 +52,6 @@ class PascalSegmentationMeter(SegmentationMeter):
             prediction, target = prediction[informative], target[informative]
         if target.shape[0]:
             super().update(prediction, target)
-
-    def compute(self) -> dict[str, float]:
-        c = self.confusion
-        tp = c.diag()
-        union = (c.sum(0) + c.sum(1) - tp).clamp_min(1e-8)
-        total = c.sum()
-        return {"miou": float((tp / union).mean()), "pixacc": float(tp.sum() / total) if total > 0 else math.nan}
 
 
 class SaliencyMeter(Meter):
@@ -106,45 +102,27 @@ class PascalNormalMeter(NormalMeter):
     """Angular error of normals where the target is not 255: mean, rmse, median (0.01 deg bins), within-t."""
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"mean": False, "rmse": False, **NormalMeter.higher_is_better}
-    bin_width: ClassVar[float] = 0.01
 
     def __init__(self) -> None:
-        super().__init__(aggregation="global")
+        super().__init__(aggregation="global", median="histogram", bin_width=0.01)
 
     def reset(self) -> None:
-        self.histogram = torch.zeros(round(180.0 / self.bin_width), dtype=torch.float64)
-        #: Σ err, Σ err², count below each threshold, count
-        self.sums = torch.zeros(3 + len(self._thresholds), dtype=torch.float64)
+        super().reset()
+        self.squares = torch.zeros(1, dtype=torch.float64)  # Σ err²
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         invalid = (target == IGNORE).any(1, keepdim=True)
         err = self.angular_error(prediction, target.masked_fill(invalid, 0.0))
-        bins = (err / self.bin_width).long().clamp(0, len(self.histogram) - 1)
-        self.histogram += torch.bincount(bins, minlength=len(self.histogram)).double()
-        within = [float((err < t).sum()) for t in self._thresholds]
-        self.sums += torch.tensor(
-            [float(err.sum()), float((err**2).sum()), *within, float(err.numel())], dtype=torch.float64
-        )
+        self.accumulate(err)
+        self.squares += (err**2).sum()
 
     def state_tensors(self) -> list[torch.Tensor]:
-        return [self.histogram, self.sums]
-
-    def _median(self) -> float:
-        """Linear interpolation inside the histogram bin holding the middle error."""
-        cumulative = self.histogram.cumsum(0)
-        half = float(cumulative[-1]) / 2
-        k = int(torch.searchsorted(cumulative, torch.tensor([half], dtype=torch.float64))[0])
-        before = float(cumulative[k - 1]) if k else 0.0
-        return (k + (half - before) / float(self.histogram[k])) * self.bin_width
+        return [*super().state_tensors(), self.squares]
 
     def compute(self) -> dict[str, float]:
-        n = float(self.sums[-1])
-        if n == 0:
-            return dict.fromkeys(self.higher_is_better, math.nan)
-        total, squares, *within, _ = self.sums.tolist()
-        out = {"mean": total / n, "rmse": math.sqrt(squares / n), "median": self._median()}
-        out.update({f"within_{t:g}": count / n for t, count in zip(self._thresholds, within, strict=True)})
-        return out
+        out = super().compute()
+        rmse = math.sqrt(float(self.squares) / self.count) if self.count else math.nan
+        return {key: rmse if key == "rmse" else out[key] for key in self.higher_is_better}
 
 
 class EdgeMeter(Meter):

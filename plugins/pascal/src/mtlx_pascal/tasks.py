@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 
 import attrs
+
 from mtlx import TaskSpec
 
 from .classes import PART_CLASSES, VOC_CLASSES

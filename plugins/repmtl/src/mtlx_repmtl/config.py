@@ -37,6 +37,9 @@ class RepMTLConfig:
             instead of one call per task. Off by default: with separate heads the loop's call for
             task t only traverses head t, while the vmapped call pushes T cotangents (T-1 of them
             zero) through every head; the loop measured faster on every CPU case (README).
+        balance_every: every k-th step (0: never), log ``grad_ratio.<tsr|csa>.<shared|heads>``,
+            ‖∇ λR‖ / ‖∇ Σ w_t L_t‖ over the shared and the task-specific parameters: the gauge for
+            choosing λ (costs 2-3 extra backward passes through the saliency graph on those steps).
     """
 
     lambda_tsr: float = attrs.field(default=0.9, converter=float, validator=_ge0)
@@ -49,3 +52,4 @@ class RepMTLConfig:
     use_tsr: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     use_csa: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     batched_saliency: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    balance_every: int = attrs.field(default=0, converter=int, validator=attrs.validators.ge(0))

@@ -20,13 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from mtlx import distributed
-from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, get_plugin_manager
-from mtlx.config import build_component_config
-from mtlx.gradients import per_task_grads
 from torch import nn
 from torch.profiler import record_function
 
+from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, distributed, get_plugin_manager
+from mtlx.config import build_component_config
+from mtlx.gradients import per_task_grads
+
+from .balance import gradient_balance
 from .config import RepMTLConfig
 from .losses import csa_terms, full_precision, stack_saliencies, tsr_loss
 
@@ -79,7 +80,10 @@ class RepMTL(MTOStrategy):
                 with record_function("rep-mtl/saliency"):
                     saliencies = self._saliencies(step)
                 with record_function("rep-mtl/regularisers"):
-                    total = total + self._regularisers(saliencies, diagnostics)
+                    regularisers = self._regularisers(saliencies, diagnostics)
+                if self._measures_balance(step):
+                    diagnostics.update(gradient_balance(total, regularisers, _parameter_groups(step)))
+                total = total + sum(regularisers.values())
             norms = torch.linalg.vector_norm(saliencies.detach().flatten(1), dim=1)
             diagnostics.update({f"saliency_norm.{t}": float(n) for t, n in zip(self.tasks, norms, strict=True)})
         with record_function("rep-mtl/backward"):
@@ -103,13 +107,17 @@ class RepMTL(MTOStrategy):
         saliencies = stack_saliencies(raw)
         return saliencies / scale if scale != 1.0 else saliencies  # skips two passes over [T, B, C, N]
 
-    def _regularisers(self, saliencies: torch.Tensor, diagnostics: dict[str, float]) -> torch.Tensor:
-        """λ_tsr·L_tsr + λ_csa·L_csa of ``[T, B, C, N]`` saliencies; records their diagnostics."""
+    def _measures_balance(self, step: StepContext) -> bool:
+        every = self.config.balance_every
+        return every > 0 and step.iteration % every == 0
+
+    def _regularisers(self, saliencies: torch.Tensor, diagnostics: dict[str, float]) -> dict[str, torch.Tensor]:
+        """``{"tsr": λ_tsr·L_tsr, "csa": λ_csa·L_csa}`` (enabled ones) of ``[T, B, C, N]`` saliencies."""
         cfg = self.config
-        total = saliencies.new_zeros(())
+        regularisers: dict[str, torch.Tensor] = {}
         if cfg.use_tsr:
             tsr = tsr_loss(saliencies, eps=cfg.eps)
-            total = total + cfg.lambda_tsr * tsr
+            regularisers["tsr"] = cfg.lambda_tsr * tsr
             diagnostics["tsr"] = _scalar(tsr)  # mean entropy, nats
             diagnostics["entropy_normalized"] = _scalar(tsr) / math.log(len(self.tasks))
         if cfg.use_csa:
@@ -122,7 +130,7 @@ class RepMTL(MTOStrategy):
                 gather=distributed.all_gather_with_grad if parallel else None,
                 offset=distributed.rank() * batch,
             )
-            total = total + cfg.lambda_csa * terms.loss
+            regularisers["csa"] = cfg.lambda_csa * terms.loss
             diagnostics["csa"] = _scalar(terms.loss)
             diagnostics["positive_sim"] = _scalar(terms.positive.mean())
             if terms.anchor.shape[1] > 1:
@@ -130,7 +138,7 @@ class RepMTL(MTOStrategy):
                 off_diagonal = torch.ones_like(terms.anchor, dtype=torch.bool)
                 off_diagonal[local, local + distributed.rank() * batch] = False
                 diagnostics["negative_sim"] = _scalar(terms.anchor[off_diagonal].mean())
-        return total
+        return regularisers
 
     def _warn_single_sample(self) -> None:
         if not self._warned_single_sample:
@@ -157,6 +165,11 @@ class RepMTL(MTOStrategy):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.base.load_state_dict(state["base"])
+
+
+def _parameter_groups(step: StepContext) -> dict[str, list[nn.Parameter]]:
+    """Shared (encoder) and task-specific (heads) parameters, the two places the regularisers act."""
+    return {"shared": step.shared_parameters(), "heads": step.task_parameters()}
 
 
 def _scalar(value: torch.Tensor) -> float:

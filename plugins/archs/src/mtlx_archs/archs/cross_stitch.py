@@ -15,9 +15,10 @@ from collections.abc import Mapping
 
 import attrs
 import torch
+from torch import nn
+
 from mtlx import MultiTaskModel, TaskSpec
 from mtlx.interfaces import BackboneFactory, HeadFactory
-from torch import nn
 
 from .modules import require_stages
 

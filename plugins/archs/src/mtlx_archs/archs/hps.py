@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 import torch
+from torch import nn
+
 from mtlx import MultiTaskModel, TaskSpec
 from mtlx.interfaces import BackboneFactory, HeadFactory
-from torch import nn
 
 __all__ = ["HardParameterSharing"]
 

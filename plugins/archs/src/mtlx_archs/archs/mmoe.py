@@ -14,9 +14,10 @@ from collections.abc import Mapping
 
 import attrs
 import torch
+from torch import nn
+
 from mtlx import MultiTaskModel, TaskSpec
 from mtlx.interfaces import BackboneFactory, HeadFactory
-from torch import nn
 
 __all__ = ["MMoE"]
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from mtlx import Backbone, ConfigError
 from torch import nn
+
+from mtlx import Backbone, ConfigError
 
 from ..backbones.base import Stage, StagedBackbone
 

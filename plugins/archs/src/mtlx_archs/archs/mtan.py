@@ -20,9 +20,10 @@ from collections.abc import Mapping
 
 import attrs
 import torch
+from torch import nn
+
 from mtlx import MultiTaskModel, TaskSpec
 from mtlx.interfaces import BackboneFactory, HeadFactory
-from torch import nn
 
 from .modules import conv_block, require_stages, resize_like, sigmoid_gate
 

@@ -21,9 +21,10 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 import torch
+from torch import nn
+
 from mtlx import TaskSpec
 from mtlx.interfaces import BackboneFactory, HeadFactory
-from torch import nn
 
 from .hps import HardParameterSharing
 from .modules import sigmoid_gate

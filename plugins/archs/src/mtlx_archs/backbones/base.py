@@ -12,6 +12,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
+
 from mtlx import Backbone
 
 __all__ = ["Stage", "StagedBackbone", "conv_out_size"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import attrs
-from mtlx import ConfigError
 from torch import nn
+
+from mtlx import ConfigError
 
 from .base import Stage, StagedBackbone, conv_out_size
 from .weights import load_backbone_weights

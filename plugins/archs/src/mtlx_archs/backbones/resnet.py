@@ -20,8 +20,9 @@ from typing import ClassVar
 
 import attrs
 import torch
-from mtlx import ConfigError
 from torch import nn
+
+from mtlx import ConfigError
 
 from .base import Stage, StagedBackbone, conv_out_size
 from .weights import load_backbone_weights

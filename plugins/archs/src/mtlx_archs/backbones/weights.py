@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from mtlx import CheckpointError
 from torch import nn
+
+from mtlx import CheckpointError
 
 __all__ = ["load_backbone_weights"]
 

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import attrs
 import torch
 import torch.nn.functional as F
-from mtlx import TaskSpec
 from torch import nn
+
+from mtlx import TaskSpec
 
 from .common import DenseOrImageHead
 

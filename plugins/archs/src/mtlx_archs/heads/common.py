@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from mtlx import ConfigError, TaskHead, TaskSpec
 from torch import nn
+
+from mtlx import ConfigError, TaskHead, TaskSpec
 
 __all__ = ["DenseOrImageHead", "ImageLevelHead", "dense_output_size", "resize_to"]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import attrs
-from mtlx import TaskSpec
 from torch import nn
+
+from mtlx import TaskSpec
 
 from .common import DenseOrImageHead
 

@@ -12,7 +12,9 @@ A field's *kind* says how it transforms: ``"image"`` (the input) or a task
 kind of :data:`mtlx.interfaces.task.TASK_KINDS` (``segmentation``, ``depth``,
 ``normal``). Shapes are ``[C, H, W]``, except segmentation labels ``[H, W]``.
 
-Nothing here is specific to NYUv2; the Cityscapes and GTA5 datasets use it too.
+It lives in the core because any dense dataset plugin can use it (NYUv2,
+Cityscapes and GTA5 do); :class:`RandomScaleCropFlip` is resumable, so a
+dataset that delegates its ``state_dict`` to it resumes mid-epoch exactly.
 """
 
 from __future__ import annotations
@@ -114,7 +116,18 @@ class RandomScaleCropFlip:
     run seed), so workers draw independent streams. A dataset that delegates
     ``state_dict``/``load_state_dict`` here is snapshotted by a
     StatefulDataLoader (in every worker), so a resumed run draws the same
-    augmentations as an uninterrupted one.
+    augmentations as an uninterrupted one::
+
+        class Split(torch.utils.data.Dataset):
+            def __getitem__(self, i):
+                sample = self.augment(self.load(i), {"image": "image", "seg": "segmentation"})
+                return sample.pop("image"), sample
+
+            def state_dict(self):
+                return self.augment.state_dict()
+
+            def load_state_dict(self, state):
+                self.augment.load_state_dict(state)
     """
 
     def __init__(self, scales: Sequence[float] = (1.0, 1.2, 1.5)):
@@ -123,6 +136,7 @@ class RandomScaleCropFlip:
         self._pid: int | None = None
 
     def generator(self) -> torch.Generator:
+        """This process's generator (created from ``torch.initial_seed()`` on first use)."""
         if self._generator is None or self._pid != os.getpid():  # a forked worker gets its own stream
             self._generator = torch.Generator().manual_seed(torch.initial_seed())
             self._pid = os.getpid()

@@ -1,0 +1,53 @@
+"""pytest fixtures that plugin test suites share.
+
+Import the ones you need into a ``conftest.py`` (pytest collects fixtures
+from the conftest's namespace; autouse ones then apply to every test below it)::
+
+    from mtlx.testing.fixtures import fresh_plugin_manager, mtlx_cli  # noqa: F401  (pytest fixtures)
+
+This module imports pytest, so :mod:`mtlx.testing` does not import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from click.testing import Result
+
+from ..plugins import reset_plugin_manager
+from .cli import invoke_cli
+
+__all__ = ["fresh_plugin_manager", "mtlx_cli", "single_thread"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_manager() -> Iterator[None]:
+    """Every test sees the installed plugins afresh and leaves no manager behind.
+
+    The CLI and ``mtlx.get_plugin_manager()`` cache one process-wide manager,
+    so without this a test would see what an earlier test registered or loaded.
+    """
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def mtlx_cli() -> Callable[..., Result]:
+    """:func:`~mtlx.testing.invoke_cli`: ``mtlx_cli("run", "-d", "toy", ...)`` runs the CLI in-process."""
+    return invoke_cli
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """One intra-op torch thread for each test (restored after it).
+
+    Test models are tiny: on a shared CPU, extra intra-op threads only
+    spin-wait and make small ops many times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,45 @@
+"""How hard each regulariser pulls on the parameters next to the task losses.
+
+Rep-MTL's regularisers are invariant to the scale of the saliencies, so their
+gradients grow like 1/‖S‖ while the task losses' gradients shrink with the
+losses: the same λ weighs very differently on different models, losses and
+training stages (on the digits model λ = 0.9 lets the regularisers outweigh
+the task losses, README). ``‖∇λR‖ / ‖∇Σ w_t L_t‖`` per parameter group is
+the number to read when choosing λ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["gradient_balance"]
+
+
+def _norm(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+def gradient_balance(
+    task_total: torch.Tensor,
+    regularisers: Mapping[str, torch.Tensor],
+    groups: Mapping[str, Sequence[nn.Parameter]],
+) -> dict[str, float]:
+    """``{"grad_ratio.<regulariser>.<group>": ‖∇ reg‖ / ‖∇ task_total‖}`` over each parameter group.
+
+    ``regularisers`` are the weighted terms (λ·R) as they enter the loss; the
+    graphs are retained for the step's own backward. A group the task losses
+    do not reach gives ``inf`` (or ``nan`` when neither reaches it).
+    """
+    ratios: dict[str, float] = {}
+    for group, params in groups.items():
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            continue
+        task_norm = _norm(task_total, params)
+        for name, reg in regularisers.items():
+            ratios[f"grad_ratio.{name}.{group}"] = float(_norm(reg, params) / task_norm)
+    return ratios
