@@ -11,15 +11,19 @@ sides get a copy of one :class:`Problem`:
 
 Torch runs on one thread in these suites (``one_thread``): the machine is a
 shared 2-core CPU and ratios measured on one thread are the stable ones.
+``peak_mb`` measures the peak CPU memory of a call the same way for every suite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import pytest
 import torch
+from torch._C._profiler import _EventType
+from torch.profiler import ProfilerActivity, profile, record_function
+
 from mtlx.build import build_dataset, build_model, resolve_run_config
 from mtlx.interfaces import MultiTaskModel, TaskSpec
 from mtlx.testing import toy_batch, toy_tasks
@@ -27,6 +31,7 @@ from mtlx.testing import toy_batch, toy_tasks
 DIGITS_BATCH = 64
 RESNET_BATCH = 16
 RESNET_SIZE = 64
+_MEASURED = "peak_mb/measured-call"
 
 
 @attrs.frozen
@@ -83,3 +88,46 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _peak_mb(fn: Callable[[], None]) -> float:
+    """Peak CPU memory (MB) a call of ``fn`` allocates above what is live when it starts, in the steady state.
+
+    ``fn`` runs twice under the torch profiler with ``profile_memory``; the
+    allocation events of the second call, in time order, against the running
+    total at its start give the peak. The first call makes the memory a step
+    inherits from the previous one (last step's gradients, freed by
+    ``zero_grad``) known to the profiler, so its release counts. The
+    allocation timeline comes from the profiler's event tree (exact times; the
+    aggregated ``prof.events()`` book an op's frees at its start, before its
+    children allocate, and under-count the peak). Tensors only: no Python
+    objects, no allocator caching.
+    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+        with record_function(_MEASURED):
+            fn()
+    nodes = list(prof.profiler.kineto_results.experimental_event_tree())
+    events, window = [], None
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.children)
+        if node.tag == _EventType.Allocation:
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        elif node.name == _MEASURED:
+            window = (node.start_time_ns, node.end_time_ns)
+    assert window is not None, f"the profiler recorded no {_MEASURED!r} region"
+    events.sort()
+    start_level = live = sum(size for time_ns, size in events if time_ns < window[0])
+    peak = 0
+    for time_ns, size in events:
+        if window[0] <= time_ns <= window[1]:
+            live += size
+            peak = max(peak, live - start_level)
+    return peak / 2**20
+
+
+@pytest.fixture(scope="session")
+def peak_mb() -> Callable[[Callable[[], None]], float]:
+    """``peak_mb(fn)``: the peak CPU memory (MB) a call of ``fn`` adds to what is live when it starts."""
+    return _peak_mb

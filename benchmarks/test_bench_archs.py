@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+
 from mtlx.analysis import count_flops
 from mtlx.build import build, resolve_run_config
 from mtlx.testing import make_step

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+
 from mtlx.gradients import flatten_grads, per_task_grads
 from mtlx.testing import make_step
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from mtlx.data import make_loader
 from mtlx_cityscapes.cityscapes import Cityscapes
 from mtlx_cityscapes.gta5 import GTA5

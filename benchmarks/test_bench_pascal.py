@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mtlx_pascal.dataset import PascalContext
 from mtlx_pascal.decode import edges_from_label_map
 from mtlx_pascal.meters import EdgeMeter

@@ -16,8 +16,8 @@ saliencies in one vmapped call, ``batched_saliency=true``). Cases:
 
 Torch runs single-threaded so that ratios are comparable on a shared machine;
 ``extra_info`` holds the best CPU time (``time.process_time``, robust to a busy
-machine), the peak memory allocated during one step (torch profiler CPU memory
-events) and the FLOPs (``torch.utils.flop_counter``). A ratio table (to ew) is
+machine), the peak memory a step adds to what is live at its start
+(``peak_mb`` of ``conftest.py``: torch profiler allocation events) and the FLOPs (``torch.utils.flop_counter``). A ratio table (to ew) is
 printed at the end of the module::
 
     pytest benchmarks/test_bench_repmtl.py --benchmark-enable --benchmark-columns=min,median,rounds
@@ -30,14 +30,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
-import mtlx
 import pytest
 import torch
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
-from mtlx_repmtl import RepMTL, RepMTLConfig
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
+
+import mtlx
+from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
+from mtlx_repmtl import RepMTL, RepMTLConfig
 
 VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
     "ew": lambda tasks: _ew(tasks),
@@ -179,24 +180,16 @@ def _print_breakdown(write: Callable[[str], None], results: dict[str, dict[str, 
         write(f"{case:<12} " + " ".join(f"{times[r]:>14.1f} ({times[r] / step:>4.0%})" for r in REGIONS))
 
 
-def _peak_mb(fn: Callable[[], None]) -> float:
-    """Peak CPU memory allocated while ``fn`` runs, from the profiler's allocation and free events."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    live = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        live += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
-        peak = max(peak, live)
-    return peak / 2**20
-
-
 def _mflop(fn: Callable[[], None]) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e6
 
 
-def _measure(benchmark, report: dict, name: str, problem: Any, variant: str, rounds: int) -> None:
+def _measure(
+    benchmark, report: dict, peak_mb: Callable[[Callable[[], None]], float], name: str, problem: Any, variant: str,
+    rounds: int,
+) -> None:
     """Time ``rounds`` steps of ``variant`` on ``problem`` (model, x, targets, tasks); record peak memory and FLOPs."""
     strategy = VARIANTS[variant](list(problem.tasks))
     cpu_times: list[float] = []
@@ -210,7 +203,7 @@ def _measure(benchmark, report: dict, name: str, problem: Any, variant: str, rou
     benchmark.group = f"step: {name}"
     benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=1)
     assert all(torch.isfinite(p.grad).all() for p in problem.model.parameters() if p.grad is not None)
-    numbers = {"cpu_ms": 1e3 * min(cpu_times), "peak_mb": _peak_mb(step), "mflop": _mflop(step)}
+    numbers = {"cpu_ms": 1e3 * min(cpu_times), "peak_mb": peak_mb(step), "mflop": _mflop(step)}
     numbers["wall_ms"] = 1e3 * benchmark.stats.stats.min if benchmark.stats else numbers["cpu_ms"]
     benchmark.extra_info.update(numbers)
     report["ratios"].setdefault(name, {})[variant] = numbers
@@ -218,15 +211,15 @@ def _measure(benchmark, report: dict, name: str, problem: Any, variant: str, rou
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("bench_problem", SHARED_PROBLEMS, indirect=True)
-def test_step_shared_problem(benchmark, bench_problem, report, variant: str) -> None:
-    _measure(benchmark, report, bench_problem.name, bench_problem, variant, SHARED_ROUNDS)
+def test_step_shared_problem(benchmark, bench_problem, report, peak_mb, variant: str) -> None:
+    _measure(benchmark, report, peak_mb, bench_problem.name, bench_problem, variant, SHARED_ROUNDS)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("case", list(CASES))
-def test_step(benchmark, cases, report, case: str, variant: str) -> None:
+def test_step(benchmark, cases, report, peak_mb, case: str, variant: str) -> None:
     c = cases(case)
-    _measure(benchmark, report, case, c, variant, c.rounds)
+    _measure(benchmark, report, peak_mb, case, c, variant, c.rounds)
 
 
 #: Profiler regions of a rep-mtl step: the engine's forward, then the strategy's labelled blocks.

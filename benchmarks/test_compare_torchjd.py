@@ -40,10 +40,11 @@ from collections.abc import Callable, Iterator
 import attrs
 import pytest
 import torch
-from mtlx.testing import make_step
-from mtlx_baselines.plugin import STRATEGIES
 from torchjd import aggregation
 from torchjd.autojac import jac_to_grad, mtl_backward
+
+from mtlx.testing import make_step
+from mtlx_baselines.plugin import STRATEGIES
 
 ROUNDS = 5
 WARMUP = 1

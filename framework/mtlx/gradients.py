@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .phases import PER_TASK_GRADS, phase
+
 __all__ = ["per_task_grads", "flatten_grads", "write_flat_grad"]
 
 def per_task_grads(
@@ -35,44 +37,46 @@ def per_task_grads(
     Returns:
         One tensor per input of shape ``[T, *input.shape]``; inputs a loss
         does not depend on get zeros. The graph of ``losses`` is retained.
+        Runs under the profiler label ``mtlx/per-task-grads``.
     """
     if losses.dim() != 1:
         raise ValueError(f"per_task_grads expects a [T] loss vector, got shape {tuple(losses.shape)}")
-    inputs = list(inputs)
-    num_tasks = losses.shape[0]
-    if batched and num_tasks > 1:
-        eye = torch.eye(num_tasks, dtype=losses.dtype, device=losses.device)
-        try:
-            grads = torch.autograd.grad(
-                losses,
+    with phase(PER_TASK_GRADS):
+        inputs = list(inputs)
+        num_tasks = losses.shape[0]
+        if batched and num_tasks > 1:
+            eye = torch.eye(num_tasks, dtype=losses.dtype, device=losses.device)
+            try:
+                grads = torch.autograd.grad(
+                    losses,
+                    inputs,
+                    grad_outputs=eye,
+                    retain_graph=True,
+                    create_graph=create_graph,
+                    is_grads_batched=True,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+                return list(grads)
+            except RuntimeError as error:  # an op without a batching rule
+                warnings.warn(
+                    f"batched per-task gradients unavailable for this graph ({error}); "
+                    "falling back to one backward pass per task",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        rows = [
+            torch.autograd.grad(
+                losses[t],
                 inputs,
-                grad_outputs=eye,
                 retain_graph=True,
                 create_graph=create_graph,
-                is_grads_batched=True,
                 allow_unused=True,
                 materialize_grads=True,
             )
-            return list(grads)
-        except RuntimeError as error:  # an op without a batching rule
-            warnings.warn(
-                f"batched per-task gradients unavailable for this graph ({error}); "
-                "falling back to one backward pass per task",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    rows = [
-        torch.autograd.grad(
-            losses[t],
-            inputs,
-            retain_graph=True,
-            create_graph=create_graph,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        for t in range(num_tasks)
-    ]
-    return [torch.stack(per_input) for per_input in zip(*rows, strict=True)]
+            for t in range(num_tasks)
+        ]
+        return [torch.stack(per_input) for per_input in zip(*rows, strict=True)]
 
 
 def flatten_grads(grads: Sequence[torch.Tensor]) -> torch.Tensor:

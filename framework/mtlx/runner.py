@@ -269,7 +269,8 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
         if state.best is not None and best_path.is_file() and state.best["epoch"] != state.epoch - 1:
             final_weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
             engine.model.load_state_dict(load_checkpoint(best_path, map_location=engine.device)["engine"]["model"])
-            results["test_at_best"] = engine.evaluate(test)
-            results["test_at_best_summary"] = state.summary.get(test, {})
+            at_best = f"{test}@best"
+            results["test_at_best"] = engine.evaluate(test, name=at_best)
+            results["test_at_best_summary"] = state.summary.get(at_best, {})
             engine.model.load_state_dict(final_weights)
     return results

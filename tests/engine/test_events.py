@@ -110,3 +110,18 @@ def test_max_grad_norm_clips_the_update():
     engine.run()
     after = torch.cat([p.detach().reshape(-1) for p in engine.model.parameters()])
     assert (after - before).norm() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_evaluate_under_another_name_keeps_the_split_row():
+    """Re-evaluating a split with other weights (test at the best checkpoint) is stored and logged apart."""
+    engine = _engine()
+    logged = []
+    engine.add_event_handler(Events.EVAL_COMPLETED, lambda e: logged.append(e.last_eval_split))
+    first = engine.evaluate("val")
+    with torch.no_grad():
+        for p in engine.model.parameters():
+            p.add_(1.0)
+    second = engine.evaluate("val", name="val@best")
+    assert logged == ["val", "val@best"]
+    assert engine.state.metrics["val"] == first != second == engine.state.metrics["val@best"]
+    assert set(engine.state.summary) == {"val", "val@best"}

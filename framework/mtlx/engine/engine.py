@@ -3,7 +3,9 @@
 The engine knows tasks, a model, a strategy, an optimiser and loaders. It
 never branches on a strategy's name: the strategy's ``backward`` populates
 the gradients from a :class:`~mtlx.interfaces.StepContext`, ``after_step``
-and ``on_epoch_end`` are called for every strategy alike.
+and ``on_epoch_end`` are called for every strategy alike. A training step
+runs under the profiler labels of :mod:`mtlx.phases` (forward, strategy,
+optimizer), so ``torch.profiler`` shows where its time goes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .. import distributed
 from ..errors import NonFiniteLossError
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
 from ..metrics import delta_m
+from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
 from .events import EPOCH_EVENTS, ITERATION_EVENTS, EventFilter, Events
 from .handler import Handler
 from .state import StashKey, State
@@ -229,7 +232,8 @@ class Engine:
         state.batch = (inputs, targets)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        losses, rep = self._forward_losses(inputs, targets)
+        with phase(FORWARD):
+            losses, rep = self._forward_losses(inputs, targets)
         self.fire(Events.AFTER_FORWARD)
         bad = first_nonfinite(losses)
         if distributed.is_distributed():  # every process must take the same decision
@@ -255,22 +259,24 @@ class Engine:
             average_across_processes=distributed.all_reduce_mean,
             recompute_losses=recompute,
         )
-        result = self.strategy.backward(ctx)
+        with phase(STRATEGY):
+            result = self.strategy.backward(ctx)
         distributed.sync_gradients(self.trainable_parameters())
         self.fire(Events.AFTER_BACKWARD)
         if self.scaler is None and not self._grads_finite():
             self._nonfinite("a gradient is NaN/Inf", losses)
             return
-        if self.max_grad_norm is not None:
+        with phase(OPTIMIZER):
+            if self.max_grad_norm is not None:
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.max_grad_norm)
             if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.max_grad_norm)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.strategy.after_step(ctx)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.strategy.after_step(ctx)
         self.fire(Events.AFTER_OPTIMIZER_STEP)
         state.losses = {t: float(v.detach()) for t, v in losses.items()}
         state.weights = dict(result.weights) if result.weights is not None else None
@@ -305,8 +311,14 @@ class Engine:
 
     # -- evaluation -----------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, dict[str, float]]:
-        """Metrics of every task over the whole ``split``; fires EVAL_COMPLETED."""
+    def evaluate(self, split: str, *, name: str | None = None) -> dict[str, dict[str, float]]:
+        """Metrics of every task over the whole ``split``; fires EVAL_COMPLETED.
+
+        ``name`` (default: the split) is what the results are stored and
+        logged under, so that re-evaluating a split with other weights (the
+        best checkpoint at the end of a run) does not pass for the same row.
+        """
+        name = name or split
         meters = {t: spec.meter() for t, spec in self.tasks.items()}
         was_training = self.model.training
         self.model.eval()
@@ -320,9 +332,9 @@ class Engine:
         finally:
             self.model.train(was_training)
         metrics = {t: m.compute() for t, m in meters.items()}
-        self.state.metrics[split] = metrics
-        self.state.summary[split] = self.summarize(metrics, meters)
-        self.state.stash[_LAST_EVAL_SPLIT] = split
+        self.state.metrics[name] = metrics
+        self.state.summary[name] = self.summarize(metrics, meters)
+        self.state.stash[_LAST_EVAL_SPLIT] = name
         self.fire(Events.EVAL_COMPLETED)
         return metrics
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..gradients import flatten_grads, per_task_grads, write_flat_grad
+from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
 
 __all__ = ["Need", "MTOStrategy", "LossWeighting", "StepContext", "StepResult"]
@@ -97,21 +98,25 @@ class StepContext:
         return [p for t in self.tasks for p in self.model.task_parameters(t) if p.requires_grad]
 
     # -- backward helpers -------------------------------------------------
+    # Profiler labels (mtlx.phases): the backward passes and gradient writes run under ``mtlx/backward``,
+    # the per-task gradients under ``mtlx/per-task-grads``; the rest of strategy.backward is the strategy's own.
     def backward(self, loss: torch.Tensor, inputs: Sequence[torch.Tensor] | None = None) -> None:
         """``loss.backward()`` with the AMP loss scale applied; optionally only into ``inputs``."""
-        scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss
-        if inputs is None:
-            scaled.backward()
-        else:
-            inputs = list(inputs)
-            if inputs:
-                torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
+        with phase(BACKWARD):
+            scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss
+            if inputs is None:
+                scaled.backward()
+            else:
+                inputs = list(inputs)
+                if inputs:
+                    torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
 
     def backward_heads(self, weights: torch.Tensor | None = None) -> None:
         """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default)."""
-        losses = self.loss_vector()
-        total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
-        self.backward(total, inputs=self.task_parameters())
+        with phase(BACKWARD):
+            losses = self.loss_vector()
+            total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
+            self.backward(total, inputs=self.task_parameters())
 
     def shared_grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled.
@@ -120,15 +125,21 @@ class StepContext:
         averaged across processes under DDP.
         """
         if self._shared_grads is None:
-            # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
-            grads = per_task_grads(self.loss_vector() * self.loss_scale, self.shared_parameters())
-            flat = flatten_grads(grads).float() / self.loss_scale
-            self._shared_grads = self.average_across_processes(flat)
+            with phase(PER_TASK_GRADS):  # the flattening copies [T, P]: part of the cost
+                # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
+                grads = per_task_grads(self.loss_vector() * self.loss_scale, self.shared_parameters())
+                flat = self._unscaled(flatten_grads(grads).float())
+                self._shared_grads = self.average_across_processes(flat)
         return self._shared_grads
+
+    def _unscaled(self, grads: torch.Tensor) -> torch.Tensor:
+        """``grads / loss_scale``, without copying a [T, P] matrix when there is no scale."""
+        return grads if self.loss_scale == 1.0 else grads / self.loss_scale
 
     def set_shared_grad(self, direction: torch.Tensor) -> None:
         """Write a ``[P]`` update direction (unscaled) into the shared parameters' ``.grad``."""
-        write_flat_grad(self.shared_parameters(), direction * self.loss_scale)
+        with phase(BACKWARD):
+            write_flat_grad(self.shared_parameters(), direction * self.loss_scale)
 
     def rep_grads(self, create_graph: bool = False) -> torch.Tensor:
         """Per-task gradients w.r.t. the representation, ``[T, *Z.shape]`` (fp32, unscaled).
@@ -139,24 +150,26 @@ class StepContext:
         if z is None:
             raise RuntimeError("this step has no captured representation; declare Need.REPRESENTATION")
         scale = self.loss_scale
-        if isinstance(z, torch.Tensor):
-            (grads,) = per_task_grads(self.loss_vector() * scale, [z], create_graph=create_graph)
-            return grads.float() / scale
-        rows = [
-            torch.autograd.grad(self.losses[t] * scale, z[t], retain_graph=True, create_graph=create_graph)[0]
-            for t in self.tasks
-        ]
-        return torch.stack(rows).float() / scale
+        with phase(PER_TASK_GRADS):
+            if isinstance(z, torch.Tensor):
+                (grads,) = per_task_grads(self.loss_vector() * scale, [z], create_graph=create_graph)
+                return self._unscaled(grads.float())
+            rows = [
+                torch.autograd.grad(self.losses[t] * scale, z[t], retain_graph=True, create_graph=create_graph)[0]
+                for t in self.tasks
+            ]
+            return self._unscaled(torch.stack(rows).float())
 
     def backward_representation(self, grad: torch.Tensor) -> None:
         """Backpropagate a gradient on Z (``[*Z.shape]``, or ``[T, *Z_t.shape]`` for multi-input) into the encoder."""
         z = self.representation
-        if isinstance(z, torch.Tensor):
-            torch.autograd.backward(z, grad * self.loss_scale, retain_graph=True)
-        else:
-            assert z is not None
-            zs = [z[t] for t in self.tasks]
-            torch.autograd.backward(zs, [g * self.loss_scale for g in grad], retain_graph=True)
+        with phase(BACKWARD):
+            if isinstance(z, torch.Tensor):
+                torch.autograd.backward(z, grad * self.loss_scale, retain_graph=True)
+            else:
+                assert z is not None
+                zs = [z[t] for t in self.tasks]
+                torch.autograd.backward(zs, [g * self.loss_scale for g in grad], retain_graph=True)
 
 
 class MTOStrategy(ABC):

@@ -37,7 +37,7 @@ class RepMTLConfig:
             instead of one call per task. Off by default: with separate heads the loop's call for
             task t only traverses head t, while the vmapped call pushes T cotangents (T-1 of them
             zero) through every head; the loop measured faster on every CPU case (README).
-        balance_every: every k-th step (0: never), log ``grad_ratio.<tsr|csa>.<shared|heads>``,
+        balance_every: on steps k, 2k, ... (1-based, as logged; 0: never), log ``grad_ratio.<tsr|csa>.<shared|heads>``,
             ‖∇ λR‖ / ‖∇ Σ w_t L_t‖ over the shared and the task-specific parameters: the gauge for
             choosing λ (costs 2-3 extra backward passes through the saliency graph on those steps).
     """

@@ -109,7 +109,7 @@ class RepMTL(MTOStrategy):
 
     def _measures_balance(self, step: StepContext) -> bool:
         every = self.config.balance_every
-        return every > 0 and step.iteration % every == 0
+        return every > 0 and (step.iteration + 1) % every == 0  # steps k·every, 1-based as the logs count them
 
     def _regularisers(self, saliencies: torch.Tensor, diagnostics: dict[str, float]) -> dict[str, torch.Tensor]:
         """``{"tsr": λ_tsr·L_tsr, "csa": λ_csa·L_csa}`` (enabled ones) of ``[T, B, C, N]`` saliencies."""
