@@ -17,7 +17,7 @@ from .errors import ConfigError, did_you_mean
 from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .plugins import Registries, get_plugin_manager
 
-__all__ = ["Components", "resolve_run_config", "build_dataset", "build_model", "build_strategy", "build"]
+__all__ = ["Components", "build", "build_dataset", "build_model", "build_strategy", "resolve_run_config"]
 
 
 def _registries(registries: Registries | None) -> Registries:

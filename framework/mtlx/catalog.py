@@ -11,7 +11,7 @@ import attrs
 
 from .errors import ConfigError
 
-__all__ = ["CatalogEntry", "load_catalog", "CATALOG_ENV"]
+__all__ = ["CATALOG_ENV", "CatalogEntry", "load_catalog"]
 
 CATALOG_ENV = "MTLX_REGISTRY"
 

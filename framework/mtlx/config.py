@@ -22,15 +22,15 @@ import tomli_w
 from .errors import ConfigError, did_you_mean
 
 __all__ = [
-    "ComponentConfig",
-    "TrainConfig",
-    "RunConfig",
     "COMPONENT_SECTIONS",
-    "parse_override",
-    "load_toml",
-    "flatten",
-    "resolve",
+    "ComponentConfig",
+    "RunConfig",
+    "TrainConfig",
     "build_component_config",
+    "flatten",
+    "load_toml",
+    "parse_override",
+    "resolve",
 ]
 
 COMPONENT_SECTIONS = ("strategy", "dataset", "arch", "backbone", "head")

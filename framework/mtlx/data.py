@@ -18,7 +18,7 @@ from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from .errors import DataError
 
-__all__ = ["DATA_ENV", "resolve_root", "require_files", "make_loader", "EpochLoader", "MultiInputLoader"]
+__all__ = ["DATA_ENV", "EpochLoader", "MultiInputLoader", "make_loader", "require_files", "resolve_root"]
 
 DATA_ENV = "MTLX_DATA"
 

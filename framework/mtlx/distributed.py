@@ -21,16 +21,16 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
+    "all_gather_with_grad",
+    "all_reduce_mean",
+    "broadcast_object",
     "init_from_env",
     "is_distributed",
-    "rank",
-    "world_size",
     "is_main_process",
-    "all_reduce_mean",
-    "all_gather_with_grad",
-    "sync_gradients",
-    "broadcast_object",
+    "rank",
     "shutdown",
+    "sync_gradients",
+    "world_size",
 ]
 
 

@@ -10,15 +10,15 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
-    "MtlxError",
+    "CheckpointError",
     "ConfigError",
+    "DataError",
+    "MtlxError",
+    "NonFiniteLossError",
     "PluginError",
     "PluginLoadError",
-    "UnknownComponentError",
-    "CheckpointError",
-    "DataError",
-    "NonFiniteLossError",
     "RunInterrupted",
+    "UnknownComponentError",
     "did_you_mean",
 ]
 

@@ -17,7 +17,7 @@ import torch
 
 from .phases import PER_TASK_GRADS, phase
 
-__all__ = ["per_task_grads", "flatten_grads", "write_flat_grad"]
+__all__ = ["flatten_grads", "per_task_grads", "write_flat_grad"]
 
 def per_task_grads(
     losses: torch.Tensor,

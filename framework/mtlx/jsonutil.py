@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["jsonable", "dumps"]
+__all__ = ["dumps", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["segmentation_loss", "depth_l1_loss", "normal_cosine_loss", "classification_loss", "mse_loss"]
+__all__ = ["classification_loss", "depth_l1_loss", "mse_loss", "normal_cosine_loss", "segmentation_loss"]
 
 
 def segmentation_loss(prediction: torch.Tensor, target: torch.Tensor, ignore_index: int = -1) -> torch.Tensor:

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from .interfaces import Meter
 
 __all__ = [
-    "SegmentationMeter",
-    "DepthMeter",
-    "NormalMeter",
     "AccuracyMeter",
+    "DepthMeter",
     "MAEMeter",
+    "NormalMeter",
+    "SegmentationMeter",
     "delta_m",
 ]
 

@@ -31,7 +31,7 @@ from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSched
 from .jsonutil import dumps
 from .plugins import get_plugin_manager
 
-__all__ = ["select_device", "seed_everything", "prepare_run_dir", "make_optimizer", "create_engine", "train", "RUN_FILES"]
+__all__ = ["RUN_FILES", "create_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
 
 #: Files whose presence marks a directory as holding a run.
 RUN_FILES = ("config.toml", "last.pt", "best.pt", "results.json", "metrics.jsonl")
@@ -81,7 +81,7 @@ def _versions() -> dict[str, str]:
     versions = {info.dist: info.version for info in pm.plugins.values() if info.error is None}
     try:
         versions["mtlx"] = dist_version("mtlx")
-    except Exception:  # noqa: BLE001 - a source checkout without metadata
+    except Exception:
         versions["mtlx"] = "unknown"
     return versions
 

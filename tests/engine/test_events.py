@@ -73,7 +73,7 @@ def test_filters_every_once_custom_and_removal():
     engine.add_event_handler(Events.ITERATION_COMPLETED(every=2), lambda e: calls["every"].append(e.state.iteration))
     engine.add_event_handler(Events.EPOCH_COMPLETED(once=2), lambda e: calls["once"].append(e.state.epoch))
     engine.add_event_handler(
-        Events.ITERATION_STARTED(filter=lambda e, n: n in (1, 5)), lambda e: calls["custom"].append(n := e.state.iteration)
+        Events.ITERATION_STARTED(filter=lambda e, n: n in (1, 5)), lambda e: calls["custom"].append(e.state.iteration)
     )
     handle = engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: calls["removed"].append(1))
     handle.remove()

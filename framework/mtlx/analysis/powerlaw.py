@@ -42,16 +42,16 @@ from ..jsonutil import dumps
 
 __all__ = [
     "CONV_MODES",
-    "PowerLawFit",
-    "fit_power_law",
-    "esd",
-    "LayerFit",
-    "SkippedLayer",
     "GroupSummary",
+    "LayerFit",
+    "PowerLawFit",
     "PowerLawReport",
-    "analyze_state_dict",
-    "groups_from_names",
+    "SkippedLayer",
     "analyze_run",
+    "analyze_state_dict",
+    "esd",
+    "fit_power_law",
+    "groups_from_names",
 ]
 
 CONV_MODES = ("reshape", "slices")

@@ -38,20 +38,20 @@ from ..metrics import delta_m
 __all__ = [
     "NOT_EXPERIMENT",
     "SPLITS",
-    "Run",
-    "load_run",
-    "find_runs",
-    "Stat",
     "Row",
+    "Run",
+    "Stat",
     "Table",
     "build_tables",
-    "to_markdown",
+    "find_runs",
+    "load_run",
+    "new_figure",
+    "require_matplotlib",
+    "save_figure",
     "to_csv",
+    "to_markdown",
     "to_rich",
     "write_report",
-    "require_matplotlib",
-    "new_figure",
-    "save_figure",
 ]
 
 #: Settings that do not change what is trained: runs differing only in these (and the seed) share a row.
@@ -371,7 +371,7 @@ def require_matplotlib() -> tuple[type, type]:
 
 def new_figure(width: float, height: float) -> Any:
     """A matplotlib Figure on its own Agg canvas (no pyplot state, no global backend change)."""
-    Figure, FigureCanvasAgg = require_matplotlib()  # noqa: N806 - classes
+    Figure, FigureCanvasAgg = require_matplotlib()
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig

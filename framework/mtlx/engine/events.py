@@ -17,7 +17,7 @@ import attrs
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Events", "EventFilter", "ITERATION_EVENTS", "EPOCH_EVENTS"]
+__all__ = ["EPOCH_EVENTS", "ITERATION_EVENTS", "EventFilter", "Events"]
 
 
 class Events(enum.Enum):
@@ -40,7 +40,7 @@ class Events(enum.Enum):
         *,
         every: int | None = None,
         once: int | None = None,
-        filter: Callable[[Engine, int], bool] | None = None,  # noqa: A002 - Ignite's name
+        filter: Callable[[Engine, int], bool] | None = None,
     ) -> EventFilter:
         """This event restricted to some occurrences (exactly one of ``every``, ``once``, ``filter``)."""
         given = [x is not None for x in (every, once, filter)]

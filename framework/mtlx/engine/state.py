@@ -6,7 +6,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-__all__ = ["State", "StashKey"]
+__all__ = ["StashKey", "State"]
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ import torch
 from ..errors import ConfigError
 from ..interfaces import MultiTaskModel, TaskSpec
 
-__all__ = ["forward", "task_losses", "LOSS_TRANSFORMS"]
+__all__ = ["LOSS_TRANSFORMS", "forward", "task_losses"]
 
 #: Engine-level loss transforms (rep-mtl.md: the paper trains with ``log``).
 LOSS_TRANSFORMS = {

@@ -8,7 +8,7 @@ from typing import Any
 from ..engine import Engine, Handler, StashKey
 from ..metrics import delta_m
 
-__all__ = ["EvaluationHandler", "IMPROVED"]
+__all__ = ["IMPROVED", "EvaluationHandler"]
 
 #: True in ``state.stash`` right after an evaluation that set a new best.
 IMPROVED: StashKey[bool] = StashKey("evaluation.improved")

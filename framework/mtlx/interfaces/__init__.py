@@ -6,18 +6,18 @@ from .strategy import LossWeighting, MTOStrategy, Need, StepContext, StepResult
 from .task import TASK_KINDS, Meter, TaskSpec
 
 __all__ = [
+    "TASK_KINDS",
     "Backbone",
     "BackboneFactory",
     "Dataset",
     "HeadFactory",
     "LossWeighting",
-    "Meter",
     "MTOStrategy",
+    "Meter",
     "MultiTaskModel",
     "Need",
     "StepContext",
     "StepResult",
-    "TASK_KINDS",
     "TaskHead",
     "TaskSpec",
 ]

@@ -17,7 +17,7 @@ from torch import nn
 
 from .task import TaskSpec
 
-__all__ = ["Backbone", "TaskHead", "MultiTaskModel", "BackboneFactory", "HeadFactory"]
+__all__ = ["Backbone", "BackboneFactory", "HeadFactory", "MultiTaskModel", "TaskHead"]
 
 
 class Backbone(nn.Module, ABC):

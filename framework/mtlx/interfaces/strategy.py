@@ -28,7 +28,7 @@ from ..gradients import flatten_grads, per_task_grads, write_flat_grad
 from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
 
-__all__ = ["Need", "MTOStrategy", "LossWeighting", "StepContext", "StepResult"]
+__all__ = ["LossWeighting", "MTOStrategy", "Need", "StepContext", "StepResult"]
 
 
 class Need(enum.Enum):

@@ -14,7 +14,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-__all__ = ["TaskSpec", "Meter", "TASK_KINDS"]
+__all__ = ["TASK_KINDS", "Meter", "TaskSpec"]
 
 #: Kinds known to the first-party heads and metrics; plugins may add others.
 TASK_KINDS = (

@@ -22,7 +22,7 @@ from ..errors import PluginError, PluginLoadError
 from . import hookspecs
 from .registry import Registries
 
-__all__ = ["PluginInfo", "PluginManager", "get_plugin_manager", "reset_plugin_manager", "ENTRY_POINT_GROUP"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginManager", "get_plugin_manager", "reset_plugin_manager"]
 
 ENTRY_POINT_GROUP = "mtlx"
 DISABLE_AUTOLOAD_ENV = "MTLX_DISABLE_PLUGIN_AUTOLOAD"
@@ -91,7 +91,7 @@ class PluginManager:
         try:
             plugin = load()
             self._pm.register(plugin, name=name)
-        except Exception as error:  # noqa: BLE001 - any plugin failure is reported, never fatal
+        except Exception as error:
             self._mark_broken(name, dist, version, target, error)
             return
         try:
@@ -121,7 +121,7 @@ class PluginManager:
                 info = self.plugins[impl.plugin_name]
                 try:
                     impl.function(registry=registries.scoped(info.owner))
-                except Exception as error:  # noqa: BLE001 - isolate the failing plugin
+                except Exception as error:
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
             registries.broken.update(self.broken)
             self._registries = registries

@@ -17,7 +17,7 @@ import attrs
 from ..errors import PluginError, PluginLoadError, UnknownComponentError, did_you_mean
 from ..interfaces import Backbone, Dataset, MTOStrategy, MultiTaskModel, TaskHead
 
-__all__ = ["Entry", "Registry", "Registries"]
+__all__ = ["Entry", "Registries", "Registry"]
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")

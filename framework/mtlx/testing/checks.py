@@ -8,7 +8,7 @@ import torch
 
 from ..interfaces import MTOStrategy
 
-__all__ = ["finite_difference_grad", "assert_strategy_state_roundtrip"]
+__all__ = ["assert_strategy_state_roundtrip", "finite_difference_grad"]
 
 
 def finite_difference_grad(fn: Callable[[], torch.Tensor], param: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .. import hookimpl
 from ..interfaces import Backbone, Dataset, LossWeighting, StepContext, TaskHead, TaskSpec
 from .toy import ToyModel, toy_batch, toy_tasks
 
-__all__ = ["ToyDataset", "ToyArch", "ToyWeighted"]
+__all__ = ["ToyArch", "ToyDataset", "ToyWeighted"]
 
 
 class _Samples(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ from ..interfaces import MultiTaskModel, StepContext, TaskSpec
 from ..losses import mse_loss, segmentation_loss
 from ..metrics import MAEMeter, SegmentationMeter
 
-__all__ = ["toy_tasks", "ToyModel", "toy_batch", "make_step"]
+__all__ = ["ToyModel", "make_step", "toy_batch", "toy_tasks"]
 
 
 def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:

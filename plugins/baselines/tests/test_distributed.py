@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from mtlx.checkpoint import load_checkpoint
 

@@ -28,7 +28,7 @@ from mtlx.metrics import AccuracyMeter
 from .images import load_image
 from .listfile import ListEntry, read_list_file
 
-__all__ = ["OfficeDataset", "Office31", "OfficeHome"]
+__all__ = ["Office31", "OfficeDataset", "OfficeHome"]
 
 _SPLITS = ("train", "val", "test")
 _LIST_SOURCE = "LibMTL's repository, examples/office/data_txt/ (copy it to <data root>/data_txt/)"

@@ -28,13 +28,13 @@ from .source import Record
 from .targets import ATOM_REFERENCE, HARTREE_TO_EV
 
 __all__ = [
-    "ELEMENTS",
     "ATOMIC_NUMBERS",
-    "NUM_NODE_FEATURES",
+    "ELEMENTS",
     "MAX_BOND_LENGTH",
+    "NUM_NODE_FEATURES",
     "MoleculeGraph",
-    "map_heavy_atoms",
     "build_graph",
+    "map_heavy_atoms",
     "pyg_targets",
 ]
 

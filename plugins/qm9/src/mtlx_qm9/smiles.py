@@ -13,7 +13,7 @@ import re
 
 import attrs
 
-__all__ = ["BOND_TYPES", "SmilesGraph", "parse_smiles", "SmilesError"]
+__all__ = ["BOND_TYPES", "SmilesError", "SmilesGraph", "parse_smiles"]
 
 #: Bond orders in PyG's QM9 one-hot order (single, double, triple, aromatic).
 BOND_TYPES = ("single", "double", "triple", "aromatic")

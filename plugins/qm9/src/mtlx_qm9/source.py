@@ -20,14 +20,14 @@ import numpy as np
 from mtlx import DataError
 
 __all__ = [
+    "CSV_FILES",
     "PACKAGE",
     "PACKAGE_VERSION",
-    "CSV_FILES",
     "Record",
-    "package_data_dir",
     "installed_version",
-    "source_files",
+    "package_data_dir",
     "read_records",
+    "source_files",
 ]
 
 PACKAGE = "qm9pack"

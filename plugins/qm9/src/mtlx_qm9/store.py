@@ -25,7 +25,7 @@ from mtlx import DataError
 from .graphs import build_graph, pyg_targets
 from .source import Record, read_records, source_files
 
-__all__ = ["FORMAT_VERSION", "MoleculeStore", "build_store", "load_or_build", "cache_path"]
+__all__ = ["FORMAT_VERSION", "MoleculeStore", "build_store", "cache_path", "load_or_build"]
 
 #: Bump when the packed layout or the graph construction changes.
 FORMAT_VERSION = 1

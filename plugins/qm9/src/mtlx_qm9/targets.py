@@ -10,14 +10,14 @@ energy-like tasks, as the papers do.
 from __future__ import annotations
 
 __all__ = [
+    "ATOM_REFERENCE",
     "HARTREE_TO_EV",
+    "MEV_TASKS",
     "PYG_COLUMNS",
+    "STL_BASELINE",
     "TARGET_COLUMNS",
     "TASK_NAMES",
     "TASK_UNITS",
-    "MEV_TASKS",
-    "ATOM_REFERENCE",
-    "STL_BASELINE",
     "metric_scale",
 ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["complete_graph", "append_distance"]
+__all__ = ["append_distance", "complete_graph"]
 
 
 def complete_graph(
