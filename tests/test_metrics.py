@@ -23,6 +23,9 @@ def test_segmentation_miou_with_absent_class_and_ignore():
     nan_meter = SegmentationMeter(3, absent="nan")
     nan_meter.update(pred, target)
     assert math.isnan(nan_meter.compute()["miou"])
+    details = meter.details()["per_class_iou"]
+    assert details[:2] == pytest.approx([0.5, 2 / 3]) and math.isnan(details[2])
+    assert MAEMeter().details() == {}
 
 
 def test_segmentation_accumulates_over_batches_from_logits():

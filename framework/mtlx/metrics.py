@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,10 @@ class SegmentationMeter(Meter):
         union = c.sum(0) + c.sum(1) - tp
         iou = tp / union  # 0/0 -> nan for absent classes
         return iou.nan_to_num(nan=0.0) if self.absent == "zero" else iou
+
+    def details(self) -> dict[str, Any]:
+        """``{"per_class_iou": [...]}`` in class order (NaN = absent, unless ``absent="zero"``)."""
+        return {"per_class_iou": self.per_class_iou().tolist()}
 
     def compute(self) -> dict[str, float]:
         iou = self.per_class_iou()

@@ -259,12 +259,14 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
         "val_split": val,
         "val": state.metrics.get(val),
         "val_summary": state.summary.get(val, {}),
+        "val_details": state.details.get(val, {}),
         "best": state.best,
     }
     if test is not None:
         results["test_split"] = test
         results["test"] = state.metrics[test] if test == val and test in state.metrics else engine.evaluate(test)
         results["test_summary"] = state.summary.get(test, {})
+        results["test_details"] = state.details.get(test, {})
         best_path = run_dir / "best.pt"
         if state.best is not None and best_path.is_file() and state.best["epoch"] != state.epoch - 1:
             final_weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
@@ -272,5 +274,6 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
             at_best = f"{test}@best"
             results["test_at_best"] = engine.evaluate(test, name=at_best)
             results["test_at_best_summary"] = state.summary.get(at_best, {})
+            results["test_at_best_details"] = state.details.get(at_best, {})
             engine.model.load_state_dict(final_weights)
     return results

@@ -21,6 +21,10 @@ def test_run_writes_config_metrics_checkpoints_and_results(cli, tmp_path):
     assert results["epochs_completed"] == 2 and results["steps"] == 8
     assert set(results["test"]) == {"seg0", "reg1"}
     assert "delta_m_task" in results["test_summary"]
+    per_class = results["test_details"]["seg0"]["per_class_iou"]  # reported beside the metrics, not in them
+    present = [v for v in per_class if v is not None]  # NaN (absent class) is null in JSON
+    assert sum(present) / len(present) == pytest.approx(results["test"]["seg0"]["miou"])
+    assert set(results["test_details"]) == {"seg0"} and set(results["val_details"]) == {"seg0"}
     assert "Delta_m" in result.output and "seg0" in result.output
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {r["event"] for r in records} == {"train", "epoch", "eval"}

@@ -334,6 +334,7 @@ class Engine:
         metrics = {t: m.compute() for t, m in meters.items()}
         self.state.metrics[name] = metrics
         self.state.summary[name] = self.summarize(metrics, meters)
+        self.state.details[name] = {t: d for t, m in meters.items() if (d := m.details())}
         self.state.stash[_LAST_EVAL_SPLIT] = name
         self.fire(Events.EVAL_COMPLETED)
         return metrics

@@ -38,6 +38,7 @@ class State:
         epoch_loss_sums: running per-task loss sums of the current epoch.
         metrics: latest evaluation per split: ``{split: {task: {metric: value}}}``.
         summary: latest aggregates per split (``delta_m_task``, ``delta_m_metric``).
+        details: latest per-task breakdowns per split (``Meter.details``, e.g. per-class IoU).
         best: ``{"epoch", "score", "metrics"}`` of the best validation so far.
         should_stop: set by a handler to end the run after the current step.
         stash: typed per-plugin storage (``state.stash[key] = value``).
@@ -55,11 +56,12 @@ class State:
     epoch_loss_sums: dict[str, float] = attrs.field(factory=dict)
     metrics: dict[str, dict[str, dict[str, float]]] = attrs.field(factory=dict)
     summary: dict[str, dict[str, float]] = attrs.field(factory=dict)
+    details: dict[str, dict[str, dict[str, Any]]] = attrs.field(factory=dict)
     best: dict[str, Any] | None = None
     should_stop: bool = False
     stash: dict[StashKey[Any], Any] = attrs.field(factory=dict)
 
-    _PERSISTENT = ("epoch", "iteration", "epoch_iteration", "epoch_loss_sums", "metrics", "summary", "best")
+    _PERSISTENT = ("epoch", "iteration", "epoch_iteration", "epoch_loss_sums", "metrics", "summary", "details", "best")
 
     def state_dict(self) -> dict[str, Any]:
         """The fields a resumed run needs (everything but the batch, stop flag and stash)."""
@@ -67,4 +69,4 @@ class State:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._PERSISTENT:
-            setattr(self, name, state[name])
+            setattr(self, name, state.get(name, {}) if name == "details" else state[name])  # older checkpoints lack it

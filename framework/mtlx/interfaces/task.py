@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -51,6 +51,14 @@ class Meter(ABC):
     @abstractmethod
     def compute(self) -> dict[str, float]:
         """Return ``{metric: value}`` over everything added since ``reset``."""
+
+    def details(self) -> dict[str, Any]:
+        """Breakdowns reported next to the metrics (results.json), e.g. per-class IoU.
+
+        Never used for Delta_m or model selection, so they need no direction;
+        JSON-serialisable values (lists of floats, NaN allowed).
+        """
+        return {}
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Sufficient statistics that a distributed evaluation sums across ranks.
