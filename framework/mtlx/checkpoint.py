@@ -59,7 +59,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - truncated, foreign or unsafe pickles all end here
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
                               "it is truncated or not an mtlx checkpoint") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

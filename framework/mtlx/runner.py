@@ -81,7 +81,7 @@ def _versions() -> dict[str, str]:
     versions = {info.dist: info.version for info in pm.plugins.values() if info.error is None}
     try:
         versions["mtlx"] = dist_version("mtlx")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
         versions["mtlx"] = "unknown"
     return versions
 

@@ -91,7 +91,7 @@ class PluginManager:
         try:
             plugin = load()
             self._pm.register(plugin, name=name)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any plugin failure is reported, never fatal
             self._mark_broken(name, dist, version, target, error)
             return
         try:
@@ -121,7 +121,7 @@ class PluginManager:
                 info = self.plugins[impl.plugin_name]
                 try:
                     impl.function(registry=registries.scoped(info.owner))
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - isolate the failing plugin
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
             registries.broken.update(self.broken)
             self._registries = registries

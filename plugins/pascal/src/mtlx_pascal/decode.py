@@ -113,7 +113,7 @@ def _load_mat(path: Path, what: str) -> dict[str, Any]:
         return scipy.io.loadmat(str(path))
     except FileNotFoundError:
         raise DataError(f"missing {what} file {path}") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 -- scipy raises many types (ValueError, MatReadError...)
         raise DataError(f"{path} is not a readable MATLAB .mat file ({type(error).__name__}: {error})") from None
 
 

@@ -32,7 +32,7 @@ def _read_state_dict(path: Path, where: str) -> Mapping[str, torch.Tensor]:
         raise CheckpointError(f"{where}: weights file {path} does not exist; pass a local .pth file (state_dict)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise CheckpointError(f"{where}: cannot read weights file {path}: {type(error).__name__}: {error}") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
