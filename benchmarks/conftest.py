@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from mtlx.build import build_dataset, build_model, resolve_run_config
 from mtlx.interfaces import MultiTaskModel, TaskSpec
-from mtlx.testing import toy_batch, toy_tasks
+from mtlx.testing import torch_threads, toy_batch, toy_tasks
 
 DIGITS_BATCH = 64
 RESNET_BATCH = 16
@@ -84,10 +84,8 @@ def bench_problem(request: pytest.FixtureRequest) -> Problem:
 
 @pytest.fixture
 def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def _peak_mb(fn: Callable[[], None]) -> float:

@@ -11,10 +11,7 @@ shared machine; ``extra_info`` holds parameters and forward GFLOPs per sample
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from mtlx.analysis import count_flops
 from mtlx.build import build, resolve_run_config
@@ -30,12 +27,7 @@ _DIGITS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

@@ -24,6 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mtlx.testing import torch_threads
 from mtlx_pascal.dataset import PascalContext
 from mtlx_pascal.decode import edges_from_label_map
 from mtlx_pascal.meters import EdgeMeter
@@ -55,12 +56,8 @@ def _measure(benchmark, name: str, fn: Callable[[], object], unit: str) -> None:
         fn()
         cpu.append(time.process_time() - start)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         benchmark.pedantic(timed, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    finally:
-        torch.set_num_threads(threads)
     best = min(cpu)
     benchmark.extra_info["cpu_s"] = round(best, 4)
     print(f"\n{name}: {1000 * best:.0f} ms CPU {unit} (best of {len(cpu)})")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
+
+from mtlx.testing import torch_threads
 
 #: name -> extra overrides; "a1"/"a2" are two seeds of one row, "b1" another config (lr) of the same strategy.
 RUNS = {"a1": ("train.seed=1",), "a2": ("train.seed=2",), "b1": ("train.seed=1", "train.lr=0.01")}
@@ -19,9 +20,7 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("runs")
     runner = CliRunner()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: more threads only add contention on a shared CPU
-    try:
+    with torch_threads(1):  # tiny convolutions: more threads only add contention on a shared CPU
         for name, overrides in RUNS.items():
             args = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "1",
                     "--out", str(root / name), "-q", "-o", "train.log_every=1", "-o", "arch.channels=32"]
@@ -29,6 +28,4 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 args += ["-o", override]
             result = runner.invoke(main, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
-    finally:
-        torch.set_num_threads(threads)
     return {name: root / name for name in RUNS}

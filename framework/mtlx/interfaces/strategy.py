@@ -113,10 +113,9 @@ class StepContext:
 
     def backward_heads(self, weights: torch.Tensor | None = None) -> None:
         """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default)."""
-        with phase(BACKWARD):
-            losses = self.loss_vector()
-            total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
-            self.backward(total, inputs=self.task_parameters())
+        losses = self.loss_vector()
+        total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
+        self.backward(total, inputs=self.task_parameters())  # labelled mtlx/backward there
 
     def shared_grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled.

@@ -6,6 +6,7 @@ pytest fixtures are in :mod:`mtlx.testing.fixtures`.
 
 from .checks import assert_strategy_state_roundtrip, finite_difference_grad
 from .cli import invoke_cli
+from .threads import torch_threads
 from .toy import ToyModel, make_step, toy_batch, toy_tasks
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "finite_difference_grad",
     "invoke_cli",
     "make_step",
+    "torch_threads",
     "toy_batch",
     "toy_tasks",
 ]

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-import torch
 from click.testing import Result
 
 from ..plugins import reset_plugin_manager
 from .cli import invoke_cli
+from .threads import torch_threads
 
 __all__ = ["fresh_plugin_manager", "mtlx_cli", "single_thread"]
 
@@ -47,7 +47,5 @@ def single_thread() -> Iterator[None]:
     Test models are tiny: on a shared CPU, extra intra-op threads only
     spin-wait and make small ops many times slower.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
