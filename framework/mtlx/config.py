@@ -20,6 +20,7 @@ import attrs
 import tomli_w
 
 from .errors import ConfigError, did_you_mean
+from .gradients import METHODS
 
 __all__ = [
     "COMPONENT_SECTIONS",
@@ -80,6 +81,9 @@ class TrainConfig:
     on_nonfinite: str = attrs.field(default="stop", validator=_in(("stop", "skip")))
     #: clip the global gradient norm before the optimiser step (Nash-MTL/FAMO originals use 1.0)
     max_grad_norm: float | None = None
+    #: per-task gradients w.r.t. the shared parameters: ``loop`` (T backward passes), ``two-stage`` (T
+    #: gradients down to Z, one vmapped pass into the encoder) or ``auto`` (the faster one measured per device)
+    per_task_grads: str = attrs.field(default="auto", validator=_in(METHODS))
     val_split: str = "val"
     test_split: str = "test"
     select_metric: str = "delta_m"

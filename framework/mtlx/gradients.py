@@ -1,11 +1,25 @@
-"""Per-task gradients, computed once and fast, for every strategy that needs them.
+"""Per-task gradients at the cost of the exact maths, for every strategy that needs them.
 
 Gradient-manipulation strategies need the ``[T, P]`` matrix of per-task
-gradients w.r.t. the shared parameters, representation-level ones the
-``[T, *Z.shape]`` gradients w.r.t. Z. Both come from one batched autograd
-call over one-hot ``grad_outputs`` (``is_grads_batched=True``, i.e. a vmap
-over the backward pass) instead of T backward passes; graphs vmap cannot
-handle fall back to the loop, which gives identical values.
+gradients w.r.t. the shared parameters, representation-level ones (Rep-MTL,
+GradDrop, MGDA-UB) the ``[T, *Z.shape]`` gradients w.r.t. Z.
+
+Each task's gradient is taken from that task's own scalar loss, never from an
+element of a stacked ``[T]`` loss vector: the stack's backward hands every
+task's graph a cotangent (zero for all tasks but one), so every head would be
+traversed for every task (T² head backwards, and T² double backwards through
+the saliency graph of second-order methods). From the task's own loss, head
+t is traversed once, for task t only.
+
+For the shared parameters two exact methods exist (:data:`METHODS`):
+
+- ``loop``: T backward passes, ``∂L_t/∂θ`` each through head t and the encoder;
+- ``two-stage``: T gradients down to Z (each through its own head), then one
+  vmapped vector-Jacobian product from Z into the encoder for the T rows (what
+  torchjd's ``mtl_backward`` does). Needs a single shared Z through which the
+  losses reach every shared parameter (``MultiTaskModel.has_shared_representation``).
+
+``auto`` picks by device, by measurement (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -17,40 +31,82 @@ import torch
 
 from .phases import PER_TASK_GRADS, phase
 
-__all__ = ["flatten_grads", "per_task_grads", "write_flat_grad"]
+__all__ = ["METHODS", "flatten_grads", "per_task_grads", "resolve_method", "write_flat_grad"]
+
+#: How per-task gradients w.r.t. the shared parameters are computed (``train.per_task_grads``).
+METHODS = ("auto", "loop", "two-stage")
+
+#: What ``auto`` means per device type, chosen by ``benchmarks/test_bench_grads.py``.
+AUTO_METHOD = {"cpu": "loop", "cuda": "two-stage"}
+
+
+def resolve_method(method: str, device: torch.device | str) -> str:
+    """``loop`` or ``two-stage`` for ``method`` on ``device`` (``auto`` looks up :data:`AUTO_METHOD`)."""
+    if method not in METHODS:
+        raise ValueError(f"per-task gradient method {method!r}: expected one of {', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    return AUTO_METHOD.get(torch.device(device).type, "two-stage")
+
+
+def _check_losses(losses: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    if isinstance(losses, torch.Tensor):
+        raise TypeError(
+            "per_task_grads takes the T scalar losses themselves, not a stacked loss vector: the gradient of "
+            "an element of a stack traverses every task's head"
+        )
+    losses = list(losses)
+    for t, loss in enumerate(losses):
+        if loss.dim() != 0:
+            raise ValueError(f"per_task_grads: loss {t} has shape {tuple(loss.shape)}, expected a scalar")
+    return losses
+
+
+def _grad(output: torch.Tensor, inputs: list[torch.Tensor], create_graph: bool, grad_output=None) -> tuple:
+    return torch.autograd.grad(
+        output,
+        inputs,
+        grad_outputs=grad_output,
+        retain_graph=True,
+        create_graph=create_graph,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+
 
 def per_task_grads(
-    losses: torch.Tensor,
+    losses: Sequence[torch.Tensor],
     inputs: Sequence[torch.Tensor],
     *,
     create_graph: bool = False,
-    batched: bool = True,
+    through: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Gradients of each of the ``T`` losses w.r.t. each input.
+    """Gradients of each of the ``T`` scalar losses w.r.t. each input, each head traversed once.
 
     Args:
-        losses: ``[T]`` tensor of scalar losses sharing one graph.
+        losses: the ``T`` scalar losses (each from its own head; not a stacked vector).
         inputs: tensors the gradients are taken w.r.t.
         create_graph: keep the graph of the gradients (second-order methods).
-        batched: use one vmapped backward; False forces T separate passes.
+        through: the two-stage method: a tensor (the shared representation Z)
+            through which every loss reaches every input. The T gradients
+            ``∂L_t/∂Z`` are pushed into ``inputs`` in one vmapped backward.
+            ``None``: one backward pass per loss (the loop).
 
     Returns:
         One tensor per input of shape ``[T, *input.shape]``; inputs a loss
-        does not depend on get zeros. The graph of ``losses`` is retained.
-        Runs under the profiler label ``mtlx/per-task-grads``.
+        does not depend on get zeros. The graphs are retained. Runs under the
+        profiler label ``mtlx/per-task-grads``.
     """
-    if losses.dim() != 1:
-        raise ValueError(f"per_task_grads expects a [T] loss vector, got shape {tuple(losses.shape)}")
+    losses = _check_losses(losses)
+    inputs = list(inputs)
     with phase(PER_TASK_GRADS):
-        inputs = list(inputs)
-        num_tasks = losses.shape[0]
-        if batched and num_tasks > 1:
-            eye = torch.eye(num_tasks, dtype=losses.dtype, device=losses.device)
+        if through is not None and len(losses) > 1:
+            rows = torch.stack([_grad(loss, [through], create_graph)[0] for loss in losses])
             try:
                 grads = torch.autograd.grad(
-                    losses,
+                    through,
                     inputs,
-                    grad_outputs=eye,
+                    grad_outputs=rows,
                     retain_graph=True,
                     create_graph=create_graph,
                     is_grads_batched=True,
@@ -60,23 +116,15 @@ def per_task_grads(
                 return list(grads)
             except RuntimeError as error:  # an op without a batching rule
                 warnings.warn(
-                    f"batched per-task gradients unavailable for this graph ({error}); "
-                    "falling back to one backward pass per task",
+                    f"two-stage per-task gradients unavailable for this graph ({error}); "
+                    "falling back to one backward pass per task from Z",
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        rows = [
-            torch.autograd.grad(
-                losses[t],
-                inputs,
-                retain_graph=True,
-                create_graph=create_graph,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-            for t in range(num_tasks)
-        ]
-        return [torch.stack(per_input) for per_input in zip(*rows, strict=True)]
+            per_row = [_grad(through, inputs, create_graph, row) for row in rows]
+        else:
+            per_row = [_grad(loss, inputs, create_graph) for loss in losses]
+        return [torch.stack(per_input) for per_input in zip(*per_row, strict=True)]
 
 
 def flatten_grads(grads: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -175,6 +175,7 @@ def create_engine(
         multi_input=components.dataset.multi_input,
         scheduler=_make_scheduler(cfg, optimizer),
         max_grad_norm=cfg.max_grad_norm,
+        per_task_grads=cfg.per_task_grads,
     )
     meta = {"config": components.config.to_dict(), "versions": _versions()}
     engine.attach(LRSchedulerHandler())

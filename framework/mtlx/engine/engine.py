@@ -22,6 +22,7 @@ import torch
 
 from .. import distributed
 from ..errors import NonFiniteLossError
+from ..gradients import resolve_method
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
 from ..metrics import delta_m
 from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
@@ -75,6 +76,8 @@ class Engine:
         multi_input: batches hold one input per task.
         scheduler: an LR scheduler stepped by :class:`~mtlx.handlers.LRSchedulerHandler`.
         max_grad_norm: clip the global gradient norm (after the strategy and the DDP sync).
+        per_task_grads: how per-task gradients w.r.t. the shared parameters are computed
+            (``auto``, ``loop``, ``two-stage``; :mod:`mtlx.gradients`).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Engine:
         multi_input: bool = False,
         scheduler: Any = None,
         max_grad_norm: float | None = None,
+        per_task_grads: str = "auto",
     ):
         self.model = model
         self.strategy = strategy
@@ -111,6 +115,7 @@ class Engine:
         self.multi_input = multi_input
         self.scheduler = scheduler
         self.max_grad_norm = max_grad_norm
+        self.grad_method = resolve_method(per_task_grads, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.state = State(max_epochs=max_epochs, max_steps=max_steps)
         self.handlers: list[Handler] = []
@@ -258,6 +263,7 @@ class Engine:
             loss_scale=self._loss_scale(),
             average_across_processes=distributed.all_reduce_mean,
             recompute_losses=recompute,
+            grad_method=self.grad_method,
         )
         with phase(STRATEGY):
             result = self.strategy.backward(ctx)

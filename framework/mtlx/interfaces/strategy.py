@@ -24,7 +24,7 @@ import attrs
 import torch
 from torch import nn
 
-from ..gradients import flatten_grads, per_task_grads, write_flat_grad
+from ..gradients import flatten_grads, per_task_grads, resolve_method, write_flat_grad
 from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
 
@@ -71,6 +71,8 @@ class StepContext:
             under DDP so that the update is that of the global batch.
         recompute_losses: re-runs the forward on the same batch without grad
             (for ``after_step`` of methods such as FAMO).
+        grad_method: how :meth:`shared_grads` computes the per-task gradients
+            (``train.per_task_grads``: ``auto``, ``loop`` or ``two-stage``, mtlx.gradients).
     """
 
     model: MultiTaskModel
@@ -81,6 +83,7 @@ class StepContext:
     loss_scale: float = 1.0
     average_across_processes: Callable[[torch.Tensor], torch.Tensor] = _identity
     recompute_losses: Callable[[], dict[str, torch.Tensor]] | None = None
+    grad_method: str = "auto"
     _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)
 
     @property
@@ -88,8 +91,13 @@ class StepContext:
         return tuple(self.losses)
 
     def loss_vector(self) -> torch.Tensor:
-        """The losses stacked as ``[T]`` in task order."""
+        """The losses stacked as ``[T]`` in task order (for weighting them; per-task gradients never go through it)."""
         return torch.stack([self.losses[t] for t in self.tasks])
+
+    def scaled_losses(self) -> list[torch.Tensor]:
+        """Each task's own loss times the AMP loss scale, in task order: what per-task gradients start from."""
+        scale = self.loss_scale
+        return [self.losses[t] * scale if scale != 1.0 else self.losses[t] for t in self.tasks]
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.shared_parameters() if p.requires_grad]
@@ -120,16 +128,24 @@ class StepContext:
     def shared_grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled.
 
-        Computed once per step (cached) in one batched autograd call and
-        averaged across processes under DDP.
+        Computed once per step (cached), each task from its own loss (each head
+        traversed once), by ``grad_method``, and averaged across processes under DDP.
         """
         if self._shared_grads is None:
             with phase(PER_TASK_GRADS):  # the flattening copies [T, P]: part of the cost
                 # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
-                grads = per_task_grads(self.loss_vector() * self.loss_scale, self.shared_parameters())
+                losses = self.scaled_losses()
+                grads = per_task_grads(losses, self.shared_parameters(), through=self._two_stage_through(losses[0]))
                 flat = self._unscaled(flatten_grads(grads).float())
                 self._shared_grads = self.average_across_processes(flat)
         return self._shared_grads
+
+    def _two_stage_through(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Z when the two-stage method applies (one Z shared by all tasks), else None (the loop)."""
+        z = self.representation
+        if not isinstance(z, torch.Tensor) or resolve_method(self.grad_method, loss.device) != "two-stage":
+            return None
+        return z
 
     def _unscaled(self, grads: torch.Tensor) -> torch.Tensor:
         """``grads / loss_scale``, without copying a [T, P] matrix when there is no scale."""
@@ -148,15 +164,12 @@ class StepContext:
         z = self.representation
         if z is None:
             raise RuntimeError("this step has no captured representation; declare Need.REPRESENTATION")
-        scale = self.loss_scale
         with phase(PER_TASK_GRADS):
+            losses = self.scaled_losses()
             if isinstance(z, torch.Tensor):
-                (grads,) = per_task_grads(self.loss_vector() * scale, [z], create_graph=create_graph)
+                (grads,) = per_task_grads(losses, [z], create_graph=create_graph)
                 return self._unscaled(grads.float())
-            rows = [
-                torch.autograd.grad(self.losses[t] * scale, z[t], retain_graph=True, create_graph=create_graph)[0]
-                for t in self.tasks
-            ]
+            rows = [per_task_grads([loss], [z[t]], create_graph=create_graph)[0][0] for t, loss in zip(self.tasks, losses, strict=True)]
             return self._unscaled(torch.stack(rows).float())
 
     def backward_representation(self, grad: torch.Tensor) -> None:

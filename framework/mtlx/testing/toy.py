@@ -104,6 +104,7 @@ def make_step(
     *,
     iteration: int = 0,
     transform: str = "none",
+    grad_method: str = "auto",
 ) -> StepContext:
     """Forward ``x`` exactly as the engine does and return the step context a strategy sees."""
     preds, rep = forward(model, x)
@@ -114,4 +115,7 @@ def make_step(
             return task_losses(p, targets, tasks, transform)
 
     losses = task_losses(preds, targets, tasks, transform)
-    return StepContext(model=model, losses=losses, representation=rep, iteration=iteration, recompute_losses=recompute)
+    return StepContext(
+        model=model, losses=losses, representation=rep, iteration=iteration, recompute_losses=recompute,
+        grad_method=grad_method,
+    )

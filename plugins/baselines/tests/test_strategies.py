@@ -14,7 +14,7 @@ from torch import nn
 import mtlx_baselines
 from mtlx import ConfigError, MultiTaskModel, Need, StepContext, get_plugin_manager
 from mtlx.config import build_component_config
-from mtlx.testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
+from mtlx.testing import HeadTraversals, ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
 from mtlx_baselines.errors import SolverError
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies import db_mtl, excess_mtl, graddrop, gradvac, imtl, mgda, moco, nash_mtl
@@ -98,6 +98,25 @@ def test_trains_with_finite_losses_and_resumes_exactly(name):
 
 
 REP_MODE = [name for name, cls in STRATEGIES.items() if "grad_mode" in attrs.fields_dict(cls.Config)]
+
+
+@pytest.mark.parametrize("grad_method", ["loop", "two-stage"])
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_a_step_backpropagates_each_head_at_most_twice(name, grad_method):
+    """Per-task gradients from each task's own loss (once per head) plus the heads' own gradients (once):
+    no strategy pays for a stacked loss vector's T traversals per head."""
+    model, strategy, _ = setup(name, 0)
+    counter = HeadTraversals(model.heads)
+    x, y = toy_batch(TASKS, seed=0)
+    for it in range(2):  # the second step of epoch-0 strategies (GradNorm) is the gradient step
+        counter.reset()
+        with counter.counting():
+            step = make_step(model, x, y, TASKS, iteration=it, grad_method=grad_method)
+        step.epoch = it
+        strategy.backward(step)
+        strategy.on_epoch_end(it, {t: float(v.detach()) for t, v in step.losses.items()})
+        assert all(counter.first(t) <= 2 for t in TASKS), dict(counter.counts)
+        assert all(counter.batched(t) == 0 and counter.second(t) == 0 for t in TASKS), dict(counter.counts)
 
 
 def test_representation_mode_is_offered_where_it_makes_sense():

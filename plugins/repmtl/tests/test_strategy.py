@@ -14,7 +14,7 @@ from mtlx.config import build_component_config
 from mtlx.engine.step import forward, task_losses
 from mtlx.losses import classification_loss, mse_loss
 from mtlx.metrics import AccuracyMeter, MAEMeter
-from mtlx.testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
+from mtlx.testing import HeadTraversals, ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTL, RepMTLConfig
 from mtlx_repmtl import strategy as strategy_module
 from mtlx_repmtl.losses import csa_terms, tsr_loss
@@ -64,7 +64,6 @@ def _strategy_grads(strategy, model, x, targets, tasks):
 CONFIGS = [
     {},
     {"csa_denominator": "infonce", "temperature": 0.5, "lambda_tsr": 1.3, "lambda_csa": 0.7},
-    {"batched_saliency": True},
     {"use_tsr": False},
     {"use_csa": False, "lambda_tsr": 1.5},
 ]
@@ -344,3 +343,17 @@ def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
             assert d[f"grad_ratio.{name}.{group}"] == pytest.approx(expected, rel=1e-6)
     off = RepMTL(RepMTLConfig(), tasks=list(tasks))
     assert not any(k.startswith("grad_ratio") for k in off.backward(make_step(model, x, targets, tasks)).diagnostics)
+
+
+@pytest.mark.parametrize("options", [{}, {"use_csa": False}, {"base": "dwa"}])
+def test_step_traverses_each_head_only_as_the_exact_gradient_needs(options):
+    """Saliency of task t through head t only; the one backward: each head once, its saliency graph once."""
+    tasks, model, x, targets = _setup(3)
+    strategy = RepMTL(RepMTLConfig(**options), tasks=list(tasks))
+    counter = HeadTraversals(model.heads)
+    with counter.counting():
+        step = make_step(model, x, targets, tasks)
+    strategy.backward(step)
+    assert [counter.first(t) for t in tasks] == [2] * 3  # saliency + the total's backward
+    assert [counter.second(t) for t in tasks] == [1] * 3  # the regularisers through S_t
+    assert [counter.batched(t) for t in tasks] == [0] * 3

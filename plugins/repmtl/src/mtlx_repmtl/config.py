@@ -33,10 +33,6 @@ class RepMTLConfig:
         base: name of the installed loss-weighting strategy that combines the task losses.
         base_options: options of ``base`` (its own ``Config`` fields).
         use_tsr, use_csa: switch each regulariser off (the paper's ablation).
-        batched_saliency: one vmapped autograd call (``is_grads_batched``) for the T saliencies
-            instead of one call per task. Off by default: with separate heads the loop's call for
-            task t only traverses head t, while the vmapped call pushes T cotangents (T-1 of them
-            zero) through every head; the loop measured faster on every CPU case (README).
         balance_every: on steps k, 2k, ... (1-based, as logged; 0: never), log ``grad_ratio.<tsr|csa>.<shared|heads>``,
             ‖∇ λR‖ / ‖∇ Σ w_t L_t‖ over the shared and the task-specific parameters: the gauge for
             choosing λ (costs 2-3 extra backward passes through the saliency graph on those steps).
@@ -51,5 +47,4 @@ class RepMTLConfig:
     base_options: dict[str, Any] = attrs.field(factory=dict, converter=_options)
     use_tsr: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     use_csa: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
-    batched_saliency: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     balance_every: int = attrs.field(default=0, converter=int, validator=attrs.validators.ge(0))

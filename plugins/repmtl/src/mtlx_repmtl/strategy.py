@@ -100,10 +100,9 @@ class RepMTL(MTOStrategy):
         z = step.representation
         scale = step.loss_scale
         if isinstance(z, Mapping):
-            raw = _multi_input_saliencies(step, z, scale)
-        else:
-            batched = self.config.batched_saliency
-            (raw,) = per_task_grads(step.loss_vector() * scale, [z], create_graph=True, batched=batched)
+            raw = _multi_input_saliencies(step, z)
+        else:  # each task from its own loss: head t is traversed (and double-backpropagated) for task t only
+            (raw,) = per_task_grads(step.scaled_losses(), [z], create_graph=True)
         saliencies = stack_saliencies(raw)
         return saliencies / scale if scale != 1.0 else saliencies  # skips two passes over [T, B, C, N]
 
@@ -176,18 +175,15 @@ def _scalar(value: torch.Tensor) -> float:
     return float(value.detach())
 
 
-def _multi_input_saliencies(step: StepContext, reps: Mapping[str, torch.Tensor], scale: float) -> torch.Tensor:
+def _multi_input_saliencies(step: StepContext, reps: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Multi-input data: row t is ∂(scale·L_t)/∂Z_t (each task's own input), aligned by batch index.
 
     Tasks whose batches differ in size (the last batch of a shorter loader)
     are aligned on the first ``min_t B_t`` samples.
     """
     rows = [
-        torch.autograd.grad(
-            step.losses[t] * scale, reps[t], retain_graph=True, create_graph=True, allow_unused=True,
-            materialize_grads=True,
-        )[0]
-        for t in step.tasks
+        per_task_grads([loss], [reps[t]], create_graph=True)[0][0]
+        for t, loss in zip(step.tasks, step.scaled_losses(), strict=True)
     ]
     shapes = {tuple(r.shape[1:]) for r in rows}
     if len(shapes) != 1:

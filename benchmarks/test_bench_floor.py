@@ -1,0 +1,149 @@
+"""mtlx's step against the straightforward implementation of the same exact maths (the floor), interleaved.
+
+"Straightforward" is what a researcher writes in a few lines: each task's
+gradient from its own scalar loss (``torch.autograd.grad(losses[t], ...)``),
+the same aggregator or regularisers, one backward. It is the fair floor for an
+exact per-task gradient; a step above it pays for plumbing, not maths.
+
+Problems: ``digits`` and ``resnet18-64`` (``conftest.py``) and ``paper``: the
+Rep-MTL paper's dense architecture (hps + dilated ResNet-50 + DeepLab ASPP
+heads, ``mtlx-archs``) on a synthetic batch of 2 at 336x336 (NYUv2's pixel
+count, 288x384) with 3 dense tasks (``toy_tasks(3, 13)``: two 13-class
+segmentations and one regression, in place of NYUv2's seg/depth/normal).
+
+One round times one step (forward + backward, no optimiser; CPU time,
+``time.process_time``, one thread) of every variant in turn, on the same model
+and batch, so the ratios compare them under the same machine load. The table
+(medians over rounds; ratios to ew and to the straightforward step) is printed
+at the end::
+
+    pytest benchmarks/test_bench_floor.py --benchmark-enable -s
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+import mtlx
+from mtlx.build import build_model, resolve_run_config
+from mtlx.gradients import flatten_grads, write_flat_grad
+from mtlx.testing import make_step, toy_batch, toy_tasks
+from mtlx_baselines.strategies import mgda
+from mtlx_repmtl import RepMTL, RepMTLConfig
+from mtlx_repmtl.losses import csa_terms, stack_saliencies, tsr_loss
+
+from .conftest import PROBLEMS, Problem
+
+PAPER_SIZE = (336, 336)
+PAPER_BATCH = 2
+ROUNDS = {"digits": 7, "resnet18-64": 5, "paper": 3}
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+def paper_problem() -> Problem:
+    config = resolve_run_config(
+        [{"dataset.name": "digits", "backbone.name": "resnet50-dilated", "head.name": "deeplab-aspp",
+          "arch.name": "hps"}]
+    )
+    tasks = toy_tasks(3, num_classes=13)
+    torch.manual_seed(0)
+    model = build_model(config, tasks, (3, *PAPER_SIZE))
+    x, targets = toy_batch(tasks, batch_size=PAPER_BATCH, size=PAPER_SIZE[0])
+    return Problem(name="paper", model=model, tasks=tasks, x=x, targets=targets)
+
+
+def _ours(name: str) -> Callable[[Problem], None]:
+    """The registered strategy's step (built per problem in the test)."""
+
+    def step(p: Problem) -> None:
+        strategy = STRATEGIES[(name, p.name)]
+        strategy.backward(make_step(p.model, p.x, p.targets, p.tasks))
+
+    return step
+
+
+STRATEGIES: dict[tuple[str, str], mtlx.MTOStrategy] = {}
+
+
+def _losses(p: Problem) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    z = p.model.encode(p.x)
+    preds = p.model.decode(z)
+    return z, [spec.loss(preds[t].float(), p.targets[t]) for t, spec in p.tasks.items()]
+
+
+def straightforward_repmtl(p: Problem) -> None:
+    """Eq. 10 in a few lines: S_t = ∂L_t/∂Z (graph kept), Σ L_t + λ(TSR + CSA), one backward."""
+    z, losses = _losses(p)
+    saliencies = stack_saliencies([torch.autograd.grad(loss, z, create_graph=True)[0] for loss in losses])
+    total = sum(losses) + 0.9 * tsr_loss(saliencies) + 0.9 * csa_terms(saliencies, temperature=0.1).loss
+    total.backward()
+
+
+def straightforward_mgda(p: Problem) -> None:
+    """T gradients from the T losses, the same MGDA solver, the direction written, the heads' Σ L_t backward."""
+    _, losses = _losses(p)
+    shared = [q for q in p.model.shared_parameters() if q.requires_grad]
+    grads = torch.stack([flatten_grads([g[None] for g in torch.autograd.grad(loss, shared, retain_graph=True)])[0]
+                         for loss in losses])
+    direction, _ = mgda.aggregate(grads, losses=torch.stack(losses).detach())
+    write_flat_grad(shared, direction)
+    heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
+    torch.autograd.backward(sum(losses), inputs=heads)
+
+
+#: variant -> (what it is, the step); "straightforward" rows are the floor of the row named before " (".
+VARIANTS: dict[str, Callable[[Problem], None]] = {
+    "ew": _ours("ew"),
+    "rep-mtl": _ours("rep-mtl"),
+    "rep-mtl (straightforward)": straightforward_repmtl,
+    "mgda": _ours("mgda"),
+    "mgda (straightforward)": straightforward_mgda,
+    "nash-mtl": _ours("nash-mtl"),
+    "fairgrad": _ours("fairgrad"),
+}
+PAPER_ONLY = {"nash-mtl", "fairgrad"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report() -> Iterator[None]:
+    yield
+    if not RESULTS:
+        return
+    print("\n\n| problem | step | CPU ms | × ew | × straightforward |")
+    print("|---|---|---:|---:|---:|")
+    for problem, times in RESULTS.items():
+        for variant, ms in times.items():
+            floor = times.get(f"{variant} (straightforward)")
+            vs_floor = f"{ms / floor:.2f}" if floor else ""
+            print(f"| {problem} | {variant} | {ms:.0f} | {ms / times['ew']:.2f} | {vs_floor} |")
+
+
+@pytest.mark.parametrize("name", ["digits", "resnet18-64", "paper"])
+def test_floor(benchmark, name, one_thread):
+    problem = paper_problem() if name == "paper" else PROBLEMS[name]()
+    tasks = list(problem.tasks)
+    variants = {k: v for k, v in VARIANTS.items() if name == "paper" or k not in PAPER_ONLY}
+    for variant in variants:
+        if not variant.endswith("(straightforward)"):
+            cls = mtlx.get_plugin_manager().registries.strategies.get(variant)
+            config = RepMTLConfig(mode="paper") if cls is RepMTL else cls.Config()
+            STRATEGIES[(variant, name)] = cls(config, tasks=tasks)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+
+    def one_round() -> None:
+        for variant, step in variants.items():
+            problem.model.zero_grad(set_to_none=True)
+            start = time.process_time()
+            step(problem)
+            times[variant].append(time.process_time() - start)
+
+    benchmark.group = "floor"
+    rounds = ROUNDS[name] if not benchmark.disabled else 1
+    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1 if not benchmark.disabled else 0, iterations=1)
+    RESULTS[name] = {k: 1e3 * statistics.median(v[-rounds:]) for k, v in times.items()}
+    benchmark.extra_info.update(RESULTS[name])
