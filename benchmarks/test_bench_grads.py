@@ -1,16 +1,17 @@
-"""Per-task gradients w.r.t. the shared parameters: one batched backward vs T backward passes.
+"""Per-task gradients w.r.t. the shared parameters: loop vs two-stage vs the straightforward loop.
 
-``mtlx.gradients.per_task_grads(losses, params, batched=True)`` is one
-``autograd.grad`` over one-hot ``grad_outputs`` with ``is_grads_batched``
-(a vmap over the backward pass); ``batched=False`` is T ``autograd.grad``
-calls. Both run on the same retained graph of one forward (the forward is
-not timed) on the two problems of ``conftest.py`` (digits defaults, batch 64;
-ResNet-18 at 64x64 with 3 dense conv heads, batch 16), CPU, one thread.
+- ``loop``: ``per_task_grads(losses, params)``, one ``autograd.grad`` per task loss;
+- ``two-stage``: ``per_task_grads(losses, params, through=Z)``, T gradients down to Z
+  (each through its own head), then one vmapped backward from Z into the encoder
+  (``is_grads_batched``; torchjd's ``mtl_backward`` does the same);
+- ``straightforward``: ``[torch.autograd.grad(losses[t], params) for t]``, the floor.
 
-The two methods alternate (each timed batched round is preceded by a looped
-one, timed here), so the ratio compares them under the same machine load.
-pytest-benchmark's stats are the batched rounds; ``extra_info`` has both
-medians and ``batched_over_looped``; ``-s`` prints the table.
+All three run on the same retained graph of one forward (the forward is not
+timed) on the two problems of ``conftest.py`` (digits defaults, batch 64;
+ResNet-18 at 64x64 with 3 dense conv heads, batch 16), CPU, one thread, in
+interleaved rounds, so the ratios compare them under the same machine load.
+``train.per_task_grads=auto`` takes the faster of loop and two-stage per device
+(``mtlx.gradients.AUTO_METHOD``) from this table; ``-s`` prints it.
 
     pytest benchmarks/test_bench_grads.py --benchmark-enable -s
 """
@@ -25,12 +26,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from mtlx.engine.step import forward, task_losses
 from mtlx.gradients import flatten_grads, per_task_grads
-from mtlx.testing import make_step
 
-ROUNDS = 5
+ROUNDS = 7
 WARMUP = 1
-#: problem -> extra_info of its run
+#: problem -> medians (ms) of each method
 RESULTS: dict[str, dict] = {}
 
 
@@ -38,50 +39,49 @@ RESULTS: dict[str, dict] = {}
 def report() -> Iterator[None]:
     yield
     if RESULTS:
-        print("\n\n| model | shared params | T | batched ms | looped ms | batched / looped |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("\n\n| model | shared params | T | loop ms | two-stage ms | straightforward ms "
+              "| loop / straightforward | two-stage / straightforward |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in RESULTS.items():
             print(
-                f"| {name} | {r['shared_params']:,} | {r['tasks']} | {r['batched_ms']:.0f} | {r['looped_ms']:.0f} "
-                f"| {r['batched_over_looped']:.2f} |"
+                f"| {name} | {r['shared_params']:,} | {r['tasks']} | {r['loop']:.0f} | {r['two-stage']:.0f} "
+                f"| {r['straightforward']:.0f} | {r['loop'] / r['straightforward']:.2f} "
+                f"| {r['two-stage'] / r['straightforward']:.2f} |"
             )
 
 
 @pytest.mark.parametrize("bench_problem", ["digits", "resnet18-64"], indirect=True)
-def test_batched_vs_looped(benchmark, bench_problem, one_thread):
+def test_loop_vs_two_stage(benchmark, bench_problem, one_thread):
     problem = bench_problem
-    losses = make_step(problem.model, problem.x, problem.targets, problem.tasks).loss_vector()
+    preds, z = forward(problem.model, problem.x)
+    losses = list(task_losses(preds, problem.targets, problem.tasks).values())
     params = [p for p in problem.model.shared_parameters() if p.requires_grad]
+    methods = {
+        "loop": lambda: flatten_grads(per_task_grads(losses, params)),
+        "two-stage": lambda: flatten_grads(per_task_grads(losses, params, through=z)),
+        "straightforward": lambda: torch.stack(
+            [torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params, retain_graph=True)])
+             for loss in losses]
+        ),
+    }
+    times: dict[str, list[float]] = {k: [] for k in methods}
 
-    def batched() -> torch.Tensor:
-        return flatten_grads(per_task_grads(losses, params, batched=True))
-
-    def looped() -> torch.Tensor:
-        return flatten_grads(per_task_grads(losses, params, batched=False))
-
-    looped_s: list[float] = []
-
-    def timed_looped() -> None:
-        start = time.perf_counter()
-        looped()
-        looped_s.append(time.perf_counter() - start)
+    def one_round() -> None:
+        for name, method in methods.items():
+            start = time.process_time()
+            method()
+            times[name].append(time.process_time() - start)
 
     with warnings.catch_warnings():
-        # per_task_grads falls back to the loop with a RuntimeWarning: that would time the loop against itself
+        # two-stage falls back to rows with a RuntimeWarning: that would time the loop against itself
         warnings.simplefilter("error", RuntimeWarning)
-        torch.testing.assert_close(batched(), looped(), rtol=1e-4, atol=1e-6)
+        reference = methods["straightforward"]()
+        for name in ("loop", "two-stage"):
+            torch.testing.assert_close(methods[name](), reference, rtol=1e-4, atol=1e-6)
         benchmark.group = "per-task gradients"
-        benchmark.pedantic(batched, setup=timed_looped, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+        benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
     if benchmark.disabled:  # --benchmark-disable: one call each, a smoke test
         return
-    batched_ms = statistics.median(benchmark.stats.stats.data) * 1e3
-    looped_ms = statistics.median(looped_s[-ROUNDS:]) * 1e3
-    benchmark.extra_info.update(
-        shared_params=problem.shared_size,
-        tasks=len(problem.tasks),
-        batch=problem.x.shape[0],
-        batched_ms=batched_ms,
-        looped_ms=looped_ms,
-        batched_over_looped=batched_ms / looped_ms,
-    )
+    medians = {k: 1e3 * statistics.median(v[-ROUNDS:]) for k, v in times.items()}
+    benchmark.extra_info.update(shared_params=problem.shared_size, tasks=len(problem.tasks), **medians)
     RESULTS[problem.name] = dict(benchmark.extra_info)

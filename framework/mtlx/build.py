@@ -44,14 +44,23 @@ def resolve_run_config(
         if chosen is not None and chosen != recommended.get(f"{section}.name", chosen):
             recommended = {k: v for k, v in recommended.items() if not k.startswith(f"{section}.")}
     layers: list[Mapping[str, Any]] = [recommended]
+    strategy_name = chosen_by_user.get("strategy.name", DEFAULTS["strategy.name"])
+    strategy_cls = _registries(registries).strategies.get(str(strategy_name))
     for preset in presets:
-        if preset not in dataset_cls.presets:
-            known = ", ".join(sorted(dataset_cls.presets)) or "none"
+        # a preset names a published setting: the dataset's part (data, model, training) and the strategy's
+        found = [
+            {k: v for k, v in owner.presets[preset].items() if k.startswith(prefix)}
+            for owner, prefix in ((dataset_cls, ""), (strategy_cls, "strategy."))
+            if preset in getattr(owner, "presets", {})
+        ]
+        if not found:
+            known = ", ".join(sorted({*dataset_cls.presets, *getattr(strategy_cls, "presets", {})})) or "none"
             raise ConfigError(
-                f"dataset {dataset_name!r} has no preset {preset!r}"
-                f"{did_you_mean(preset, dataset_cls.presets)} (presets: {known})"
+                f"neither dataset {dataset_name!r} nor strategy {strategy_name!r} has a preset {preset!r}"
+                f"{did_you_mean(preset, [*dataset_cls.presets, *getattr(strategy_cls, 'presets', {})])} "
+                f"(presets: {known})"
             )
-        layers.append(dict(dataset_cls.presets[preset]))
+        layers.extend(found)
     return resolve([*layers, *user_layers])
 
 

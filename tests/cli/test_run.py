@@ -64,7 +64,7 @@ def test_resume_after_max_steps_matches_uninterrupted_run(cli, tmp_path):
         (("run", "-d", "toy", "-o", "train.epoch=1"), 2, "unknown key train.epoch; did you mean 'epochs'?"),
         (("run", "-d", "toy", "-o", "arch.chanels=1"), 2, "architecture 'toy' has no option 'chanels'"),
         (("run", "-d", "toy", "-o", "epochs"), 2, "must look like section.key=value"),
-        (("run", "-d", "toy", "--preset", "slow"), 2, "dataset 'toy' has no preset 'slow'"),
+        (("run", "-d", "toy", "--preset", "slow"), 2, "neither dataset 'toy' nor strategy 'ew' has a preset 'slow'"),
         (("rnu",), 2, "no command 'rnu'; did you mean 'run'?"),
     ],
 )

@@ -195,6 +195,9 @@ class MTOStrategy(ABC):
 
     Config: ClassVar[type]
     needs: ClassVar[Need] = Need.LOSSES
+    #: named option sets for ``--preset`` (``{"paper": {"strategy.<option>": value}}``), applied with the
+    #: dataset's preset of the same name
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def __init__(self, config: Any, *, tasks: Sequence[str]):
         self.config = config

@@ -27,7 +27,7 @@ def test_toy_run_with_another_base(run, tmp_path):
     result = run(
         "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--epochs", "1", "--out",
         str(out), "-o", "dataset.num_tasks=3", "-o", "train.log_every=1", "-o", "strategy.base=toy-weighted",
-        "-o", "strategy.csa_denominator=infonce", "-o", "strategy.lambda_csa=1.1",
+        "-o", "strategy.csa_denominator=infonce", "-o", "strategy.lambda_csa=1.1", "-o", "strategy.mode=paper",
     )
     assert result.exit_code == 0, result.output
     records = _train_records(out)

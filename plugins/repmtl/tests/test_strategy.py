@@ -39,9 +39,9 @@ def _reference(reps, losses, weights, cfg, naive, params, *, batch=None):
     sal = [torch.autograd.grad(loss, z, create_graph=True)[0][:batch] for loss, z in zip(losses, reps, strict=True)]
     total = (weights * torch.stack(losses)).sum()
     if cfg.use_tsr:
-        total = total + cfg.lambda_tsr * naive.tsr(sal, cfg.eps)
+        total = total + cfg.fixed_lambdas()["tsr"] * naive.tsr(sal, cfg.eps)
     if cfg.use_csa:
-        total = total + cfg.lambda_csa * naive.csa(sal, cfg.temperature, cfg.eps, cfg.csa_denominator)
+        total = total + cfg.fixed_lambdas()["csa"] * naive.csa(sal, cfg.temperature, cfg.eps, cfg.csa_denominator)
     return torch.autograd.grad(total, params, allow_unused=True, materialize_grads=True)
 
 
@@ -61,11 +61,11 @@ def _strategy_grads(strategy, model, x, targets, tasks):
     return [p.grad for p in [*model.parameters(), *strategy.extra_parameters()]], result
 
 
-CONFIGS = [
-    {},
-    {"csa_denominator": "infonce", "temperature": 0.5, "lambda_tsr": 1.3, "lambda_csa": 0.7},
-    {"use_tsr": False},
-    {"use_csa": False, "lambda_tsr": 1.5},
+CONFIGS = [  # paper mode: the fixed λ of Eq. 10
+    {"mode": "paper"},
+    {"mode": "paper", "csa_denominator": "infonce", "temperature": 0.5, "lambda_tsr": 1.3, "lambda_csa": 0.7},
+    {"mode": "paper", "use_tsr": False},
+    {"mode": "paper", "use_csa": False, "lambda_tsr": 1.5},
 ]
 
 
@@ -108,7 +108,7 @@ LOSS_WEIGHTINGS = [
 def test_every_installed_loss_weighting_composes(base, naive):
     """For each installed loss weighting: gradients = ∇[base.combine(L) + λ·regularisers] (an identical twin base)."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(base=base), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper", base=base), tasks=list(tasks))
     twin = copy.deepcopy(strategy.base)
     z = model.encode(x)
     preds = model.decode(z)
@@ -139,7 +139,7 @@ def test_vector_representation(naive):
     model = ToyModel(tasks, in_channels=5, channels=6, vector=True).double()
     x = torch.randn(5, 5, dtype=torch.float64)
     targets = {"cls": torch.tensor([0, 2, 1, 1, 0]), "reg": torch.randn(5, 2)}
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
     expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, _ = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
@@ -154,7 +154,7 @@ def test_multi_input_aligns_by_batch_index(batches, naive):
     for seed, (name, batch) in enumerate(zip(tasks, batches, strict=True)):
         x, y = toy_batch(tasks, batch_size=batch, seed=seed + 10)
         inputs[name], targets[name] = x.double(), y[name]
-    strategy = RepMTL(RepMTLConfig(csa_denominator="infonce"), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper", csa_denominator="infonce"), tasks=list(tasks))
 
     preds, reps = forward(model, inputs, multi_input=True)
     losses = list(task_losses(preds, targets, tasks).values())
@@ -173,7 +173,7 @@ def test_multi_input_aligns_by_batch_index(batches, naive):
 def test_diagnostics_report_the_regularisers():
     """Logged values are the regularisers of the step's saliencies; entropy is normalised by log T."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
     step = make_step(model, x, targets, tasks)
     sal = torch.stack([torch.autograd.grad(step.losses[t], step.representation, retain_graph=True)[0] for t in tasks])
     result = strategy.backward(step)
@@ -192,7 +192,8 @@ def test_diagnostics_report_the_regularisers():
 def test_amp_loss_scale_is_undone_in_the_saliency():
     """With an fp16 loss scale s, .grad is s times the unscaled gradient and the regularisers are unchanged."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    _strategy_grads(strategy, model, x, targets, tasks)  # the first step also checks the balance (logged)
     unscaled, plain = _strategy_grads(strategy, model, x, targets, tasks)
     model.zero_grad(set_to_none=True)
     step = make_step(model, x, targets, tasks)
@@ -206,7 +207,7 @@ def test_amp_loss_scale_is_undone_in_the_saliency():
 def test_both_regularisers_off_is_the_base():
     """use_tsr = use_csa = False: exactly EW's gradients, no saliency computed, nothing logged."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(use_tsr=False, use_csa=False), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper", use_tsr=False, use_csa=False), tasks=list(tasks))
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     expected = torch.autograd.grad(make_step(model, x, targets, tasks).loss_vector().sum(), list(model.parameters()))
     for g, e in zip(got, expected, strict=True):
@@ -217,8 +218,8 @@ def test_both_regularisers_off_is_the_base():
 def test_single_sample_batch_warns_once(naive):
     """B = 1: CSA contributes 0 with one warning per strategy instance; TSR still applies."""
     tasks, model, x, targets = _setup(3, batch=1)
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
-    tsr_only = RepMTL(RepMTLConfig(use_csa=False), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    tsr_only = RepMTL(RepMTLConfig(mode="paper", use_csa=False), tasks=list(tasks))
     expected = _reference_single_input(tsr_only, model, x, targets, tasks, naive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -238,7 +239,7 @@ def test_zero_saliency_gives_no_nan(zero_heads, denominator, naive):
     with torch.no_grad():
         for name in zero_heads:
             model.heads[name][1].weight.zero_()
-    strategy = RepMTL(RepMTLConfig(csa_denominator=denominator), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper", csa_denominator=denominator), tasks=list(tasks))
     expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     assert all(torch.isfinite(g).all() for g in got)
@@ -267,7 +268,7 @@ def test_bf16_autocast_keeps_regularisers_in_fp32(monkeypatch):
     torch.manual_seed(0)
     model = ToyModel(tasks)
     x, targets = toy_batch(tasks)
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         step = make_step(model, x, targets, tasks)
         assert step.representation.dtype == torch.bfloat16
@@ -281,7 +282,7 @@ def test_refuses_a_step_without_representation():
     tasks, model, x, targets = _setup(2)
     step = make_step(model, x, targets, tasks)
     step.representation = None
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
     with pytest.raises(mtlx.ConfigError, match="needs the shared representation Z.*--arch hps"):
         strategy.backward(step)
     assert RepMTL.needs is mtlx.Need.REPRESENTATION
@@ -289,11 +290,11 @@ def test_refuses_a_step_without_representation():
 
 def test_config_errors():
     with pytest.raises(mtlx.ConfigError, match=r"Rep-MTL needs >= 2 tasks"):
-        RepMTL(RepMTLConfig(), tasks=["only"])
+        RepMTL(RepMTLConfig(mode="paper"), tasks=["only"])
     with pytest.raises(mtlx.ConfigError, match="rep-mtl base 'rep-mtl' .* is not a loss-weighting strategy.*ew"):
-        RepMTL(RepMTLConfig(base="rep-mtl"), tasks=["a", "b"])
+        RepMTL(RepMTLConfig(mode="paper", base="rep-mtl"), tasks=["a", "b"])
     with pytest.raises(mtlx.UnknownComponentError, match="no strategy 'nope'"):
-        RepMTL(RepMTLConfig(base="nope"), tasks=["a", "b"])
+        RepMTL(RepMTLConfig(mode="paper", base="nope"), tasks=["a", "b"])
     with pytest.raises(mtlx.ConfigError, match="rep-mtl base 'ew' has no option 'tau'"):
         RepMTL(RepMTLConfig(base_options={"tau": 2}), tasks=["a", "b"])
     for bad in ({"temperature": 0}, {"csa_denominator": "nce"}, {"lambda_csa": -1}, {"eps": 0}):
@@ -304,14 +305,14 @@ def test_config_errors():
 def test_delegates_to_the_base(scaled_base):
     """extra_parameters, after_step, on_epoch_end and state come from the base; base_options reach it."""
     tasks = ["a", "b", "c"]
-    strategy = RepMTL(RepMTLConfig(base="scaled-test"), tasks=tasks)
+    strategy = RepMTL(RepMTLConfig(mode="paper", base="scaled-test"), tasks=tasks)
     assert list(strategy.extra_parameters()) == [strategy.base.log_w]
     strategy.after_step(None)
     strategy.on_epoch_end(2, {})
     assert strategy.base.calls == ["after_step", "epoch_end:2"]
     state = strategy.state_dict()
-    assert set(state) == {"base"} and torch.equal(state["base"]["extra_parameters"][0], strategy.base.log_w)
-    fresh = RepMTL(RepMTLConfig(base="scaled-test", base_options={"log_weights": (0.0, 0.0, 0.0)}), tasks=tasks)
+    assert set(state) == {"base", "lambdas", "last_estimate"} and torch.equal(state["base"]["extra_parameters"][0], strategy.base.log_w)
+    fresh = RepMTL(RepMTLConfig(mode="paper", base="scaled-test", base_options={"log_weights": (0.0, 0.0, 0.0)}), tasks=tasks)
     assert torch.equal(fresh.base.log_w.detach(), torch.zeros(3))
     assert_strategy_state_roundtrip(strategy, fresh)
     assert torch.equal(fresh.base.log_w, strategy.base.log_w)
@@ -320,13 +321,13 @@ def test_delegates_to_the_base(scaled_base):
 def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
     """balance_every=k logs ‖∇λR‖/‖∇ΣL‖ over shared and head parameters, from an independent computation."""
     tasks, model, x, targets = _setup(3)
-    cfg = RepMTLConfig(balance_every=2, lambda_tsr=0.7, lambda_csa=1.3)
+    cfg = RepMTLConfig(mode="paper", balance_every=2, lambda_tsr=0.7, lambda_csa=1.3)
     strategy = RepMTL(cfg, tasks=list(tasks))
     z = model.encode(x)
     preds = model.decode(z)
     losses = [spec.loss(preds[name], targets[name]) for name, spec in tasks.items()]
     sal = [torch.autograd.grad(loss, z, create_graph=True)[0] for loss in losses]
-    terms = {"tsr": cfg.lambda_tsr * naive.tsr(sal, cfg.eps), "csa": cfg.lambda_csa * naive.csa(sal, 0.1, cfg.eps, "paper")}
+    terms = {"tsr": cfg.fixed_lambdas()["tsr"] * naive.tsr(sal, cfg.eps), "csa": cfg.fixed_lambdas()["csa"] * naive.csa(sal, 0.1, cfg.eps, "paper")}
     shared = list(model.shared_parameters())
     heads = [p for t in tasks for p in model.task_parameters(t)]
 
@@ -334,14 +335,16 @@ def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
         return float(torch.cat([g.flatten() for g in grads]).norm())
 
-    for iteration, logged in ((0, False), (2, False), (3, True)):  # steps 1, 3, 4 (1-based)
+    # steps 1 (paper mode checks the balance on its first step), 3, 4 (1-based)
+    for iteration, logged in ((0, True), (2, False), (3, True)):
         d = strategy.backward(make_step(model, x, targets, tasks, iteration=iteration)).diagnostics
         assert ("grad_ratio.tsr.shared" in d) is logged
     for name, term in terms.items():
         for group, params in (("shared", shared), ("heads", heads)):
             expected = norm(term, params) / norm(sum(losses), params)
             assert d[f"grad_ratio.{name}.{group}"] == pytest.approx(expected, rel=1e-6)
-    off = RepMTL(RepMTLConfig(), tasks=list(tasks))
+    off = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    off.backward(make_step(model, x, targets, tasks))
     assert not any(k.startswith("grad_ratio") for k in off.backward(make_step(model, x, targets, tasks)).diagnostics)
 
 
@@ -350,9 +353,10 @@ def test_step_traverses_each_head_only_as_the_exact_gradient_needs(options):
     """Saliency of task t through head t only; the one backward: each head once, its saliency graph once."""
     tasks, model, x, targets = _setup(3)
     strategy = RepMTL(RepMTLConfig(**options), tasks=list(tasks))
+    strategy.backward(make_step(model, x, targets, tasks))  # the first step estimates the weights (extra passes)
     counter = HeadTraversals(model.heads)
     with counter.counting():
-        step = make_step(model, x, targets, tasks)
+        step = make_step(model, x, targets, tasks, iteration=1)
     strategy.backward(step)
     assert [counter.first(t) for t in tasks] == [2] * 3  # saliency + the total's backward
     assert [counter.second(t) for t in tasks] == [1] * 3  # the regularisers through S_t

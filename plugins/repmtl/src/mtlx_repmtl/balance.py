@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["gradient_balance"]
+__all__ = ["grad_norm", "gradient_balance"]
 
 
-def _norm(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:
+def grad_norm(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:
+    """‖∂loss/∂params‖ over all of ``params`` (the graph is retained; 0 for a loss without a graph)."""
+    if not loss.requires_grad:
+        return torch.zeros((), device=loss.device)
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
@@ -32,14 +35,16 @@ def gradient_balance(
 
     ``regularisers`` are the weighted terms (λ·R) as they enter the loss; the
     graphs are retained for the step's own backward. A group the task losses
-    do not reach gives ``inf`` (or ``nan`` when neither reaches it).
+    do not reach (zero gradient) has no ratio and is left out.
     """
     ratios: dict[str, float] = {}
     for group, params in groups.items():
         params = [p for p in params if p.requires_grad]
         if not params:
             continue
-        task_norm = _norm(task_total, params)
+        task_norm = grad_norm(task_total, params)
+        if float(task_norm) == 0.0:
+            continue
         for name, reg in regularisers.items():
-            ratios[f"grad_ratio.{name}.{group}"] = float(_norm(reg, params) / task_norm)
+            ratios[f"grad_ratio.{name}.{group}"] = float(grad_norm(reg, params) / task_norm)
     return ratios

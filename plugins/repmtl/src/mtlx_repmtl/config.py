@@ -7,10 +7,18 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CSA_DENOMINATORS", "RepMTLConfig"]
+__all__ = ["CSA_DENOMINATORS", "MODES", "PAPER_LAMBDA", "REG_PARAMS", "RepMTLConfig"]
 
 #: ``paper``: Eq. 9 as printed (positive not in the denominator); ``infonce``: positive added.
 CSA_DENOMINATORS = ("paper", "infonce")
+
+#: ``paper``: Eq. 10 with fixed λ (the paper's 0.9); ``balanced`` (not in the paper): each λ set so that the
+#: regulariser's gradient on the shared parameters is ``rho`` times the task losses' gradient.
+MODES = ("balanced", "paper")
+#: Where the regularisers' gradients go: heads and encoder (``all``, the paper) or the encoder only (not in the paper).
+REG_PARAMS = ("all", "shared")
+#: λ_tsr = λ_csa of the paper's experiments (its grid {0.7 … 1.5}).
+PAPER_LAMBDA = 0.9
 
 _ge0 = attrs.validators.ge(0.0)
 _gt0 = attrs.validators.gt(0.0)
@@ -20,13 +28,26 @@ def _options(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 @attrs.frozen(kw_only=True)
 class RepMTLConfig:
-    """Rep-MTL hyper-parameters; defaults are the decisions of shared/spec/rep-mtl.md.
+    """Rep-MTL hyper-parameters; the paper's are in shared/spec/rep-mtl.md, the rest marked "not in the paper".
 
     Attributes:
-        lambda_tsr: weight of the task-specific saliency regulariser (entropy, Eq. 6).
-        lambda_csa: weight of the cross-task saliency alignment (contrastive, Eq. 9).
+        mode: ``balanced`` (default, not in the paper): each regulariser's weight is set so that
+            ‖∇_shared λR‖ = ``rho`` · ‖∇_shared Σ w_t L_t‖, re-estimated every ``estimate_every`` steps and
+            smoothed by an EMA (``ema``); ``paper``: fixed ``lambda_tsr``/``lambda_csa`` (Eq. 10 as printed).
+        lambda_tsr: ``paper`` mode: weight of the task-specific saliency regulariser (entropy, Eq. 6); 0.9 if unset.
+        lambda_csa: ``paper`` mode: weight of the cross-task saliency alignment (contrastive, Eq. 9); 0.9 if unset.
+        rho: ``balanced`` mode: target ratio of each regulariser's gradient norm on the shared parameters
+            to the task losses' (chosen by the λ sweep on digits, README).
+        estimate_every: ``balanced`` mode: re-estimate the weights on steps 1, 1+k, 1+2k, ... (k ≥ 1).
+        ema: ``balanced`` mode: weight = ema · previous + (1 − ema) · new estimate (0: no smoothing).
+        reg_params: ``all`` (heads and encoder, the paper) or ``shared`` (encoder only; not in the paper:
+            stops TSR's shortcut of zeroing a head's channel-mean saliency through the head's weights).
         temperature: τ of Eq. 9 (not reported by the paper).
         csa_denominator: ``paper`` (positive excluded) or ``infonce`` (positive included).
         eps: guards the L1 normalisation and the log of TSR and the norms of CSA.
@@ -38,8 +59,17 @@ class RepMTLConfig:
             choosing λ (costs 2-3 extra backward passes through the saliency graph on those steps).
     """
 
-    lambda_tsr: float = attrs.field(default=0.9, converter=float, validator=_ge0)
-    lambda_csa: float = attrs.field(default=0.9, converter=float, validator=_ge0)
+    mode: str = attrs.field(default="balanced", validator=attrs.validators.in_(MODES))
+    lambda_tsr: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=attrs.validators.optional(_ge0)
+    )
+    lambda_csa: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=attrs.validators.optional(_ge0)
+    )
+    rho: float = attrs.field(default=0.1, converter=float, validator=_gt0)
+    estimate_every: int = attrs.field(default=50, converter=int, validator=attrs.validators.ge(1))
+    ema: float = attrs.field(default=0.9, converter=float, validator=[_ge0, attrs.validators.lt(1.0)])
+    reg_params: str = attrs.field(default="all", validator=attrs.validators.in_(REG_PARAMS))
     temperature: float = attrs.field(default=0.1, converter=float, validator=_gt0)
     csa_denominator: str = attrs.field(default="paper", validator=attrs.validators.in_(CSA_DENOMINATORS))
     eps: float = attrs.field(default=1e-8, converter=float, validator=_gt0)
@@ -48,3 +78,19 @@ class RepMTLConfig:
     use_tsr: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     use_csa: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     balance_every: int = attrs.field(default=0, converter=int, validator=attrs.validators.ge(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.mode == "balanced":
+            fixed = [name for name in ("lambda_tsr", "lambda_csa") if getattr(self, name) is not None]
+            if fixed:
+                raise ValueError(
+                    f"{', '.join(fixed)} fix(es) the weight of mode=paper, but mode=balanced sets the weights from "
+                    f"rho={self.rho}: add -o strategy.mode=paper to fix λ, or set strategy.rho instead"
+                )
+
+    def fixed_lambdas(self) -> dict[str, float]:
+        """``paper`` mode's weights (unset ones are the paper's 0.9)."""
+        return {
+            "tsr": PAPER_LAMBDA if self.lambda_tsr is None else self.lambda_tsr,
+            "csa": PAPER_LAMBDA if self.lambda_csa is None else self.lambda_csa,
+        }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, Ste
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
 
-from .balance import gradient_balance
+from .balance import grad_norm, gradient_balance
 from .config import RepMTLConfig
 from .losses import csa_terms, full_precision, stack_saliencies, tsr_loss
 
@@ -54,6 +54,8 @@ class RepMTL(MTOStrategy):
 
     Config = RepMTLConfig
     needs = Need.REPRESENTATION
+    #: ``--preset paper``: the printed objective with the paper's fixed λ (with the dataset's paper recipe)
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"paper": {"strategy.mode": "paper"}}
 
     def __init__(self, config: RepMTLConfig, *, tasks: Sequence[str]):
         super().__init__(config, tasks=tasks)
@@ -63,7 +65,12 @@ class RepMTL(MTOStrategy):
                 "use a loss-weighting strategy such as 'ew' for a single task"
             )
         self.base = build_base(config, self.tasks)
+        #: balanced mode's current weights {regulariser: λ} (empty until the first estimate)
+        self.lambdas: dict[str, float] = {}
+        self._last_estimate = 0
         self._warned_single_sample = False
+        self._checked_balance = False
+        self._warned_outweighed = False
 
     # -- the step ---------------------------------------------------------
     def backward(self, step: StepContext) -> StepResult:
@@ -75,20 +82,42 @@ class RepMTL(MTOStrategy):
             )
         total, weights = self.base.combine(step.loss_vector(), step)
         diagnostics: dict[str, float] = {}
-        if self.config.use_tsr or self.config.use_csa:
-            with full_precision(total.device):
-                with record_function("rep-mtl/saliency"):
-                    saliencies = self._saliencies(step)
-                with record_function("rep-mtl/regularisers"):
-                    regularisers = self._regularisers(saliencies, diagnostics)
-                if self._measures_balance(step):
-                    diagnostics.update(gradient_balance(total, regularisers, _parameter_groups(step)))
-                total = total + sum(regularisers.values())
-            norms = torch.linalg.vector_norm(saliencies.detach().flatten(1), dim=1)
-            diagnostics.update({f"saliency_norm.{t}": float(n) for t, n in zip(self.tasks, norms, strict=True)})
-        with record_function("rep-mtl/backward"):
+        if not (self.config.use_tsr or self.config.use_csa):
             step.backward(total)
-        return StepResult(weights=dict(zip(self.tasks, weights.detach().tolist(), strict=True)), diagnostics=diagnostics)
+            return StepResult(weights=self._named(weights), diagnostics=diagnostics)
+        with full_precision(total.device):
+            with record_function("rep-mtl/saliency"):
+                saliencies = self._saliencies(step)
+            with record_function("rep-mtl/regularisers"):
+                raw = self._regularisers(saliencies, diagnostics)
+            if self.config.mode == "balanced" and self._estimates(step):
+                with record_function("rep-mtl/estimate"):
+                    self.lambdas = _balanced_lambdas(total, raw, step, self.config, self.lambdas)
+                    self._last_estimate = step.iteration
+            lambdas = self.lambdas if self.config.mode == "balanced" else self.config.fixed_lambdas()
+            regularisers = {name: lambdas[name] * value for name, value in raw.items()}
+            diagnostics.update({f"lambda_{name}": float(lambdas[name]) for name in raw})
+            if self._measures_balance(step):
+                ratios = gradient_balance(total, regularisers, _parameter_groups(step))
+                diagnostics.update(ratios)
+                self._warn_if_outweighed(ratios)
+        norms = torch.linalg.vector_norm(saliencies.detach().flatten(1), dim=1)
+        diagnostics.update({f"saliency_norm.{t}": float(n) for t, n in zip(self.tasks, norms, strict=True)})
+        with record_function("rep-mtl/backward"):
+            if self.config.reg_params == "all":
+                step.backward(total + sum(regularisers.values()))
+            else:  # the regularisers reach the encoder only (not the heads)
+                step.backward(total, inputs=[*step.shared_parameters(), *step.task_parameters(),
+                                             *self.extra_parameters()])
+                step.backward(sum(regularisers.values()), inputs=step.shared_parameters())
+        return StepResult(weights=self._named(weights), diagnostics=diagnostics)
+
+    def _named(self, weights: torch.Tensor) -> dict[str, float]:
+        return dict(zip(self.tasks, weights.detach().tolist(), strict=True))
+
+    def _estimates(self, step: StepContext) -> bool:
+        """Balanced mode re-estimates its weights on the first step it sees, then every ``estimate_every``."""
+        return not self.lambdas or step.iteration - self._last_estimate >= self.config.estimate_every
 
     def _saliencies(self, step: StepContext) -> torch.Tensor:
         """``[T, B, C, N]`` (fp32, or fp64 for an fp64 model): S_t = ∂L_t/∂Z with the graph kept (second order).
@@ -107,16 +136,36 @@ class RepMTL(MTOStrategy):
         return saliencies / scale if scale != 1.0 else saliencies  # skips two passes over [T, B, C, N]
 
     def _measures_balance(self, step: StepContext) -> bool:
+        """On ``balance_every`` steps; in paper mode also on the first step (for the warning)."""
         every = self.config.balance_every
+        if self.config.mode == "paper" and not self._checked_balance:
+            self._checked_balance = True
+            return True
         return every > 0 and (step.iteration + 1) % every == 0  # steps k·every, 1-based as the logs count them
 
+    def _warn_if_outweighed(self, ratios: Mapping[str, float]) -> None:
+        """Paper mode: say once when a regulariser's gradient on the encoder exceeds the task losses'."""
+        if self.config.mode != "paper" or self._warned_outweighed:
+            return
+        worst = {k: v for k, v in ratios.items() if k.endswith(".shared") and v > 1.0}
+        if worst:
+            self._warned_outweighed = True
+            listed = ", ".join(f"{k} = {v:.3g}" for k, v in worst.items())
+            warnings.warn(
+                f"rep-mtl (mode=paper): the regularisers' gradient on the shared parameters outweighs the task "
+                f"losses' ({listed}; ‖∇λR‖ / ‖∇Σw_tL_t‖ > 1): they will dominate training. Lower "
+                "strategy.lambda_tsr / strategy.lambda_csa, or use the default strategy.mode=balanced",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def _regularisers(self, saliencies: torch.Tensor, diagnostics: dict[str, float]) -> dict[str, torch.Tensor]:
-        """``{"tsr": λ_tsr·L_tsr, "csa": λ_csa·L_csa}`` (enabled ones) of ``[T, B, C, N]`` saliencies."""
+        """``{"tsr": L_tsr, "csa": L_csa}`` (enabled ones, unweighted) of ``[T, B, C, N]`` saliencies."""
         cfg = self.config
         regularisers: dict[str, torch.Tensor] = {}
         if cfg.use_tsr:
             tsr = tsr_loss(saliencies, eps=cfg.eps)
-            regularisers["tsr"] = cfg.lambda_tsr * tsr
+            regularisers["tsr"] = tsr
             diagnostics["tsr"] = _scalar(tsr)  # mean entropy, nats
             diagnostics["entropy_normalized"] = _scalar(tsr) / math.log(len(self.tasks))
         if cfg.use_csa:
@@ -129,7 +178,7 @@ class RepMTL(MTOStrategy):
                 gather=distributed.all_gather_with_grad if parallel else None,
                 offset=distributed.rank() * batch,
             )
-            regularisers["csa"] = cfg.lambda_csa * terms.loss
+            regularisers["csa"] = terms.loss
             diagnostics["csa"] = _scalar(terms.loss)
             diagnostics["positive_sim"] = _scalar(terms.positive.mean())
             if terms.anchor.shape[1] > 1:
@@ -160,10 +209,33 @@ class RepMTL(MTOStrategy):
         self.base.on_epoch_end(epoch, mean_losses)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base": self.base.state_dict()}
+        return {"base": self.base.state_dict(), "lambdas": dict(self.lambdas), "last_estimate": self._last_estimate}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.base.load_state_dict(state["base"])
+        self.lambdas = dict(state.get("lambdas", {}))
+        self._last_estimate = int(state.get("last_estimate", 0))
+
+
+def _balanced_lambdas(
+    task_total: torch.Tensor, raw: Mapping[str, torch.Tensor], step: StepContext, cfg: RepMTLConfig,
+    previous: Mapping[str, float],
+) -> dict[str, float]:
+    """λ_r = ρ · ‖∇_shared Σ w_t L_t‖ / ‖∇_shared R_r‖ for each regulariser, EMA-smoothed with ``previous``.
+
+    The norms are averaged across processes, so every process uses the same λ.
+    """
+    shared = step.shared_parameters()
+    norms = torch.stack([grad_norm(task_total, shared), *(grad_norm(r, shared) for r in raw.values())])
+    norms = step.average_across_processes(norms.double())
+    out: dict[str, float] = {}
+    for name, reg_norm in zip(raw, norms[1:].tolist(), strict=True):
+        if reg_norm <= 0.0 or not math.isfinite(reg_norm):  # no gradient to balance: keep the last weight
+            out[name] = previous.get(name, 0.0)
+            continue
+        estimate = cfg.rho * float(norms[0]) / reg_norm
+        out[name] = estimate if name not in previous else cfg.ema * previous[name] + (1.0 - cfg.ema) * estimate
+    return out
 
 
 def _parameter_groups(step: StepContext) -> dict[str, list[nn.Parameter]]:
