@@ -4,7 +4,9 @@
 - ``two-stage``: ``per_task_grads(losses, params, through=Z)``, T gradients down to Z
   (each through its own head), then one vmapped backward from Z into the encoder
   (``is_grads_batched``; torchjd's ``mtl_backward`` does the same);
-- ``straightforward``: ``[torch.autograd.grad(losses[t], params) for t]``, the floor.
+- ``straightforward``: ``[torch.autograd.grad(losses[t], params) for t]``, the floor;
+- ``LibMTL backward loop``: LibMTL's ``mode='backward'``, T ``backward(retain_graph=True)``
+  passes, copying and zeroing ``.grad``.
 
 All three run on the same retained graph of one forward (the forward is not
 timed) on the two problems of ``conftest.py`` (digits defaults, batch 64;
@@ -39,15 +41,27 @@ RESULTS: dict[str, dict] = {}
 def report() -> Iterator[None]:
     yield
     if RESULTS:
-        print("\n\n| model | shared params | T | loop ms | two-stage ms | straightforward ms "
-              "| loop / straightforward | two-stage / straightforward |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n\n| model | shared params | T | loop ms | two-stage ms | LibMTL loop ms | straightforward ms "
+              "| loop / straightforward | two-stage / straightforward | LibMTL / straightforward |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in RESULTS.items():
             print(
                 f"| {name} | {r['shared_params']:,} | {r['tasks']} | {r['loop']:.0f} | {r['two-stage']:.0f} "
-                f"| {r['straightforward']:.0f} | {r['loop'] / r['straightforward']:.2f} "
-                f"| {r['two-stage'] / r['straightforward']:.2f} |"
+                f"| {r['LibMTL backward loop']:.0f} | {r['straightforward']:.0f} "
+                f"| {r['loop'] / r['straightforward']:.2f} | {r['two-stage'] / r['straightforward']:.2f} "
+                f"| {r['LibMTL backward loop'] / r['straightforward']:.2f} |"
             )
+
+
+def libmtl_loop(losses: list[torch.Tensor], params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """LibMTL's ``mode='backward'``: T ``backward(retain_graph=True)`` passes, copying and zeroing ``.grad``."""
+    rows = []
+    for loss in losses:
+        loss.backward(retain_graph=True)
+        rows.append(torch.cat([p.grad.reshape(-1).clone() for p in params]))
+        for p in params:
+            p.grad = None
+    return torch.stack(rows)
 
 
 @pytest.mark.parametrize("bench_problem", ["digits", "resnet18-64"], indirect=True)
@@ -59,6 +73,7 @@ def test_loop_vs_two_stage(benchmark, bench_problem, one_thread):
     methods = {
         "loop": lambda: flatten_grads(per_task_grads(losses, params)),
         "two-stage": lambda: flatten_grads(per_task_grads(losses, params, through=z)),
+        "LibMTL backward loop": lambda: libmtl_loop(losses, params),
         "straightforward": lambda: torch.stack(
             [torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params, retain_graph=True)])
              for loss in losses]
@@ -76,7 +91,7 @@ def test_loop_vs_two_stage(benchmark, bench_problem, one_thread):
         # two-stage falls back to rows with a RuntimeWarning: that would time the loop against itself
         warnings.simplefilter("error", RuntimeWarning)
         reference = methods["straightforward"]()
-        for name in ("loop", "two-stage"):
+        for name in ("loop", "two-stage", "LibMTL backward loop"):
             torch.testing.assert_close(methods[name](), reference, rtol=1e-4, atol=1e-6)
         benchmark.group = "per-task gradients"
         benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)

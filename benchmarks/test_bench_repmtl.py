@@ -1,9 +1,11 @@
 """Step time and peak memory of rep-mtl against ew on the same model and batch (CPU).
 
 One step = the engine's forward (:func:`mtlx.testing.make_step`) plus the
-strategy's ``backward`` (no optimiser). Variants: ``ew``, ``rep-mtl`` (the
-default: one saliency autograd call per task) and ``rep-mtl-batched`` (all T
-saliencies in one vmapped call, ``batched_saliency=true``). Cases:
+strategy's ``backward`` (no optimiser). Variants: ``ew``, ``rep-mtl:paper``
+(fixed λ; its first step also checks the gradient balance, outside the timed
+rounds) and ``rep-mtl`` (balanced, the default; re-estimates its λ every 50
+steps: the rounds here are between estimates, the estimate's own cost is the
+``rep-mtl:estimate`` row, one estimating step). Cases:
 
 - ``toy``: :class:`mtlx.testing.ToyModel` (Z = [8, 8, 16, 16], 3 tasks);
 - ``digits`` and ``resnet18-64`` from ``benchmarks/conftest.py``: the default
@@ -42,8 +44,9 @@ from mtlx_repmtl import RepMTL, RepMTLConfig
 
 VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
     "ew": lambda tasks: _ew(tasks),
-    "rep-mtl": lambda tasks: RepMTL(RepMTLConfig(), tasks=tasks),  # saliencies in a loop (default)
-    "rep-mtl-batched": lambda tasks: RepMTL(RepMTLConfig(batched_saliency=True), tasks=tasks),
+    "rep-mtl:paper": lambda tasks: RepMTL(RepMTLConfig(mode="paper"), tasks=tasks),
+    "rep-mtl": lambda tasks: RepMTL(RepMTLConfig(), tasks=tasks),
+    "rep-mtl:estimate": lambda tasks: RepMTL(RepMTLConfig(estimate_every=1), tasks=tasks),
 }
 
 

@@ -1,4 +1,5 @@
-"""Step time, phase split and peak memory of every strategy relative to EW; batched vs looped per-task gradients.
+"""Step time, phase split and peak memory of every strategy relative to EW (per-task gradient methods:
+``test_bench_grads.py``; mtlx against the straightforward step: ``test_bench_floor.py``).
 
 Not part of the default test run. Run (prints the Markdown tables of
 plugins/baselines/README.md at the end; ``nox -s bench`` runs it with the other suites)::
@@ -43,7 +44,6 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mtlx import MTOStrategy, phases
-from mtlx.gradients import flatten_grads, per_task_grads
 from mtlx.phases import phase
 from mtlx.testing import make_step
 from mtlx_baselines.plugin import STRATEGIES as BASELINES
@@ -58,8 +58,8 @@ PROBLEMS = ["digits", "resnet18-64"]
 ROUNDS = 7
 WARMUP = 1
 PHASES = ("forward", "per-task grads", "aggregation", "backward", "optimiser + after_step")
-#: problem -> strategy -> numbers; problem -> method -> median ms
-RESULTS: dict[str, dict] = {"strategies": {}, "gradients": {}}
+#: problem -> strategy -> numbers
+RESULTS: dict[str, dict] = {"strategies": {}}
 
 Step = Callable[..., None]
 
@@ -73,8 +73,6 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
         if RESULTS["strategies"]:
             _print_ratios(RESULTS["strategies"])
             _print_phases(RESULTS["strategies"])
-        if RESULTS["gradients"]:
-            _print_gradients(RESULTS["gradients"])
 
 
 def _print_ratios(results: dict[str, dict[str, dict]]) -> None:
@@ -95,15 +93,6 @@ def _print_phases(results: dict[str, dict[str, dict]]) -> None:
         for name, r in rows.items():
             cells = " | ".join(f"{r['phases_ms'][p]:.0f} ({r['phases_share'][p]:.0%})" for p in PHASES)
             print(f"| {name} | {sum(r['phases_ms'].values()):.0f} | {cells} |")
-
-
-def _print_gradients(results: dict[str, dict[str, float]]) -> None:
-    print("\nper-task gradients w.r.t. the shared parameters (T=3)\n")
-    print("| model | method | ms | × batched |\n|---|---|---:|---:|")
-    for problem, methods in results.items():
-        first = next(iter(methods.values()))
-        for method, ms in methods.items():
-            print(f"| {problem} | {method} | {ms:.0f} | {ms / first:.2f} |")
 
 
 def median_ms(benchmark) -> float | None:
@@ -225,35 +214,3 @@ def test_step_time(benchmark, bench_problem, ew_twin, peak_mb, name):
                     "rounds": ROUNDS}
         RESULTS["strategies"].setdefault(problem.name, {})[name] = numbers
     benchmark.extra_info.update(numbers)
-
-
-def libmtl_loop(losses: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """LibMTL's ``mode='backward'``: T ``backward(retain_graph=True)`` passes, copying and zeroing ``.grad``."""
-    rows = []
-    for t in range(losses.shape[0]):
-        losses[t].backward(retain_graph=True)
-        rows.append(torch.cat([p.grad.reshape(-1).clone() for p in params]))
-        for p in params:
-            p.grad = None
-    return torch.stack(rows)
-
-
-@pytest.mark.parametrize("method", ["batched (is_grads_batched)", "looped autograd.grad", "LibMTL backward loop"])
-@pytest.mark.parametrize("bench_problem", PROBLEMS, indirect=True)
-def test_per_task_gradients(benchmark, bench_problem, method):
-    problem = bench_problem
-    model = copy.deepcopy(problem.model)
-    losses = make_step(model, problem.x, problem.targets, problem.tasks).loss_vector()
-    params = [p for p in model.shared_parameters() if p.requires_grad]
-    compute = {
-        "batched (is_grads_batched)": lambda: flatten_grads(per_task_grads(losses, params, batched=True)),
-        "looped autograd.grad": lambda: flatten_grads(per_task_grads(losses, params, batched=False)),
-        "LibMTL backward loop": lambda: libmtl_loop(losses, params),
-    }[method]
-    reference = flatten_grads(per_task_grads(losses, params, batched=False))
-    torch.testing.assert_close(compute(), reference, atol=1e-6, rtol=1e-5)
-    benchmark.group = f"per-task gradients: {problem.name}"
-    benchmark.pedantic(compute, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
-    if (ms := median_ms(benchmark)) is not None:
-        RESULTS["gradients"].setdefault(problem.name, {})[method] = ms
-        benchmark.extra_info.update({"model": problem.name, "method": method, "ms": ms})

@@ -66,7 +66,7 @@ class RepMTLConfig:
     lambda_csa: float | None = attrs.field(
         default=None, converter=_optional_float, validator=attrs.validators.optional(_ge0)
     )
-    rho: float = attrs.field(default=0.1, converter=float, validator=_gt0)
+    rho: float = attrs.field(default=0.01, converter=float, validator=_gt0)
     estimate_every: int = attrs.field(default=50, converter=int, validator=attrs.validators.ge(1))
     ema: float = attrs.field(default=0.9, converter=float, validator=[_ge0, attrs.validators.lt(1.0)])
     reg_params: str = attrs.field(default="all", validator=attrs.validators.in_(REG_PARAMS))

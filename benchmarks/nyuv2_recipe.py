@@ -1,0 +1,137 @@
+"""Rep-MTL on the paper's NYUv2 recipe with synthetic data: step time, memory and the gradient balance.
+
+The recipe of the Rep-MTL paper's NYUv2 experiment (``--preset paper``): hps +
+dilated ResNet-50 + DeepLab ASPP heads, NYUv2's three tasks (13-class
+segmentation, depth, normals), the log loss transform, Adam 1e-4 with weight
+decay 1e-5, batch 8 at 288x384. The data are random tensors of those shapes
+(nothing is read), so the numbers are about cost and the balance of gradients at
+initialisation and over the first steps, not accuracy.
+
+For each strategy: N optimiser steps (the engine's step: forward, the
+strategy's backward, Adam) on one fixed batch, then the per-step time (median
+after a warm-up), the peak memory (CUDA: ``max_memory_allocated``) and, for
+rep-mtl, ‖∇ λR‖ / ‖∇ Σ L_t‖ on the encoder (``grad_ratio.<tsr|csa>.shared``) at
+each step of a second, gauged run (``balance_every=1``, not timed)::
+
+    python benchmarks/nyuv2_recipe.py --device cuda --steps 20            # the GPU check (one command)
+    python benchmarks/nyuv2_recipe.py --device cpu --batch 2 --steps 4 --skip-timing   # the balance on a CPU
+
+Strategies: ``ew``, ``rep-mtl:paper`` (λ = 0.9, τ = 0.1), ``rep-mtl`` (balanced, the default),
+``nash-mtl``, ``fairgrad`` (``--strategies`` picks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+import mtlx
+from mtlx.build import build_model, resolve_run_config
+from mtlx.config import build_component_config
+from mtlx.testing import make_step
+from mtlx_nyuv2.conventions import depth_task, normal_task, segmentation_task
+
+STRATEGIES = {
+    "ew": ("ew", {}),
+    "rep-mtl:paper": ("rep-mtl", {"mode": "paper"}),
+    "rep-mtl": ("rep-mtl", {}),
+    "nash-mtl": ("nash-mtl", {}),
+    "fairgrad": ("fairgrad", {}),
+}
+
+
+def build(args: argparse.Namespace):
+    tasks = {"segmentation": segmentation_task(13), "depth": depth_task(), "normal": normal_task()}
+    config = resolve_run_config(
+        [{"dataset.name": "digits", "arch.name": "hps", "backbone.name": "resnet50-dilated",
+          "head.name": "deeplab-aspp"}]
+    )
+    torch.manual_seed(0)
+    model = build_model(config, tasks, (3, args.height, args.width)).to(args.device)
+    g = torch.Generator().manual_seed(0)
+    b, h, w = args.batch, args.height, args.width
+    x = torch.randn(b, 3, h, w, generator=g)
+    normal = torch.nn.functional.normalize(torch.randn(b, 3, h, w, generator=g), dim=1)
+    targets = {
+        "segmentation": torch.randint(0, 13, (b, h, w), generator=g),
+        "depth": torch.rand(b, 1, h, w, generator=g) * 10 + 0.5,
+        "normal": normal,
+    }
+    return tasks, model, x.to(args.device), {k: v.to(args.device) for k, v in targets.items()}
+
+
+def make_strategy(label: str, tasks, extra: dict) -> mtlx.MTOStrategy:
+    name, options = STRATEGIES[label]
+    cls = mtlx.get_plugin_manager().registries.strategies.get(name)
+    config = build_component_config(cls.Config, {**options, **(extra if name == "rep-mtl" else {})}, where=label)
+    return cls(config, tasks=list(tasks))
+
+
+def train(label, tasks, model, x, targets, steps, device, extra=None):
+    """``steps`` engine steps; returns per-step seconds and each step's diagnostics."""
+    model = copy.deepcopy(model)
+    strategy = make_strategy(label, tasks, extra or {})
+    params = [*model.parameters(), *strategy.extra_parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5)
+    times, diagnostics = [], []
+    for it in range(steps):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        step = make_step(model, x, targets, tasks, iteration=it, transform="log")
+        result = strategy.backward(step)
+        optimizer.step()
+        strategy.after_step(step)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        diagnostics.append(dict(result.diagnostics))
+    return times, diagnostics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--height", type=int, default=288)
+    parser.add_argument("--width", type=int, default=384)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--skip-timing", action="store_true", help="only the gauged runs (the balance)")
+    args = parser.parse_args()
+    tasks, model, x, targets = build(args)
+    labels = args.strategies.split(",")
+    print(f"# {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}), "
+          f"torch {torch.__version__}, batch {args.batch} at {args.height}x{args.width}, {args.steps} steps")
+    if not args.skip_timing:
+        print("\n| strategy | step ms (median) | × ew | peak memory MB | × ew |")
+        print("|---|---:|---:|---:|---:|")
+        rows = {}
+        for label in labels:
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            times, _ = train(label, tasks, model, x, targets, args.steps, args.device)
+            peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else float("nan")
+            rows[label] = (1e3 * statistics.median(times[1:] or times), peak)
+        base = rows.get("ew", next(iter(rows.values())))
+        for label, (ms, mb) in rows.items():
+            print(f"| {label} | {ms:.0f} | {ms / base[0]:.2f} | {mb:.0f} | {mb / base[1]:.2f} |")
+    print("\n| strategy | step | λ_tsr | λ_csa | grad_ratio tsr (encoder) | grad_ratio csa (encoder) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label in labels:
+        if STRATEGIES[label][0] != "rep-mtl":
+            continue
+        _, diagnostics = train(label, tasks, model, x, targets, args.steps, args.device, {"balance_every": 1})
+        for it, d in enumerate(diagnostics):
+            print(f"| {label} | {it + 1} | {d['lambda_tsr']:.3g} | {d['lambda_csa']:.3g} "
+                  f"| {d.get('grad_ratio.tsr.shared', float('nan')):.3g} "
+                  f"| {d.get('grad_ratio.csa.shared', float('nan')):.3g} |")
+
+
+if __name__ == "__main__":
+    main()
