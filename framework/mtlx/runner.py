@@ -57,7 +57,11 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool = False) -> Path:
-    """Create (or, with ``resume``, check) the run directory."""
+    """The run directory, checked (a new run may not overwrite one; a resumed one needs ``last.pt``).
+
+    Nothing is created here: :func:`train` makes the directory once every component
+    is built and validated, so a failed start leaves nothing behind.
+    """
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config.dataset.name}-{config.strategy.name}-{stamp}"
@@ -72,7 +76,6 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool =
             f"run directory {run_dir} already holds a run ({', '.join(existing)}); "
             f"continue it with --resume {run_dir} or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -204,7 +207,8 @@ def train(
     seed_everything(config.train.seed)
     components = build(config)
     main = distributed.is_main_process()
-    if main and not resume:
+    if main and not resume:  # only now that everything is built and validated
+        run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.toml", config.to_toml())
     engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
     if resume:

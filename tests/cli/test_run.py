@@ -73,6 +73,15 @@ def test_bad_input_gives_one_line_and_nonzero_exit(cli, tmp_path, args, code, me
     assert result.exit_code == code
     assert message in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists(), "a failed start left a run directory"
+
+
+def test_a_start_that_fails_while_building_leaves_no_run_directory(cli, tmp_path, monkeypatch):
+    """Errors found while building components (an invalid option value, missing data) come before any write."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", "-d", "toy", "-o", "dataset.size=0")  # the default runs/<...> folder
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_malformed_config_file(cli, tmp_path):

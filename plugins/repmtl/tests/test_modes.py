@@ -141,6 +141,7 @@ def test_fixed_lambda_needs_paper_mode(tmp_path):
     )
     assert result.exit_code == 2
     assert "add -o strategy.mode=paper" in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_preset_paper_selects_paper_mode():
