@@ -97,3 +97,34 @@ def test_recommended_options_follow_their_component():
         assert dropped.train.epochs == 2  # other recommendations stay
     finally:
         toy.recommended = original
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=abc", "train: epochs expects an integer, got 'abc' (str)"),
+        ("train.epochs=2.5", "train: epochs expects an integer, got 2.5 (float)"),
+        ("train.lr=fast", "train: lr expects a number, got 'fast' (str)"),
+        ("train.drop_last=1", "train: drop_last expects a boolean (true/false), got 1 (int)"),
+        ("train.threads=two", "train: threads expects an integer or nothing, got 'two' (str)"),
+        ("train.optimizer=adm", "invalid [train] setting: 'optimizer' must be in ('adam', 'adamw', 'sgd') (got 'adm')"),
+    ],
+)
+def test_options_are_type_checked_with_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as caught:
+        resolve([dict([parse_override(override)])])
+    assert str(caught.value) == message
+    assert "Attribute(" not in str(caught.value)
+
+
+def test_an_integer_is_a_number_and_stays_checked_in_components():
+    assert resolve([{"train.lr": 1}]).train.lr == 1.0 and isinstance(resolve([{"train.lr": 1}]).train.lr, float)
+
+    @attrs.frozen(kw_only=True)
+    class Cfg:
+        size: int = 3
+        scale: float | None = None
+
+    assert build_component_config(Cfg, {"scale": 2}, "backbone 'x'").scale == 2.0
+    with pytest.raises(ConfigError, match=r"^backbone 'x': size expects an integer, got 2.5 \(float\)$"):
+        build_component_config(Cfg, {"size": 2.5}, "backbone 'x'")

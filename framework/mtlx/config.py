@@ -12,6 +12,8 @@ checked against the component's own attrs ``Config`` when it is built.
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -177,11 +179,56 @@ def resolve(layers: list[Mapping[str, Any]]) -> RunConfig:
         body = dict(sections[section])
         name = body.pop("name", None)
         components[section] = ComponentConfig(name=name, options=body)
+    train_options = typed_options(TrainConfig, sections["train"], "train")
     try:
-        train = TrainConfig(**sections["train"])
+        train = TrainConfig(**train_options)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid [train] setting: {error}") from None
+        raise ConfigError(f"invalid [train] setting: {_message(error)}") from None
     return RunConfig(train=train, **components)
+
+
+_SCALARS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+
+
+def _scalar_type(annotation: Any) -> tuple[type | None, bool]:
+    """``(scalar type, None allowed)`` of an annotation such as ``int`` or ``float | None``; (None, _) otherwise."""
+    if annotation in _SCALARS:
+        return annotation, False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and rest[0] in _SCALARS:
+            return rest[0], True
+    return None, False
+
+
+def typed_options(config_cls: type, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``options`` checked against the scalar annotations of ``config_cls`` (an int is a number, nothing else
+    converts: ``2.5`` for an integer or ``"abc"`` for a number is a :class:`ConfigError` naming the key)."""
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except (NameError, TypeError):  # annotations that name what only a type checker sees: nothing to check
+        hints = {}
+    out = dict(options)
+    for key, value in options.items():
+        expected, optional = _scalar_type(hints.get(key))
+        if expected is None or (optional and value is None):
+            continue
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            raise ConfigError(
+                f"{where}: {key} expects {_SCALARS[expected]}{' or nothing' if optional else ''}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+        out[key] = value
+    return out
+
+
+def _message(error: Exception) -> str:
+    """attrs validators raise with ``(message, attribute, ...)``: the message alone, not the tuple."""
+    return str(error.args[0]) if error.args else str(error)
 
 
 def build_component_config(config_cls: type, options: Mapping[str, Any], where: str) -> Any:
@@ -191,7 +238,8 @@ def build_component_config(config_cls: type, options: Mapping[str, Any], where: 
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
             raise ConfigError(f"{where} has no option {key!r}{did_you_mean(key, fields)} (options: {known})")
+    options = typed_options(config_cls, options, where)
     try:
         return config_cls(**options)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid option for {where}: {error}") from None
+        raise ConfigError(f"invalid option for {where}: {_message(error)}") from None

@@ -129,7 +129,7 @@ def test_num_digits_option(small):
         ({"num_digits": 5}, r"1 <= min <= max <= 4"),
         ({"num_digits": "two"}, r"num_digits must be an int or \[min, max\]"),
         ({"train_size": 0}, r"'train_size' must be >= 1"),
-        ({"test_size": "big"}, r"'test_size' must be <class 'int'>"),
+        ({"test_size": "big"}, r"test_size expects an integer, got 'big'"),
         ({"seed": -1}, r"'seed' must be >= 0"),
         ({"train_sise": 10}, r"dataset 'digits' has no option 'train_sise'; did you mean 'train_size'"),
     ],
