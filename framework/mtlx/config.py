@@ -231,6 +231,37 @@ def _message(error: Exception) -> str:
     return str(error.args[0]) if error.args else str(error)
 
 
+#: Options a resumed run may change: they extend or observe the experiment, they do not define it.
+RESUMABLE_KEYS = frozenset({
+    "train.epochs", "train.max_steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+    "train.threads", "train.num_workers", "train.device", "train.data_root", "train.eval_batch_size",
+})
+
+
+def resume_config(saved: Mapping[str, Any], user: Mapping[str, Any], where: str) -> tuple[RunConfig, dict[str, Any]]:
+    """The config of a resumed run: ``saved`` (its config.toml, flat) with the ``user`` options that may change.
+
+    Returns the config and ``{key: [old, new]}`` of what changed. Any other difference is a
+    :class:`ConfigError` naming every differing key; ``train.epochs`` may only grow.
+    """
+    before = flatten(resolve([saved]).to_dict())
+    after_config = resolve([saved, user])
+    after = flatten(after_config.to_dict())
+    changed = {k: [before.get(k), after.get(k)] for k in sorted({*before, *after}) if before.get(k) != after.get(k)}
+    fixed = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}
+    if fixed:
+        listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in fixed.items())
+        raise ConfigError(
+            f"cannot resume {where} with other settings: {listed} define the experiment; only "
+            f"{', '.join(sorted(k.partition('.')[2] for k in RESUMABLE_KEYS))} may change on resume "
+            "(start a new run with --out to change the rest)"
+        )
+    epochs = changed.get("train.epochs")
+    if epochs and epochs[1] < epochs[0]:
+        raise ConfigError(f"cannot resume {where} with fewer epochs ({epochs[0]} -> {epochs[1]}): epochs may only grow")
+    return after_config, changed
+
+
 def build_component_config(config_cls: type, options: Mapping[str, Any], where: str) -> Any:
     """Instantiate a component's attrs ``Config`` from options, with errors that name ``where``."""
     fields = {f.name for f in attrs.fields(config_cls)}

@@ -8,11 +8,12 @@ overwritten: continue it with ``resume=True`` or choose another directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSched
 from .jsonutil import dumps
 from .plugins import get_plugin_manager
 
-__all__ = ["RUN_FILES", "create_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
+__all__ = ["RUN_FILES", "check_resumable", "create_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
 
 #: Files whose presence marks a directory as holding a run.
 RUN_FILES = ("config.toml", "last.pt", "best.pt", "results.json", "metrics.jsonl")
@@ -54,6 +55,36 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def check_resumable(run_dir: str | Path) -> Path:
+    """The ``config.toml`` of a run that can be resumed, or a :class:`CheckpointError` saying why not."""
+    run_dir = Path(run_dir)
+    for name in ("config.toml", "last.pt"):
+        if not (run_dir / name).is_file():
+            what = "does not exist" if not run_dir.exists() else f"has no {name}"
+            raise CheckpointError(f"cannot resume {run_dir}: it {what} (is it a run directory of mtlx run?)")
+    return run_dir / "config.toml"
+
+
+def _nothing_left(engine: Engine) -> str | None:
+    """Why a resumed run has no step left to take, or None."""
+    state = engine.state
+    if state.max_steps is not None and state.iteration >= state.max_steps:
+        return (f"it has taken its train.max_steps = {state.max_steps} steps; "
+                f"pass --max-steps N with N > {state.iteration} to train on")
+    if state.epoch >= state.max_epochs:
+        return (f"it has trained its train.epochs = {state.max_epochs} epochs; "
+                f"pass --epochs N with N > {state.max_epochs} to train on")
+    return None
+
+
+def _record_resume(run_dir: Path, config: RunConfig, changes: Mapping[str, Any], step: int) -> None:
+    """config.toml holds the final values; resumes.jsonl one line per resume that changed options."""
+    atomic_write_text(run_dir / "config.toml", config.to_toml())
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at_step": step, "changed": dict(changes)}
+    with open(run_dir / "resumes.jsonl", "a", encoding="utf-8") as log:
+        log.write(dumps(record) + "\n")
 
 
 def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool = False) -> Path:
@@ -198,10 +229,16 @@ def train(
     run_dir: Path,
     *,
     resume: bool = False,
+    resume_changes: Mapping[str, Any] | None = None,
     progress: bool = False,
     tensorboard: bool = False,
 ) -> dict[str, Any]:
-    """Train and evaluate; write ``config.toml`` and ``results.json``; return the results."""
+    """Train and evaluate; write ``config.toml`` and ``results.json``; return the results.
+
+    A resumed run records the options it changed (``resume_changes``, see
+    :func:`mtlx.config.resume_config`) in config.toml and resumes.jsonl; one with
+    no step left returns its results with ``nothing_to_do`` saying why.
+    """
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed)
@@ -213,6 +250,12 @@ def train(
     engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
     if resume:
         engine.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=engine.device)["engine"])
+        if main and resume_changes:
+            _record_resume(run_dir, config, resume_changes, engine.state.iteration)
+        reason = _nothing_left(engine)
+        if reason is not None and (run_dir / "results.json").is_file():
+            previous = json.loads((run_dir / "results.json").read_text())
+            return {**previous, "nothing_to_do": f"nothing left to do in {run_dir}: {reason}"}
     start = time.perf_counter()
     with _stop_on_signals(engine) as received:
         engine.run()

@@ -15,9 +15,10 @@ from rich.table import Table
 
 from .. import distributed
 from ..build import resolve_run_config
-from ..config import load_toml, parse_override, resolve
+from ..config import load_toml, parse_override, resume_config
+from ..errors import ConfigError
 from ..plugins import get_plugin_manager
-from ..runner import prepare_run_dir, select_device, train
+from ..runner import check_resumable, prepare_run_dir, select_device, train
 
 #: CLI flag -> dotted config key.
 _FLAG_KEYS = {
@@ -66,9 +67,10 @@ _FLAG_KEYS = {
 @click.option("--preset", "presets", multiple=True, help="A dataset preset (e.g. paper); repeatable.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override any config value, e.g. -o strategy.lambda_tsr=0.9 -o train.epochs=3.")
+              help="Override any config value, e.g. -o strategy.rho=0.003 -o train.epochs=3.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<dataset>-<strategy>-<time>).")
-@click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue the run in this directory.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory; only "
+              "options that extend or observe it (epochs upwards, max-steps, logging, threads) may change.")
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--nproc", type=click.IntRange(min=1), help="Data-parallel processes: relaunches under torchrun.")
@@ -79,7 +81,7 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
     \b
     Examples:
       mtlx run                                        # ew on digits, CPU-sized defaults
-      mtlx run --strategy rep-mtl --dataset digits -o strategy.lambda_csa=1.1
+      mtlx run --strategy rep-mtl --dataset digits -o strategy.rho=0.003
       mtlx run --strategy mgda --dataset nyuv2 --data-root ~/data/nyuv2 --preset paper
       torchrun --nproc-per-node 4 -m mtlx run -s rep-mtl -d nyuv2   # or: mtlx run --nproc 4 ...
     """
@@ -92,8 +94,11 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         user.update(load_toml(config_file))
     user.update({_FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
     user.update(parse_override(o) for o in overrides)
+    changed: dict[str, Any] = {}
     if resume:
-        config = resolve([load_toml(Path(resume) / "config.toml"), user])
+        if presets:
+            raise ConfigError("--preset defines the experiment and cannot be given with --resume")
+        config, changed = resume_config(load_toml(check_resumable(resume)), user, where=str(resume))
     else:
         config = resolve_run_config([user], presets)
     distributed.init_from_env(select_device(config.train.device))
@@ -105,8 +110,10 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         console = Console()
         if main:
             console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
-        results = train(config, run_dir, resume=bool(resume), progress=not quiet)
-        if main:
+        results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet)
+        if main and "nothing_to_do" in results:
+            console.print(results["nothing_to_do"])
+        elif main:
             print_results(console, results)
     finally:
         distributed.shutdown()
