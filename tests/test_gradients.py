@@ -115,3 +115,20 @@ def test_resolve_method():
     assert resolve_method("auto", "cuda") in METHODS[1:]
     with pytest.raises(ValueError, match="expected one of"):
         resolve_method("batched", "cpu")
+
+
+def test_two_stage_does_not_swallow_out_of_memory(problem, monkeypatch):
+    tasks, model, x, targets = problem
+    z = model.encode(x)
+    preds = model.decode(z)
+    losses = [spec.loss(preds[t], targets[t]) for t, spec in tasks.items()]
+    real_grad = torch.autograd.grad
+
+    def oom(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        per_task_grads(losses, model.shared_parameters(), through=z)

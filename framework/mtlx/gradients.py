@@ -114,6 +114,8 @@ def per_task_grads(
                     materialize_grads=True,
                 )
                 return list(grads)
+            except torch.OutOfMemoryError:
+                raise  # not a missing batching rule: the loop would not fit either
             except RuntimeError as error:  # an op without a batching rule
                 warnings.warn(
                     f"two-stage per-task gradients unavailable for this graph ({error}); "
