@@ -13,6 +13,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -188,6 +189,11 @@ def create_engine(
     """The engine with the default handlers (LR schedule, evaluation, checkpoints, JSONL, progress)."""
     cfg = components.config.train
     device = select_device(cfg.device)
+    if device.type == "cpu" and cfg.precision == "fp16":
+        warnings.warn(
+            "--precision fp16 on a CPU is slow (CPUs have few fp16 kernels and the GradScaler adds work); "
+            "use --precision bf16 or fp32 there", RuntimeWarning, stacklevel=2,
+        )
     components.model.to(device)
     optimizer = make_optimizer(cfg, components)
     val, test = eval_splits(components)

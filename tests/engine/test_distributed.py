@@ -84,3 +84,22 @@ def test_sigterm_writes_a_resumable_checkpoint(tmp_path):
     state = load_checkpoint(out / "last.pt")["engine"]["state"]
     assert 0 < state["iteration"] < 400 * 16
     assert not (out / "results.json").exists()
+
+
+def test_every_collective_of_the_engine_uses_the_engine_device(monkeypatch):
+    """NCCL rejects CPU tensors: the non-finite and stop flags are reduced on the engine's device."""
+    from types import SimpleNamespace
+
+    from mtlx import distributed
+    from mtlx.engine import Engine
+
+    seen = []
+
+    def record(tensor):
+        seen.append(tensor.device)
+        return torch.ones(())  # another process had the flag set
+
+    monkeypatch.setattr(distributed, "all_reduce_mean", record)
+    engine = SimpleNamespace(device=torch.device("meta"))  # a device other than the default CPU
+    assert Engine._on_any_process(engine, False) is True
+    assert seen == [torch.device("meta")]

@@ -242,8 +242,7 @@ class Engine:
         self.fire(Events.AFTER_FORWARD)
         bad = first_nonfinite(losses)
         if distributed.is_distributed():  # every process must take the same decision
-            anywhere = distributed.all_reduce_mean(torch.tensor(float(bad is not None))) > 0
-            if anywhere and bad is None:
+            if self._on_any_process(bad is not None) and bad is None:
                 bad = "(on another process)"
         if bad is not None:
             value = float(losses[bad].detach()) if bad in losses else float("nan")
@@ -290,8 +289,12 @@ class Engine:
         for t, v in state.losses.items():
             state.epoch_loss_sums[t] = state.epoch_loss_sums.get(t, 0.0) + v
         if distributed.is_distributed():  # a stop request (signal) on any process stops all at this step
-            state.should_stop = bool(distributed.all_reduce_mean(torch.tensor(float(state.should_stop))) > 0)
+            state.should_stop = self._on_any_process(state.should_stop)
         self.fire(Events.ITERATION_COMPLETED)
+
+    def _on_any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any process; the tensor lives on the engine's device (NCCL rejects CPU ones)."""
+        return bool(distributed.all_reduce_mean(torch.tensor(float(flag), device=self.device)) > 0)
 
     def _loss_scale(self) -> float:
         """The fp16 GradScaler's current scale (initialised on first use), 1.0 otherwise."""
