@@ -31,6 +31,7 @@ from .interfaces import (
     TaskHead,
     TaskSpec,
 )
+from .loop import MTL
 from .plugins import get_plugin_manager, hookimpl
 
 try:
@@ -45,6 +46,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "LossWeighting",
+    "MTL",
     "MTOStrategy",
     "Meter",
     "MtlxError",
