@@ -123,5 +123,21 @@ def test_missing_or_damaged_run_directories_are_named(cli, toy_runs, tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ConfigError, match="neither a run directory"):
-        find_runs([empty])
+    with pytest.raises(ConfigError, match="no finished run to report"):
+        find_runs([empty], skip=lambda line: None)
+
+
+def test_report_skips_empty_and_unfinished_run_directories_with_one_line_each(toy_runs, tmp_path):
+    """A stale folder among the runs (a failed start, an interrupted run) does not stop the report."""
+    runs = tmp_path / "runs"
+    shutil.copytree(toy_runs["a1"], runs / "a1")
+    shutil.copytree(toy_runs["a1"], runs / "unfinished")
+    (runs / "unfinished" / "results.json").unlink()
+    (tmp_path / "empty").mkdir()
+    lines: list[str] = []
+    found = find_runs([runs, tmp_path / "empty"], skip=lines.append)
+    assert [r.path.name for r in found] == ["a1"]
+    assert lines == [
+        f"skipping {tmp_path / 'empty'}: neither a run directory (no config.toml) nor a folder of runs",
+        f"skipping {runs / 'unfinished'}: an unfinished run (no results.json yet)",
+    ]

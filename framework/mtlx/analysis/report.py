@@ -25,7 +25,8 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,17 +164,31 @@ def load_run(path: str | Path) -> Run:
     return Run(path=path, config=config, results=results, records=_read_records(path / "metrics.jsonl"))
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """Load each run directory; a directory that holds run directories (not itself a run) stands for them."""
-    runs = []
+def find_runs(paths: Iterable[str | Path], skip: Callable[[str], None] | None = None) -> list[Run]:
+    """Load each run directory; a directory that holds run directories (not itself a run) stands for them.
+
+    A folder that is not a run, or a run that has not finished (no results.json), is skipped with one
+    line to ``skip`` (default: a warning) so that one stale folder does not stop a report of the rest;
+    a :class:`ConfigError` only when nothing is left to report.
+    """
+    skip = skip or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
+    candidates: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir() and not (path / "config.toml").exists():
             inner = sorted(p for p in path.iterdir() if (p / "config.toml").is_file())
             if not inner:
-                raise ConfigError(f"{path} is neither a run directory (no config.toml) nor holds any")
-            runs.extend(load_run(p) for p in inner)
+                skip(f"skipping {path}: neither a run directory (no config.toml) nor a folder of runs")
+            candidates.extend(inner)
         else:
-            runs.append(load_run(path))
+            candidates.append(path)
+    runs = []
+    for path in candidates:
+        if path.is_dir() and not (path / "results.json").exists():
+            skip(f"skipping {path}: an unfinished run (no results.json yet)")
+            continue
+        runs.append(load_run(path))
+    if not runs:
+        raise ConfigError(f"no finished run to report in {', '.join(map(str, paths))}")
     return runs
 
 

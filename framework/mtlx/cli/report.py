@@ -34,7 +34,7 @@ def report(run_dirs: tuple[Path, ...], out: Path, fmt: str, split: str, no_plots
       mtlx report runs/*                      # every run under runs/
       mtlx report runs --format markdown --out paper/tables
     """
-    tables = build_tables(find_runs(run_dirs), split)
+    tables = build_tables(find_runs(run_dirs, skip=lambda line: click.echo(f"Warning: {line}", err=True)), split)
     written = write_report(tables, out, plots=not no_plots)
     if fmt == "table":
         console = Console(soft_wrap=True)
