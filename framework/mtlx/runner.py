@@ -29,7 +29,7 @@ from .config import RunConfig, TrainConfig
 from .data import EpochLoader, MultiInputLoader, make_loader
 from .engine import Engine
 from .errors import CheckpointError, ConfigError, RunInterrupted
-from .handlers import CheckpointHandler, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
+from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .jsonutil import dumps
 from .plugins import get_plugin_manager
 
@@ -221,6 +221,7 @@ def create_engine(
     engine.attach(LRSchedulerHandler())
     if distributed.is_main_process():  # only rank 0 evaluates, logs and writes checkpoints
         engine.attach(EvaluationHandler(val, every=cfg.eval_every))
+        engine.attach(EpochLog(val, eval_every=cfg.eval_every))  # after the evaluation: its metrics are in the line
         engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
         engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
                                   tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))

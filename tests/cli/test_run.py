@@ -144,3 +144,15 @@ def test_nonfinite_loss_skip_mode_drops_the_step_and_continues(cli, tmp_path, mo
     state = load_checkpoint(out / "last.pt")["engine"]
     assert state["state"]["iteration"] == 8
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_one_unwrapped_line_per_epoch_when_output_is_not_a_terminal(cli, tmp_path):
+    """Piped output (CliRunner is not a terminal): one whole line per epoch with losses, metrics, Δm and time."""
+    result = cli(*RUN, "--epochs", "3", "-o", "train.eval_every=2", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "val " not in lines[0] and "train seg0=" in lines[0]  # epoch 1 is not evaluated (eval_every=2)
+    for line in lines[1:]:
+        assert "val seg0.miou=" in line and "reg1.mae=" in line and "Δm_task" in line and line.endswith("s")
+        assert len(line) > 80  # whole, not wrapped at 80 columns

@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..engine import Engine, Handler, StashKey
+from ..engine import Engine, Handler, StashKey, State
 from ..metrics import delta_m
 
 __all__ = ["IMPROVED", "EvaluationHandler"]
 
 #: True in ``state.stash`` right after an evaluation that set a new best.
 IMPROVED: StashKey[bool] = StashKey("evaluation.improved")
+
+
+def evaluation_due(state: State, every: int) -> bool:
+    """Whether the epoch that just completed is evaluated: every ``every`` epochs and the last one."""
+    last = state.epoch + 1 >= state.max_epochs or (state.max_steps is not None and state.iteration >= state.max_steps)
+    return last or (state.epoch + 1) % every == 0
 
 
 class EvaluationHandler(Handler):
@@ -30,10 +36,7 @@ class EvaluationHandler(Handler):
 
     def epoch_completed(self, engine: Engine) -> None:
         state = engine.state
-        last = state.epoch + 1 >= state.max_epochs or (
-            state.max_steps is not None and state.iteration >= state.max_steps
-        )
-        if (state.epoch + 1) % self.every_n and not last:
+        if not evaluation_due(state, self.every_n):
             return
         metrics = engine.evaluate(self.split)
         score = self.score(engine, metrics)
