@@ -107,7 +107,7 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         run_dir = prepare_run_dir(resume or out, config, resume=bool(resume)) if main else None
         run_dir = distributed.broadcast_object(run_dir)
         _report_broken_plugins()
-        console = Console()
+        console = Console(soft_wrap=True)  # a line is never wrapped or cut when output is not a terminal
         if main:
             console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
         results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet)
