@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .config import COMPONENT_SECTIONS, DEFAULTS, RunConfig, build_component_config, resolve
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, UnknownComponentError, did_you_mean
 from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .plugins import Registries, get_plugin_manager
 
@@ -45,7 +45,7 @@ def resolve_run_config(
             recommended = {k: v for k, v in recommended.items() if not k.startswith(f"{section}.")}
     layers: list[Mapping[str, Any]] = [recommended]
     strategy_name = chosen_by_user.get("strategy.name", DEFAULTS["strategy.name"])
-    strategy_cls = _registries(registries).strategies.get(str(strategy_name))
+    strategy_cls = _preset_owner(_registries(registries).strategies, str(strategy_name)) if presets else None
     for preset in presets:
         # a preset names a published setting: the dataset's part (data, model, training) and the strategy's
         found = [
@@ -62,6 +62,14 @@ def resolve_run_config(
             )
         layers.extend(found)
     return resolve([*layers, *user_layers])
+
+
+def _preset_owner(registry: Any, name: str) -> type | None:
+    """The strategy class whose presets apply, or None when it is not installed (building it says so later)."""
+    try:
+        return registry.get(name)
+    except UnknownComponentError:
+        return None
 
 
 def _component(registry: Any, section: str, config: RunConfig) -> tuple[type, Any]:
