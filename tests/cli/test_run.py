@@ -156,3 +156,16 @@ def test_one_unwrapped_line_per_epoch_when_output_is_not_a_terminal(cli, tmp_pat
     for line in lines[1:]:
         assert "val seg0.miou=" in line and "reg1.mae=" in line and "Δm_task" in line and line.endswith("s")
         assert len(line) > 80  # whole, not wrapped at 80 columns
+
+
+def test_ctrl_c_during_start_up_exits_130_and_writes_nothing(cli, tmp_path, monkeypatch):
+    import mtlx.runner
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mtlx.runner, "build", interrupted)
+    result = cli(*RUN, "--out", str(tmp_path / "r"))
+    assert result.exit_code == 130, result.output
+    assert "Interrupted" in result.output and "Aborted" not in result.output
+    assert not (tmp_path / "r").exists()

@@ -57,6 +57,11 @@ class MtlxGroup(click.Group):
                 raise
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C outside training (start-up, final evaluation): 130, as a training interrupt
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("Interrupted (Ctrl-C)", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=MtlxGroup, context_settings={"help_option_names": ["-h", "--help"]})
