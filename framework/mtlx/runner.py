@@ -32,6 +32,7 @@ from .errors import CheckpointError, ConfigError, RunInterrupted
 from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .jsonutil import dumps
 from .plugins import get_plugin_manager
+from .threads import torch_threads
 
 __all__ = ["RUN_FILES", "check_resumable", "create_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
 
@@ -246,8 +247,20 @@ def train(
     :func:`mtlx.config.resume_config`) in config.toml and resumes.jsonl; one with
     no step left returns its results with ``nothing_to_do`` saying why.
     """
-    if config.train.threads is not None:
-        torch.set_num_threads(config.train.threads)
+    with torch_threads(config.train.threads):  # restored afterwards: the caller's process is left as it was
+        return _train(config, run_dir, resume=resume, resume_changes=resume_changes, progress=progress,
+                      tensorboard=tensorboard)
+
+
+def _train(
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    resume_changes: Mapping[str, Any] | None,
+    progress: bool,
+    tensorboard: bool,
+) -> dict[str, Any]:
     seed_everything(config.train.seed)
     components = build(config)
     main = distributed.is_main_process()

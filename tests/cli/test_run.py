@@ -169,3 +169,10 @@ def test_ctrl_c_during_start_up_exits_130_and_writes_nothing(cli, tmp_path, monk
     assert result.exit_code == 130, result.output
     assert "Interrupted" in result.output and "Aborted" not in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_threads_option_leaves_the_process_as_it_was(cli, tmp_path):
+    before = torch.get_num_threads()
+    result = cli(*RUN, "--epochs", "1", "--threads", str(before + 1), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == before

@@ -42,6 +42,7 @@ from ..engine.step import forward, task_losses
 from ..errors import DataError
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext
 from ..runner import make_optimizer, seed_everything, select_device
+from ..threads import torch_threads
 
 __all__ = ["PhaseTimes", "ProfileResult", "profile", "profile_components"]
 
@@ -413,18 +414,17 @@ def profile(
       mtlx profile --dataset nyuv2 --data-root ~/data/nyuv2 --batch-size 2 --steps 0   # no timing
     """
     config = _resolve(config_file, overrides, presets, flags)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    seed_everything(config.train.seed)
-    components = build(config)
-    result = profile_components(
-        components,
-        batch_size=config.train.batch_size,
-        steps=steps,
-        warmup=warmup,
-        synthetic=synthetic,
-        flops=not no_flops,
-    )
+    with torch_threads(threads):  # the previous count restored afterwards
+        seed_everything(config.train.seed)
+        components = build(config)
+        result = profile_components(
+            components,
+            batch_size=config.train.batch_size,
+            steps=steps,
+            warmup=warmup,
+            synthetic=synthetic,
+            flops=not no_flops,
+        )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

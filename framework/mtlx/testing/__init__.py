@@ -6,7 +6,7 @@ pytest fixtures are in :mod:`mtlx.testing.fixtures`.
 
 from .checks import assert_strategy_state_roundtrip, finite_difference_grad
 from .cli import invoke_cli
-from .threads import torch_threads
+from ..threads import torch_threads
 from .traversal import HeadTraversals
 from .toy import ToyModel, make_step, toy_batch, toy_tasks
 

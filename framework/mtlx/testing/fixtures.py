@@ -17,7 +17,7 @@ from click.testing import Result
 
 from ..plugins import reset_plugin_manager
 from .cli import invoke_cli
-from .threads import torch_threads
+from ..threads import torch_threads
 
 __all__ = ["fresh_plugin_manager", "mtlx_cli", "single_thread"]
 
