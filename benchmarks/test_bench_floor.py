@@ -112,9 +112,37 @@ PAPER_ONLY = {"nash-mtl", "fairgrad"}
 NOT_ON_PAPER = {"mgda", "mgda (straightforward)"}
 
 
+#: Gradient methods whose step is the generic GradientAggregation one (per-task gradients, the method's
+#: aggregator, the direction written, the heads' backward): their straightforward twin is written once below.
+#: db-mtl, imtl and gradnorm have steps of their own and are not in this table.
+AGGREGATORS = ["aligned-mtl", "cagrad", "excess-mtl", "fairgrad", "gradvac", "mgda", "moco", "nash-mtl", "pcgrad",
+               "upgrad"]
+METHOD_RESULTS: dict[str, dict[str, tuple[float, float]]] = {}
+
+
+def straightforward_aggregation(strategy: mtlx.MTOStrategy, p: Problem) -> None:
+    """T gradients from the T losses (a few lines), then the same aggregator, the direction, the heads' backward."""
+    z, losses = _losses(p)
+    shared = [q for q in p.model.shared_parameters() if q.requires_grad]
+    grads = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)])
+                         for loss in losses])
+    step = mtlx.StepContext(model=p.model, losses=dict(zip(p.tasks, losses, strict=True)), representation=z)
+    direction, weights = strategy.aggregate_grads(grads, step)
+    write_flat_grad(shared, direction)
+    heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
+    head_weights = weights.detach().to(losses[0]) if strategy.weighted_heads else torch.ones(len(losses))
+    torch.autograd.backward(sum(w * loss for w, loss in zip(head_weights, losses, strict=True)), inputs=heads)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report() -> Iterator[None]:
     yield
+    if METHOD_RESULTS:
+        print("\n\n| problem | method | ours CPU ms | straightforward CPU ms | ours / straightforward |")
+        print("|---|---|---:|---:|---:|")
+        for problem, rows in METHOD_RESULTS.items():
+            for method, (ours, floor) in rows.items():
+                print(f"| {problem} | {method} | {ours:.0f} | {floor:.0f} | {ours / floor:.2f} |")
     if not RESULTS:
         return
     print("\n\n| problem | step | CPU ms | × ew | × straightforward |")
@@ -155,3 +183,37 @@ def test_floor(benchmark, name, one_thread):
     benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1 if not benchmark.disabled else 0, iterations=1)
     RESULTS[name] = {k: 1e3 * statistics.median(v[-rounds:]) for k, v in times.items()}
     benchmark.extra_info.update(RESULTS[name])
+
+
+@pytest.mark.parametrize("name", ["digits", "resnet18-64"])
+def test_gradient_methods_against_their_straightforward_loop(benchmark, name, one_thread):
+    """Every generic gradient method: our step vs its straightforward twin, interleaved, rotating order."""
+    problem = PROBLEMS[name]()
+    tasks = list(problem.tasks)
+    registry = mtlx.get_plugin_manager().registries.strategies
+    ours = {m: registry.get(m)(registry.get(m).Config(), tasks=tasks) for m in AGGREGATORS}
+    twins = {m: registry.get(m)(registry.get(m).Config(), tasks=tasks) for m in AGGREGATORS}
+    steps = {}
+    for m in AGGREGATORS:
+        steps[(m, "ours")] = lambda m=m: ours[m].backward(make_step(problem.model, problem.x, problem.targets,
+                                                                    problem.tasks))
+        steps[(m, "floor")] = lambda m=m: straightforward_aggregation(twins[m], problem)
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
+    order = list(steps)
+
+    def one_round() -> None:
+        order.append(order.pop(0))
+        for key in order:
+            problem.model.zero_grad(set_to_none=True)
+            start = time.process_time()
+            steps[key]()
+            times[key].append(time.process_time() - start)
+
+    benchmark.group = "floor: gradient methods"
+    rounds = 5 if not benchmark.disabled else 1
+    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1 if not benchmark.disabled else 0, iterations=1)
+    METHOD_RESULTS[name] = {
+        m: (1e3 * statistics.median(times[(m, "ours")][-rounds:]), 1e3 * statistics.median(times[(m, "floor")][-rounds:]))
+        for m in AGGREGATORS
+    }
+    benchmark.extra_info.update({m: o / f for m, (o, f) in METHOD_RESULTS[name].items()})
