@@ -89,20 +89,30 @@ def test_a_stacked_loss_vector_is_refused(problem):
         per_task_grads(step.loss_vector(), step.shared_parameters())
 
 
-def test_two_stage_falls_back_to_rows_when_vmap_cannot(problem, monkeypatch):
-    """An op without a batching rule: the same gradients from one backward per row, with a warning."""
+def _losses_through_z(problem):
     tasks, model, x, targets = problem
     z = model.encode(x)
     preds = model.decode(z)
-    losses = [spec.loss(preds[t], targets[t]) for t, spec in tasks.items()]
+    return z, [spec.loss(preds[t], targets[t]) for t, spec in tasks.items()]
+
+
+def _batched_grad_raises(monkeypatch, error: Exception) -> None:
+    """``torch.autograd.grad`` raises ``error`` for vmapped (``is_grads_batched``) calls only."""
     real_grad = torch.autograd.grad
 
-    def no_vmap(*args, **kwargs):
+    def grad(*args, **kwargs):
         if kwargs.get("is_grads_batched"):
-            raise RuntimeError("no batching rule")
+            raise error
         return real_grad(*args, **kwargs)
 
-    monkeypatch.setattr(torch.autograd, "grad", no_vmap)
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+
+
+def test_two_stage_falls_back_to_rows_when_vmap_cannot(problem, monkeypatch):
+    """An op without a batching rule: the same gradients from one backward per row, with a warning."""
+    tasks, model, x, targets = problem
+    z, losses = _losses_through_z(problem)
+    _batched_grad_raises(monkeypatch, RuntimeError("no batching rule"))
     with pytest.warns(RuntimeWarning, match="falling back"):
         grads = per_task_grads(losses, model.shared_parameters(), through=z)
     torch.testing.assert_close(flatten_grads(grads), _reference(model, x, targets, tasks, "shared"))
@@ -118,17 +128,8 @@ def test_resolve_method():
 
 
 def test_two_stage_does_not_swallow_out_of_memory(problem, monkeypatch):
-    tasks, model, x, targets = problem
-    z = model.encode(x)
-    preds = model.decode(z)
-    losses = [spec.loss(preds[t], targets[t]) for t, spec in tasks.items()]
-    real_grad = torch.autograd.grad
-
-    def oom(*args, **kwargs):
-        if kwargs.get("is_grads_batched"):
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return real_grad(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", oom)
+    _, model, _, _ = problem
+    z, losses = _losses_through_z(problem)
+    _batched_grad_raises(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"))
     with pytest.raises(torch.OutOfMemoryError):
         per_task_grads(losses, model.shared_parameters(), through=z)

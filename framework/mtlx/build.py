@@ -46,19 +46,16 @@ def resolve_run_config(
     layers: list[Mapping[str, Any]] = [recommended]
     strategy_name = chosen_by_user.get("strategy.name", DEFAULTS["strategy.name"])
     strategy_cls = _preset_owner(_registries(registries).strategies, str(strategy_name)) if presets else None
+    owners = ((dataset_cls.presets, ""), (getattr(strategy_cls, "presets", {}), "strategy."))
     for preset in presets:
         # a preset names a published setting: the dataset's part (data, model, training) and the strategy's
-        found = [
-            {k: v for k, v in owner.presets[preset].items() if k.startswith(prefix)}
-            for owner, prefix in ((dataset_cls, ""), (strategy_cls, "strategy."))
-            if preset in getattr(owner, "presets", {})
-        ]
+        found = [{k: v for k, v in table[preset].items() if k.startswith(prefix)}
+                 for table, prefix in owners if preset in table]
         if not found:
-            known = ", ".join(sorted({*dataset_cls.presets, *getattr(strategy_cls, "presets", {})})) or "none"
+            known = sorted({name for table, _ in owners for name in table})
             raise ConfigError(
                 f"neither dataset {dataset_name!r} nor strategy {strategy_name!r} has a preset {preset!r}"
-                f"{did_you_mean(preset, [*dataset_cls.presets, *getattr(strategy_cls, 'presets', {})])} "
-                f"(presets: {known})"
+                f"{did_you_mean(preset, known)} (presets: {', '.join(known) or 'none'})"
             )
         layers.extend(found)
     return resolve([*layers, *user_layers])

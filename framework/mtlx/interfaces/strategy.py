@@ -135,15 +135,15 @@ class StepContext:
             with phase(PER_TASK_GRADS):  # the flattening copies [T, P]: part of the cost
                 # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
                 losses = self.scaled_losses()
-                grads = per_task_grads(losses, self.shared_parameters(), through=self._two_stage_through(losses[0]))
+                grads = per_task_grads(losses, self.shared_parameters(), through=self._two_stage_through())
                 flat = self._unscaled(flatten_grads(grads).float())
                 self._shared_grads = self.average_across_processes(flat)
         return self._shared_grads
 
-    def _two_stage_through(self, loss: torch.Tensor) -> torch.Tensor | None:
+    def _two_stage_through(self) -> torch.Tensor | None:
         """Z when the two-stage method applies (one Z shared by all tasks), else None (the loop)."""
         z = self.representation
-        if not isinstance(z, torch.Tensor) or resolve_method(self.grad_method, loss.device) != "two-stage":
+        if not isinstance(z, torch.Tensor) or resolve_method(self.grad_method, z.device) != "two-stage":
             return None
         return z
 

@@ -19,34 +19,23 @@ from torch import nn
 __all__ = ["HeadTraversals"]
 
 
-class _CountedIdentity(torch.autograd.Function):
-    """Identity; its backward counts a first-order traversal and is itself counted when differentiated."""
+class _Counted(torch.autograd.Function):
+    """Identity whose backward counts a traversal of ``order`` ("first"); the backward is itself this identity
+    at order "second", so differentiating a gradient graph (``create_graph``) is counted too."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, counts: Counter, key: str) -> torch.Tensor:
-        ctx.counts, ctx.key = counts, key
+    def forward(ctx: Any, x: torch.Tensor, counts: Counter, key: str, order: str) -> torch.Tensor:
+        ctx.counts, ctx.key, ctx.order = counts, key, order
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        ctx.counts[("first", ctx.key)] += 1
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        ctx.counts[(ctx.order, ctx.key)] += 1
+        if ctx.order == "second":
+            return grad, None, None, None
         if torch._C._functorch.is_legacy_batchedtensor(grad):  # inside is_grads_batched: one pass, several rows
             ctx.counts[("batched", ctx.key)] += 1
-        return _CountedBackward.apply(grad, ctx.counts, ctx.key), None, None
-
-
-class _CountedBackward(torch.autograd.Function):
-    """The backward of :class:`_CountedIdentity`, recorded under ``create_graph``; counts second-order passes."""
-
-    @staticmethod
-    def forward(ctx: Any, grad: torch.Tensor, counts: Counter, key: str) -> torch.Tensor:
-        ctx.counts, ctx.key = counts, key
-        return grad.view_as(grad)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        ctx.counts[("second", ctx.key)] += 1
-        return grad, None, None
+        return _Counted.apply(grad, ctx.counts, ctx.key, "second"), None, None, None
 
 
 class HeadTraversals:
@@ -78,7 +67,7 @@ class HeadTraversals:
 
         def hook_for(task: str):
             def pre_hook(module: nn.Module, args: tuple) -> tuple:
-                return (_CountedIdentity.apply(args[0], self.counts, task), *args[1:])
+                return (_Counted.apply(args[0], self.counts, task, "first"), *args[1:])
 
             return pre_hook
 
