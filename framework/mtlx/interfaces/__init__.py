@@ -1,6 +1,6 @@
 """The core interfaces every plugin implements (see docs in each module)."""
 
-from .dataset import Dataset
+from .dataset import Dataset, task_subset_field
 from .model import Backbone, BackboneFactory, HeadFactory, MultiTaskModel, TaskHead
 from .strategy import LossWeighting, MTOStrategy, Need, StepContext, StepResult
 from .task import TASK_KINDS, Meter, TaskSpec
@@ -20,4 +20,5 @@ __all__ = [
     "StepResult",
     "TaskHead",
     "TaskSpec",
+    "task_subset_field",
 ]

@@ -9,14 +9,47 @@ zips their loaders so that a batch is ``({task: input}, {task: target})``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import attrs
 import torch.utils.data
 
+from ..errors import did_you_mean
 from .task import TaskSpec
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "task_subset_field"]
+
+
+def task_subset_field(dataset: str, available: Sequence[str], default: Sequence[str] | None = None) -> Any:
+    """An attrs field for a ``tasks`` option: a subset of ``available``, default all of them.
+
+    Accepts ``"seg,depth"`` (what ``-o dataset.tasks=seg,depth`` gives) or a list
+    of names; a single task gives the runs behind single-task baselines.
+    """
+    names = tuple(available)
+    hint = f"e.g. -o dataset.tasks={','.join(names[:2])}"
+
+    def convert(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(name, str) for name in value):
+            raise TypeError(f"dataset {dataset}: tasks must be task names, got {value!r} ({hint})")
+        return tuple(value)
+
+    def check(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> None:
+        if not value:
+            raise ValueError(f"dataset {dataset}: tasks is empty; choose from {', '.join(names)} ({hint})")
+        for name in value:
+            if name not in names:
+                raise ValueError(
+                    f"dataset {dataset}: unknown task {name!r}{did_you_mean(name, names)} "
+                    f"(available: {', '.join(names)})"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError(f"dataset {dataset}: task listed twice in {','.join(value)}")
+
+    return attrs.field(default=tuple(default if default is not None else names), converter=convert, validator=check)
 
 
 class Dataset(ABC):
@@ -29,7 +62,7 @@ class Dataset(ABC):
 
     Class attributes:
         recommended: run-config defaults in ``-o`` form (``{"train.epochs": 8,
-            "model.backbone": "resnet18"}``) applied unless the user set them.
+            "backbone.name": "resnet18"}``) applied unless the user set them.
         presets: named override sets (``{"paper": {...}}``) for ``--preset``.
         multi_input: True when every task has its own input stream.
     """

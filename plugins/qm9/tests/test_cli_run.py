@@ -36,7 +36,16 @@ def test_smoke_run_on_sixty_molecules(small_source, tmp_path):
     assert results["steps"] == 2  # 44 train molecules
     assert results["tasks"] == list(TASK_NAMES)
     assert all(math.isfinite(results["test"][t]["mae"]) for t in TASK_NAMES)
-    assert results["baseline"]["u0"] == {"mae": 58.838}
+    assert results["baseline"] is None  # reduced splits: no single-task baseline, no Delta_m
+
+
+def test_one_task_run_is_a_single_task_baseline_run(small_source, tmp_path):
+    results = _run(
+        small_source, tmp_path / "run", "ew", "-o", "dataset.tasks=zpve",
+        "-o", "dataset.test_size=8", "-o", "dataset.val_size=8", "-o", "backbone.dim=8", "-o", "backbone.edge_hidden=8",
+        "--epochs", "1", "--batch-size", "22",
+    )  # fmt: skip
+    assert results["tasks"] == ["zpve"] and list(results["test"]) == ["zpve"]
 
 
 def test_presets_hold_valid_options():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ import mtlx
 from mtlx import ConfigError, DataError
 from mtlx.metrics import delta_m
 from mtlx_qm9 import QM9Dataset
+from mtlx_qm9 import dataset as dataset_module
 from mtlx_qm9 import source as source_module
 from mtlx_qm9 import store as store_module
 from mtlx_qm9.targets import STL_BASELINE, TASK_NAMES
@@ -110,12 +113,55 @@ def test_collate_builds_a_pyg_batch_and_per_task_targets(small_source, tmp_path)
     torch.testing.assert_close(targets["g"], torch.stack([y[9] for _, y in samples]))
 
 
-def test_baseline_is_the_stored_stl_and_gives_zero_delta(small_source, tmp_path):
-    baseline = _dataset(small_source, tmp_path).baseline()
+def _unloaded(**options) -> QM9Dataset:
+    """A dataset with these options whose molecules are not read: baseline() depends on the options only."""
+    dataset = object.__new__(QM9Dataset)
+    dataset.config = QM9Dataset.Config(**options)
+    return dataset
+
+
+def test_baseline_is_the_papers_stl_on_the_papers_splits_and_gives_zero_delta():
+    baseline = _unloaded().baseline()
     assert baseline == {name: {"mae": STL_BASELINE[name]} for name in TASK_NAMES}
     assert baseline["homo"] == {"mae": 60.576} and baseline["mu"] == {"mae": 0.0671}
     hib = {t: {"mae": False} for t in baseline}
     assert delta_m(baseline, baseline, hib, "metric") == 0.0
+
+
+def test_no_baseline_on_splits_nobody_measured():
+    # Delta_m of a 4k-molecule run against the papers' 110k single-task models was -3000 %.
+    assert _unloaded(test_size=10, val_size=10, train_size=30).baseline() is None
+
+
+def test_cpu_small_baseline_is_the_stored_single_task_runs_of_that_preset(monkeypatch):
+    preset = {k.split(".", 1)[1]: v for k, v in QM9Dataset.presets["cpu-small"].items() if k.startswith("dataset.")}
+    stored = {
+        "dataset": QM9Dataset.Config(**preset).split_options(),
+        "results": {name: {"mae": float(k + 1)} for k, name in enumerate(TASK_NAMES)},
+    }
+    monkeypatch.setattr(dataset_module, "_measured_baseline", lambda: stored)
+    assert _unloaded(**preset, tasks="mu,cv").baseline() == {"mu": {"mae": 1.0}, "cv": {"mae": 11.0}}
+    assert _unloaded(**{**preset, "split_seed": 1}).baseline() is None
+
+
+def test_shipped_baseline_file_names_every_task_and_the_cpu_small_splits():
+    stored = dataset_module._measured_baseline()
+    assert stored is not None, "stl_baseline.json is missing from the package"
+    preset = {k.split(".", 1)[1]: v for k, v in QM9Dataset.presets["cpu-small"].items() if k.startswith("dataset.")}
+    assert stored["dataset"] == QM9Dataset.Config(**preset).split_options()
+    assert set(stored["results"]) == set(TASK_NAMES)
+    assert all(math.isfinite(stored["results"][t]["mae"]) and stored["results"][t]["mae"] > 0 for t in TASK_NAMES)
+
+
+def test_a_task_subset_selects_tasks_and_targets(small_source, tmp_path):
+    dataset = _dataset(small_source, tmp_path, tasks="homo,mu")
+    assert list(dataset.tasks) == ["mu", "homo"]  # the dataset's order
+    split = dataset.split("train")
+    _, targets = dataset.collate([split[0], split[1]])
+    assert list(targets) == ["mu", "homo"]
+    torch.testing.assert_close(targets["homo"], torch.stack([split[i][1][2] for i in range(2)]))
+    with pytest.raises(ValueError, match=r"unknown task 'muu'; did you mean 'mu'"):
+        _dataset(small_source, tmp_path, tasks="muu")
 
 
 def test_errors_for_bad_options_and_unknown_split(small_source, tmp_path):

@@ -19,6 +19,7 @@ import torch
 
 from mtlx import ConfigError, Dataset, TaskSpec
 from mtlx.errors import did_you_mean
+from mtlx.interfaces import task_subset_field
 
 from .render import CANVAS, Canvases, load_sources, render_canvases, split_sources
 from .tasks import DEFAULT_TASKS, TASKS
@@ -27,31 +28,6 @@ __all__ = ["DigitsDataset"]
 
 _SPLITS = ("train", "val", "test")
 _BASELINE_FILE = "stl_baseline.json"
-_TASK_HINT = "e.g. -o dataset.tasks=seg,depth"
-
-
-def _to_task_tuple(value: Any) -> tuple[str, ...]:
-    """Accept ``"seg,depth"`` (what ``-o dataset.tasks=seg,depth`` gives) or a list of names."""
-    if isinstance(value, str):
-        value = [name.strip() for name in value.split(",") if name.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(name, str) for name in value):
-        raise TypeError(f"dataset digits: tasks must be task names, got {value!r} ({_TASK_HINT})")
-    return tuple(value)
-
-
-def _check_tasks(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> None:
-    available = ", ".join(TASKS)
-    if not value:
-        raise ValueError(f"dataset digits: tasks is empty; choose from {available} ({_TASK_HINT})")
-    for name in value:
-        if name not in TASKS:
-            raise ValueError(
-                f"dataset digits: unknown task {name!r}{did_you_mean(name, TASKS)} (available: {available})"
-            )
-    if len(set(value)) != len(value):
-        raise ValueError(f"dataset digits: task listed twice in {','.join(value)}")
-
-
 def _to_digit_range(value: Any) -> tuple[int, int]:
     """``2`` means exactly two digits per canvas, ``[2, 3]`` two or three."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -111,7 +87,7 @@ class DigitsDataset(Dataset):
             num_digits: digits per canvas, an int or an inclusive ``[min, max]``.
         """
 
-        tasks: tuple[str, ...] = attrs.field(default=DEFAULT_TASKS, converter=_to_task_tuple, validator=_check_tasks)
+        tasks: tuple[str, ...] = task_subset_field("digits", TASKS, DEFAULT_TASKS)
         seed: int = attrs.field(default=0, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
         train_size: int = attrs.field(default=4000, validator=_positive_int)
         val_size: int = attrs.field(default=1000, validator=_positive_int)
