@@ -33,7 +33,7 @@ import mtlx
 from mtlx.build import build_model, resolve_run_config
 from mtlx.config import build_component_config
 from mtlx.testing import make_step
-from mtlx_nyuv2.conventions import depth_task, normal_task, segmentation_task
+from mtlx.dense.conventions import depth_task, normal_task, segmentation_task
 
 STRATEGIES = {
     "ew": ("ew", {}),

@@ -108,7 +108,7 @@ def build_strategy(
 ) -> MTOStrategy:
     regs = _registries(registries)
     cls, cfg = _component(regs.strategies, "strategy", config)
-    strategy = cls(cfg, tasks=tuple(tasks))
+    strategy = cls.from_registries(cfg, tasks=tuple(tasks), registries=regs)
     if strategy.needs is Need.REPRESENTATION and not model.has_shared_representation:
         with_z = [n for n in regs.archs.list() if regs.archs.get(n).has_shared_representation]
         raise ConfigError(

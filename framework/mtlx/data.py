@@ -22,8 +22,18 @@ __all__ = ["DATA_ENV", "EpochLoader", "MultiInputLoader", "make_loader", "requir
 
 DATA_ENV = "MTLX_DATA"
 
-# torchdata 0.11 calls a deprecated torch API on every iteration; the warning says nothing to users
-warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+
+
+def _stateful_loader(dataset: torch.utils.data.Dataset, **options: Any) -> StatefulDataLoader:
+    """A StatefulDataLoader, built without the warning its constructor triggers.
+
+    torchdata 0.11 calls torch's deprecated ``set_vital`` in ``__init__``; the
+    warning says nothing to users. It is silenced here only, never in the
+    process-wide filters.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+        return StatefulDataLoader(dataset, **options)
 
 
 def resolve_root(root: str | os.PathLike[str] | None, dataset: str, *, expected: str, source: str) -> Path:
@@ -76,7 +86,7 @@ def make_loader(
     run continues with the exact next batch.
     """
     generator = torch.Generator().manual_seed(seed)
-    return StatefulDataLoader(
+    return _stateful_loader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
@@ -113,7 +123,7 @@ class EpochLoader:
         self.sampler = StatefulDistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=drop_last
         )
-        self.loader = StatefulDataLoader(
+        self.loader = _stateful_loader(
             dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
             drop_last=drop_last, collate_fn=collate_fn,
         )

@@ -104,9 +104,10 @@ class MTL:
             raise ConfigError(f"mtlx.MTL: heads must have one entry per task {list(self.tasks)}; got {sorted(heads)}")
         if per_task_grads not in METHODS:
             raise ConfigError(f"mtlx.MTL: per_task_grads must be one of {', '.join(METHODS)}, got {per_task_grads!r}")
-        cls = get_plugin_manager().registries.strategies.get(name)
+        registries = get_plugin_manager().registries
+        cls = registries.strategies.get(name)
         config = build_component_config(cls.Config, options, where=f"strategy {name!r}")
-        self.strategy: MTOStrategy = cls(config, tasks=list(self.tasks))
+        self.strategy: MTOStrategy = cls.from_registries(config, tasks=list(self.tasks), registries=registries)
         self.model = _UserModel(self.tasks, shared, heads)
         self.per_task_grads = per_task_grads
         self.iteration = 0

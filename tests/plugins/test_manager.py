@@ -76,3 +76,63 @@ def test_collision_between_plugins_names_both():
 def test_disable_autoload_env(monkeypatch):
     monkeypatch.setenv("MTLX_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert PluginManager().plugins == {}
+
+
+def _half_registering(registry):
+    registry.strategies.register("half-done", _S)
+    raise RuntimeError("failed after one registration")
+
+
+def test_a_plugin_failing_half_way_contributes_nothing_and_its_other_hooks_do_not_fire():
+    fired = []
+    pm = PluginManager(autoload=False)
+    pm.register_object(
+        _plugin(mtlx_register=_half_registering, mtlx_engine_created=lambda engine, config: fired.append("half")),
+        "half-plugin",
+    )
+    pm.register_object(_plugin(mtlx_register=_register("alpha")), "alpha-plugin")
+    with pytest.warns(RuntimeWarning, match="half-plugin"):
+        regs = pm.registries
+    assert regs.strategies.list() == ["alpha"]
+    with pytest.raises(mtlx.PluginError, match=r"strategy 'half-done' is unavailable: .*failed after one registration"):
+        regs.strategies.get("half-done")
+    pm.hook.mtlx_engine_created(engine=None, config=None)
+    assert fired == []
+
+
+def test_every_catalogued_component_of_a_broken_plugin_is_unavailable_with_its_cause(tmp_path, monkeypatch):
+    catalog = tmp_path / "registry.toml"
+    catalog.write_text(
+        '[plugins.fancy]\ndir = "plugins/fancy"\ndistribution = "mtlx-fancy"\nentry_point = "fancy"\n'
+        'provides.strategies = ["fancy-a", "fancy-b"]\nprovides.backbones = ["fancy-net"]\n'
+    )
+    monkeypatch.setenv("MTLX_REGISTRY", str(catalog))
+
+    def boom(registry):
+        raise RuntimeError("needs libfancy")
+
+    pm = PluginManager(autoload=False)
+    pm.register_object(_plugin(mtlx_register=boom), "fancy")
+    with pytest.warns(RuntimeWarning, match="fancy"):
+        regs = pm.registries
+    for registry, name in ((regs.strategies, "fancy-a"), (regs.strategies, "fancy-b"), (regs.backbones, "fancy-net")):
+        with pytest.raises(mtlx.PluginError, match=rf"'{name}' is unavailable: .*needs libfancy"):
+            registry.get(name)
+    with pytest.raises(mtlx.UnknownComponentError):
+        regs.strategies.get("fancy-c")
+
+
+def test_the_process_wide_manager_refuses_other_options_instead_of_ignoring_them():
+    from mtlx.plugins import get_plugin_manager, reset_plugin_manager
+
+    reset_plugin_manager()
+    try:
+        default = get_plugin_manager()
+        assert get_plugin_manager() is default
+        with pytest.raises(mtlx.PluginError, match=r"already exists with options none.*reset_plugin_manager\(\)"):
+            get_plugin_manager(blocked=["baselines"])
+        reset_plugin_manager()
+        blocked = get_plugin_manager(blocked=["baselines"])
+        assert "baselines" not in blocked.plugins and get_plugin_manager(blocked=("baselines",)) is blocked
+    finally:
+        reset_plugin_manager()

@@ -81,8 +81,10 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...], blocked: tup
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    if plugins or blocked:
-        reset_plugin_manager()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported by the commands
-        get_plugin_manager(modules=plugins, blocked=blocked)
+        if plugins or blocked:
+            reset_plugin_manager()
+            get_plugin_manager(modules=plugins, blocked=blocked)
+        else:
+            get_plugin_manager()

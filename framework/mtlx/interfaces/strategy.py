@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import torch
@@ -27,6 +27,9 @@ from torch import nn
 from ..gradients import flatten_grads, per_task_grads, resolve_method, write_flat_grad
 from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
+
+if TYPE_CHECKING:
+    from ..plugins.registry import Registries
 
 __all__ = ["LossWeighting", "MTOStrategy", "Need", "StepContext", "StepResult"]
 
@@ -202,6 +205,12 @@ class MTOStrategy(ABC):
     def __init__(self, config: Any, *, tasks: Sequence[str]):
         self.config = config
         self.tasks = tuple(tasks)
+
+    @classmethod
+    def from_registries(cls, config: Any, *, tasks: Sequence[str], registries: Registries) -> MTOStrategy:
+        """Build from the registries of the run: a strategy that wraps another component by name
+        (Rep-MTL's base weighting) overrides this to look it up there, never in a global manager."""
+        return cls(config, tasks=tasks)
 
     @abstractmethod
     def backward(self, step: StepContext) -> StepResult:

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pluggy
 
+from ..catalog import load_catalog
 from ..errors import PluginError, PluginLoadError
 from . import hookspecs
 from .registry import Registries
@@ -114,32 +115,63 @@ class PluginManager:
 
     @property
     def registries(self) -> Registries:
-        """The component registries, built on first use by calling each plugin's ``mtlx_register``."""
+        """The component registries, built on first use by calling each plugin's ``mtlx_register``.
+
+        Each plugin registers into scratch registries that are merged only when
+        its hook returned and none of its names is taken: a plugin that fails
+        half-way contributes nothing, its other hooks are unregistered, and
+        every component it declares (in ``registry.toml`` or registered before
+        failing) is reported as unavailable with the cause.
+        """
         if self._registries is None:
             registries = Registries(broken={})
             for impl in self._pm.hook.mtlx_register.get_hookimpls():
                 info = self.plugins[impl.plugin_name]
+                scratch = Registries(broken={})
                 try:
-                    impl.function(registry=registries.scoped(info.owner))
+                    impl.function(registry=scratch.scoped(info.owner))
+                    conflicts = registries.claim_conflicts(scratch)
+                    if conflicts:
+                        raise PluginError("; ".join(conflicts))
                 except Exception as error:  # noqa: BLE001 - isolate the failing plugin
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
+                    self._pm.unregister(name=info.name)
+                    registered = {attr: list(registry) for attr, registry in scratch.kinds.items()}
+                    registries.mark_unavailable(registered, self.plugins[info.name].error)
+                    continue
+                registries.merge(scratch)
+            for entry in load_catalog():
+                error = self.broken.get(entry.entry_point)
+                if error is not None:
+                    registries.mark_unavailable(entry.provides, error)
             registries.broken.update(self.broken)
             self._registries = registries
         return self._registries
 
 
 _MANAGER: PluginManager | None = None
+_MANAGER_OPTIONS: dict[str, Any] = {}
 
 
-def get_plugin_manager(**kwargs: Any) -> PluginManager:
-    """The process-wide plugin manager (created on first call, with ``kwargs``)."""
-    global _MANAGER
+def get_plugin_manager(**options: Any) -> PluginManager:
+    """The process-wide plugin manager, created on first call with ``options`` (see :class:`PluginManager`).
+
+    Asking for other options than it was created with is an error, not a
+    silent reuse: call :func:`reset_plugin_manager` first.
+    """
+    global _MANAGER, _MANAGER_OPTIONS
+    normalised = {key: tuple(value) if isinstance(value, list | tuple) else value for key, value in options.items()}
     if _MANAGER is None:
-        _MANAGER = PluginManager(**kwargs)
+        _MANAGER, _MANAGER_OPTIONS = PluginManager(**options), normalised
+    elif options and normalised != _MANAGER_OPTIONS:
+        raise PluginError(
+            f"the process-wide plugin manager already exists with options {_MANAGER_OPTIONS or 'none'}, "
+            f"not {normalised}; call mtlx.plugins.reset_plugin_manager() first"
+        )
     return _MANAGER
 
 
 def reset_plugin_manager() -> None:
     """Forget the process-wide manager (tests; the CLI after ``--plugin`` options)."""
-    global _MANAGER
-    _MANAGER = None
+    global _MANAGER, _MANAGER_OPTIONS
+    _MANAGER, _MANAGER_OPTIONS = None, {}

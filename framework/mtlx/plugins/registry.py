@@ -2,14 +2,15 @@
 
 Names are kebab-case. A lookup of an unknown name suggests close matches; a
 name registered by two plugins is reported with both distributions; a name
-whose plugin failed to load raises that plugin's error.
+whose plugin failed to load (a component it declares, or the plugin's own
+name) raises that plugin's error.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -50,6 +51,8 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._conflicts: dict[str, list[str]] = {}
         self._broken = broken
+        #: component name -> the error of the plugin that declares it and failed
+        self.unavailable: dict[str, PluginLoadError] = {}
 
     def register(self, name: str, obj: T, *, owner: str = "<local>") -> T:
         """Register ``obj`` (a class implementing ``base``, with an attrs ``Config``) as ``name``."""
@@ -79,8 +82,9 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             pass
-        if name in self._broken:
-            raise PluginError(f"{self.kind} {name!r} is unavailable: {self._broken[name]}") from self._broken[name].cause
+        error = self.unavailable.get(name) or self._broken.get(name)
+        if error is not None:
+            raise PluginError(f"{self.kind} {name!r} is unavailable: {error}") from error.cause
         hint = did_you_mean(name, self._entries)
         known = ", ".join(self.list()) or "none installed"
         raise UnknownComponentError(f"no {self.kind} {name!r}{hint} (available: {known})") from None
@@ -146,6 +150,37 @@ class Registries:
             "backbones": self.backbones,
             "heads": self.heads,
         }
+
+    def claim_conflicts(self, other: Registries) -> list[str]:
+        """Record every name ``other`` registers that these registries already hold; one message per name.
+
+        A conflicting name stays ambiguous: its lookup names both owners.
+        """
+        messages = []
+        for attr, theirs in other.kinds.items():
+            for entry in theirs.entries():
+                if entry.name in self.kinds[attr]:
+                    try:
+                        self.kinds[attr].register(entry.name, entry.obj, owner=entry.owner)
+                    except PluginError as error:
+                        messages.append(str(error))
+        return messages
+
+    def merge(self, other: Registries) -> None:
+        """Add every entry of ``other`` (a plugin's scratch registries, free of conflicts)."""
+        for attr, theirs in other.kinds.items():
+            for entry in theirs.entries():
+                self.kinds[attr].register(entry.name, entry.obj, owner=entry.owner)
+
+    def mark_unavailable(self, names: Mapping[str, Iterable[str]], error: PluginLoadError) -> None:
+        """Record ``{kind: names}`` of a failed plugin so that their lookup raises ``error``."""
+        for attr, kind_names in names.items():
+            registry = self.kinds.get(attr)
+            if registry is None:
+                continue
+            for name in kind_names:
+                if name not in registry:
+                    registry.unavailable.setdefault(name, error)
 
     def scoped(self, owner: str) -> Any:
         """A view of these registries whose ``register`` records ``owner``."""

@@ -361,3 +361,19 @@ def test_step_traverses_each_head_only_as_the_exact_gradient_needs(options):
     assert [counter.first(t) for t in tasks] == [2] * 3  # saliency + the total's backward
     assert [counter.second(t) for t in tasks] == [1] * 3  # the regularisers through S_t
     assert [counter.batched(t) for t in tasks] == [0] * 3
+
+
+def test_the_base_comes_from_the_registries_the_build_was_given():
+    """A run built from its own registries (no global plugin manager) takes its base weighting from them."""
+    from mtlx.build import build_strategy, resolve_run_config
+    from mtlx.plugins.registry import Registries
+
+    from .conftest import ScaledWeighting
+
+    registries = Registries()
+    registries.strategies.register("rep-mtl", RepMTL)
+    registries.strategies.register("ew", ScaledWeighting)  # this run's "ew" is not the installed one
+    config = resolve_run_config([{"strategy.name": "rep-mtl", "dataset.name": "digits"}])
+    tasks = toy_tasks(3)
+    strategy = build_strategy(config, list(tasks), ToyModel(tasks), registries)
+    assert isinstance(strategy.base, ScaledWeighting)

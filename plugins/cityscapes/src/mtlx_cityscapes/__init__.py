@@ -1,8 +1,8 @@
 """Cityscapes and GTA5 -> Cityscapes for mtlx.
 
-The ``.npy`` reader and the task conventions come from mtlx-nyuv2 (the
-same MTAN release format); the scale-crop-flip augmentation is the core's
-:mod:`mtlx.augment`.
+The ``.npy`` release reader and the dense task conventions are the core's
+:mod:`mtlx.dense` (shared with mtlx-nyuv2); the scale-crop-flip augmentation
+is the core's :mod:`mtlx.augment`.
 """
 
 from .cityscapes import Cityscapes

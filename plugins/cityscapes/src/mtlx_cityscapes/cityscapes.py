@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import attrs
 
 from mtlx import TaskSpec
-from mtlx_nyuv2.base import NpyReleaseDataset
-from mtlx_nyuv2.conventions import PAPER_TRAINING, DenseOptions, StoredBaseline, depth_task, segmentation_task
-from mtlx_nyuv2.release import Field
+from mtlx.dense.base import NpyReleaseDataset
+from mtlx.dense.conventions import PAPER_TRAINING, DenseOptions, StoredBaseline, depth_task, segmentation_task
+from mtlx.dense.release import Field
 
 __all__ = ["CITYSCAPES_BASELINES", "IMAGE_FIELD", "PAPER_PRESET", "Cityscapes", "label_field"]
 

@@ -33,8 +33,8 @@ from mtlx import Dataset, TaskSpec
 from mtlx.augment import RandomScaleCropFlip
 from mtlx.data import DATA_ENV, resolve_root
 from mtlx.errors import ConfigError, DataError
-from mtlx_nyuv2.conventions import IGNORE_LABEL, SceneOptions, segmentation_task
-from mtlx_nyuv2.release import NpyReleaseSplit
+from mtlx.dense.conventions import IGNORE_LABEL, SceneOptions, segmentation_task
+from mtlx.dense.release import NpyReleaseSplit
 
 from .cityscapes import IMAGE_FIELD, label_field
 from .cityscapes import SOURCE as CITYSCAPES_SOURCE

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mtlx_nyuv2.testing import write_npy_release
+from mtlx.testing.dense import write_npy_release
 
 __all__ = ["GTA5_FIXTURE_IDS", "cityscapes_sample", "write_cityscapes", "write_gta5", "write_gta5_frame"]
 

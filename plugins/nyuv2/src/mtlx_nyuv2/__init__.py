@@ -1,10 +1,9 @@
-"""NYUv2 for mtlx, plus the reader of the MTAN ``.npy`` releases that mtlx-cityscapes shares.
+"""NYUv2 for mtlx.
 
-Public modules: :mod:`.dataset` (the ``nyuv2`` dataset), :mod:`.release`
-(the ``.npy`` release reader, also used by mtlx-cityscapes),
-:mod:`.conventions` (tasks, metric conventions, stored baselines) and
-:mod:`.testing` (fixture writers). The scale-crop-flip augmentation is the
-core's :mod:`mtlx.augment`.
+Public modules: :mod:`.dataset` (the ``nyuv2`` dataset) and :mod:`.testing`
+(a fake release in the real format). The ``.npy`` release reader and the
+dense task conventions are the core's :mod:`mtlx.dense`, shared with
+mtlx-cityscapes.
 """
 
 from .dataset import NYUv2

@@ -15,9 +15,9 @@ import attrs
 
 from mtlx import TaskSpec
 
-from .base import NpyReleaseDataset
-from .conventions import PAPER_TRAINING, DenseOptions, StoredBaseline, depth_task, normal_task, segmentation_task
-from .release import Field
+from mtlx.dense.base import NpyReleaseDataset
+from mtlx.dense.conventions import PAPER_TRAINING, DenseOptions, StoredBaseline, depth_task, normal_task, segmentation_task
+from mtlx.dense.release import Field
 
 __all__ = ["NYUV2_BASELINES", "PAPER_PRESET", "NYUv2"]
 

@@ -1,35 +1,14 @@
-"""Tiny fake datasets in the exact on-disk format of the MTAN ``.npy`` releases (datasets spec, section 8).
-
-Used by the tests of this plugin and of mtlx-cityscapes and by the loader
-benchmark; sizes are free, everything else (names, ranks, dtypes, ignore
-values) is the real format.
-"""
+"""A tiny fake NYUv2 release in the exact on-disk format (datasets spec, section 8), for tests and benchmarks."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["nyuv2_sample", "random_unit_normals", "write_npy_release", "write_nyuv2"]
+from mtlx.testing.dense import random_unit_normals, write_npy_release
 
-
-def write_npy_release(root: Path, split: str, fields: Mapping[str, Sequence[np.ndarray]]) -> None:
-    """Write ``root/<split>/<field>/<i>.npy`` for every array of every field."""
-    for directory, arrays in fields.items():
-        target = Path(root) / split / directory
-        target.mkdir(parents=True, exist_ok=True)
-        for index, array in enumerate(arrays):
-            np.save(target / f"{index}.npy", array)
-
-
-def random_unit_normals(rng: np.random.Generator, height: int, width: int, invalid: float = 0.05) -> np.ndarray:
-    """``H x W x 3`` float32 unit vectors with about ``invalid`` of the pixels all-zero."""
-    normal = rng.normal(size=(height, width, 3))
-    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    normal[rng.random((height, width)) < invalid] = 0.0
-    return normal.astype(np.float32)
+__all__ = ["nyuv2_sample", "write_nyuv2"]
 
 
 def nyuv2_sample(rng: np.random.Generator, height: int, width: int) -> dict[str, np.ndarray]:

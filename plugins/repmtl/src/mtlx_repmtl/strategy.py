@@ -26,6 +26,7 @@ from torch.profiler import record_function
 from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, distributed, get_plugin_manager
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
+from mtlx.plugins.registry import Registries
 
 from .balance import grad_norm, gradient_balance
 from .config import RepMTLConfig
@@ -34,9 +35,9 @@ from .losses import csa_terms, full_precision, stack_saliencies, tsr_loss
 __all__ = ["RepMTL", "build_base"]
 
 
-def build_base(config: RepMTLConfig, tasks: Sequence[str]) -> LossWeighting:
-    """The loss-weighting strategy named ``config.base``, built with ``config.base_options``."""
-    strategies = get_plugin_manager().registries.strategies
+def build_base(config: RepMTLConfig, tasks: Sequence[str], registries: Registries) -> LossWeighting:
+    """The loss-weighting strategy named ``config.base`` in ``registries``, built with ``config.base_options``."""
+    strategies = registries.strategies
     cls = strategies.get(config.base)
     if not issubclass(cls, LossWeighting):
         usable = [e.name for e in strategies.entries() if issubclass(e.obj, LossWeighting)]
@@ -46,7 +47,7 @@ def build_base(config: RepMTLConfig, tasks: Sequence[str]) -> LossWeighting:
             f"set strategy.base to one of: {', '.join(usable) or 'none installed'}"
         )
     base_config = build_component_config(cls.Config, config.base_options, where=f"rep-mtl base {config.base!r}")
-    return cls(base_config, tasks=tasks)
+    return cls.from_registries(base_config, tasks=tasks, registries=registries)
 
 
 class RepMTL(MTOStrategy):
@@ -57,20 +58,26 @@ class RepMTL(MTOStrategy):
     #: ``--preset paper``: the printed objective with the paper's fixed λ (with the dataset's paper recipe)
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"paper": {"strategy.mode": "paper"}}
 
-    def __init__(self, config: RepMTLConfig, *, tasks: Sequence[str]):
+    def __init__(self, config: RepMTLConfig, *, tasks: Sequence[str], base: LossWeighting | None = None):
+        """``base``: the built base weighting; None builds ``config.base`` from the installed plugins."""
         super().__init__(config, tasks=tasks)
         if len(self.tasks) < 2:
             raise ConfigError(
                 f"Rep-MTL needs >= 2 tasks (its regularisers compare task saliencies); got {list(self.tasks)}; "
                 "use a loss-weighting strategy such as 'ew' for a single task"
             )
-        self.base = build_base(config, self.tasks)
+        self.base = base if base is not None else build_base(config, self.tasks, get_plugin_manager().registries)
         #: balanced mode's current weights {regulariser: λ} (empty until the first estimate)
         self.lambdas: dict[str, float] = {}
         self._last_estimate = 0
         self._warned_single_sample = False
         self._checked_balance = False
         self._warned_outweighed = False
+
+    @classmethod
+    def from_registries(cls, config: RepMTLConfig, *, tasks: Sequence[str], registries: Registries) -> RepMTL:
+        """The base weighting comes from the run's registries (``mtlx run --no-plugin`` and tests honour it)."""
+        return cls(config, tasks=tasks, base=build_base(config, tasks, registries))
 
     # -- the step ---------------------------------------------------------
     def backward(self, step: StepContext) -> StepResult:

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mtlx import Dataset
-from mtlx.data import resolve_root
-from mtlx.errors import ConfigError, DataError
+from ..data import resolve_root
+from ..errors import ConfigError, DataError
+from ..interfaces import Dataset
 
 from .conventions import StoredBaseline
 from .release import Field, NpyReleaseSplit

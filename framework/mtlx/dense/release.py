@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from mtlx.augment import RandomScaleCropFlip, resize_fields
-from mtlx.errors import DataError
+from ..augment import RandomScaleCropFlip, resize_fields
+from ..errors import DataError
 
 __all__ = ["Field", "NpyReleaseSplit", "SplitIndex", "read_header", "scan_split"]
 

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from mtlx import TaskSpec
-from mtlx.losses import depth_l1_loss, normal_cosine_loss, segmentation_loss
-from mtlx.metrics import DepthMeter, NormalMeter, SegmentationMeter
+from ..interfaces import TaskSpec
+from ..losses import depth_l1_loss, normal_cosine_loss, segmentation_loss
+from ..metrics import DepthMeter, NormalMeter, SegmentationMeter
 
 __all__ = [
     "IGNORE_LABEL",
