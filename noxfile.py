@@ -42,11 +42,20 @@ def slow(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
-def _plugin_dirs(keys: list[str]) -> list[str]:
-    """Install arguments for catalogue entries and the plugins their tests need."""
+def _required(key: str) -> list[str]:
+    """``key`` after the first-party plugins it declares it needs (``requires``), recursively."""
+    order: list[str] = []
+    for dep in CATALOG[key].get("requires", []):
+        order += [k for k in _required(dep) if k not in order]
+    return [*order, key]
+
+
+def _plugin_dirs(keys: list[str], *, with_tests: bool = True) -> list[str]:
+    """Directories to install for catalogue entries: what they require, and what their tests need."""
     seen: list[str] = []
     for key in keys:
-        for dep in [*CATALOG[key].get("test_requires", []), key]:
+        needed = [*CATALOG[key].get("test_requires", []), key] if with_tests else [key]
+        for dep in [k for n in needed for k in _required(n)]:
             path = CATALOG[dep]["dir"]
             if path not in seen and (ROOT / path).is_dir():
                 seen.append(path)
@@ -61,7 +70,10 @@ MATRIX = ["core", *[k for k in CATALOG if (ROOT / CATALOG[k]["dir"]).is_dir()], 
 def matrix(session: nox.Session, target: str) -> None:
     """One fresh venv per target: core alone, core + one plugin (+ its test deps), all, third-party example.
 
-    nox's closing summary is the plugin x pass/fail table.
+    A plugin is first installed with only what it declares (``requires``) and
+    checked alone (``.ci/plugin_alone.py``), so an undeclared dependency fails;
+    then its test dependencies are added and its tests run. nox's closing
+    summary is the plugin x pass/fail table.
     """
     session.install(TORCH)
     session.install("-e", ".[profile,report,test]")
@@ -75,6 +87,8 @@ def matrix(session: nox.Session, target: str) -> None:
         session.install("-e", "examples/third-party-plugin")
         session.run("pytest", "examples/third-party-plugin")
     else:
+        session.install(*[a for d in _plugin_dirs([target], with_tests=False) for a in ("-e", d)])
+        session.run("python", ".ci/plugin_alone.py", target)
         session.install(*[a for d in _plugin_dirs([target]) for a in ("-e", d)])
         session.run("pytest", CATALOG[target]["dir"])
 

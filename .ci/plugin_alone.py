@@ -1,0 +1,40 @@
+"""Check one catalogued plugin installed with only what it declares: `python .ci/plugin_alone.py KEY`.
+
+Run by `nox -s matrix` before the plugin's test dependencies are installed, so
+an undeclared dependency fails here: the plugin must load unbroken, register
+everything registry.toml says it provides, and build each of its strategies
+with default options (a strategy that wraps another by name, like rep-mtl's
+base, looks it up at build time).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mtlx.catalog import load_catalog
+from mtlx.plugins import get_plugin_manager
+
+
+def main(key: str) -> int:
+    (entry,) = [e for e in load_catalog() if e.key == key]
+    pm = get_plugin_manager()
+    problems = [f"plugin {name} is broken: {error}" for name, error in pm.broken.items()]
+    registries = pm.registries
+    for kind, names in entry.provides.items():
+        registry = registries.kinds[kind]
+        problems += [f"{kind} {name!r} is not registered" for name in names if name not in registry]
+    for name in entry.provides.get("strategies", []):
+        cls = registries.strategies.get(name)
+        try:
+            cls.from_registries(cls.Config(), tasks=("a", "b"), registries=registries)
+        except Exception as error:  # noqa: BLE001 - every failure is reported
+            problems.append(f"strategy {name!r} does not build with defaults: {type(error).__name__}: {error}")
+    for line in problems:
+        print(f"{entry.distribution} alone: {line}", file=sys.stderr)
+    if not problems:
+        print(f"{entry.distribution} alone: loads, registers {dict(entry.provides)} and builds its strategies")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

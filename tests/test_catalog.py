@@ -1,0 +1,44 @@
+"""registry.toml against the plugins themselves: what each provides and requires is typed once, checked here."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tomllib
+
+import pytest
+
+from mtlx.catalog import load_catalog, source_root
+from mtlx.plugins import PluginManager
+
+ROOT = source_root()
+CATALOG = load_catalog()
+pytestmark = pytest.mark.skipif(ROOT is None, reason="registry.toml is checked from a source checkout")
+
+
+def _pyproject(entry) -> dict:
+    return tomllib.loads((ROOT / entry.dir / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize("entry", CATALOG, ids=lambda e: e.key)
+def test_requires_is_the_pyprojects_first_party_dependencies(entry):
+    project = _pyproject(entry)
+    assert project["name"] == entry.distribution
+    assert entry.entry_point in project["entry-points"]["mtlx"]
+    by_key = {e.key: e.distribution for e in CATALOG}
+    declared = {d.split(";")[0].split("[")[0].strip() for d in project["dependencies"]}
+    first_party = {d for d in declared if d.startswith("mtlx-")}
+    assert first_party == {by_key[key] for key in entry.requires}
+
+
+@pytest.mark.parametrize("entry", CATALOG, ids=lambda e: e.key)
+def test_provides_is_what_the_plugin_registers(entry):
+    try:
+        dist = importlib.metadata.distribution(entry.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{entry.distribution} is not installed in this environment")
+    (point,) = [ep for ep in dist.entry_points if ep.group == "mtlx" and ep.name == entry.entry_point]
+    pm = PluginManager(autoload=False)
+    pm.register_object(point.load(), entry.entry_point)
+    registered = {kind: set(registry) for kind, registry in pm.registries.kinds.items() if registry.list()}
+    assert pm.broken == {}
+    assert registered == {kind: set(names) for kind, names in entry.provides.items()}
