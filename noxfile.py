@@ -2,6 +2,8 @@
 
     nox -s tests      # the fast suite (what CI runs)
     nox -s slow       # end-to-end runs marked @pytest.mark.slow
+    nox -s gpu        # on a CUDA machine: the tests marked @pytest.mark.gpu (step, AMP, NCCL DDP, two-stage grads)
+    nox -s torch_range  # the fast suite on the lowest declared torch and on the newest below the cap
     nox -s matrix     # core alone, core + each plugin of registry.toml alone, all together, third-party example
     nox -s bench      # pytest-benchmark suites, JSON in .benchmarks/
     nox -s compare    # side by side with torchjd (installs its cvxpy extras), JSON in .benchmarks/
@@ -40,6 +42,18 @@ def slow(session: nox.Session) -> None:
     """End-to-end runs marked slow."""
     _install_all(session)
     session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """The GPU tests (marker ``gpu``): one training step, AMP fp16/bf16, 2-process NCCL DDP, two-stage gradients.
+
+    Needs a machine with CUDA (torch from PyPI is a CUDA build there); fails,
+    not skips, without one. Two-process DDP needs two GPUs.
+    """
+    _install_all(session)
+    session.run("python", "-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'nox -s gpu needs CUDA')")
+    session.run("pytest", "-m", "gpu", "tests/gpu", "-p", "no:randomly", *session.posargs)
 
 
 def _required(key: str) -> list[str]:
