@@ -44,6 +44,26 @@ def slow(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
+#: the ends of the declared range ``torch>=2.4,<2.15``: its floor and the newest release below the cap
+TORCH_RANGE = ["2.4.1", "2.14.1"]
+
+
+@nox.session(name="torch_range")
+@nox.parametrize("torch", TORCH_RANGE)
+def torch_range(session: nox.Session, torch: str) -> None:
+    """The fast suite on another torch from the declared range (PyPI builds: CUDA ones on Linux, GBs).
+
+    Everything is installed in one resolve with torch pinned, so a dependency
+    that needs a newer torch fails here. Not in CI (downloads); its last
+    result is in benchmarks/README.md.
+    """
+    dirs = _plugin_dirs(list(CATALOG))
+    session.install(f"torch=={torch}", "-e", ".[profile,report,analysis,test]",
+                    *[a for d in [*dirs, "examples/third-party-plugin"] for a in ("-e", d)])
+    session.run("python", "-c", "import torch; print('torch', torch.__version__)")
+    session.run("pytest", "-p", "no:randomly", *session.posargs)
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """The GPU tests (marker ``gpu``): one training step, AMP fp16/bf16, 2-process NCCL DDP, two-stage gradients.

@@ -133,3 +133,30 @@ def test_two_stage_does_not_swallow_out_of_memory(problem, monkeypatch):
     _batched_grad_raises(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"))
     with pytest.raises(torch.OutOfMemoryError):
         per_task_grads(losses, model.shared_parameters(), through=z)
+
+
+def test_a_two_stage_fallback_is_not_retried_on_later_steps(monkeypatch):
+    """Once the vmapped backward fails for a model's graph, the following steps use the loop directly."""
+    import mtlx
+
+    attempts = []
+    real_grad = torch.autograd.grad
+
+    def grad(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            attempts.append(1)
+            raise RuntimeError("no batching rule")
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+    tasks = toy_tasks(3)
+    model = ToyModel(tasks)
+    mtl = mtlx.MTL("mgda", tasks=list(tasks), shared=model.encoder, heads=dict(model.heads), per_task_grads="two-stage")
+    x, targets = toy_batch(tasks)
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        for _ in range(3):
+            z = model.encoder(x)
+            mtl.backward({t: tasks[t].loss(model.heads[t](z), targets[t]) for t in tasks}, features=z)
+            mtl.step()
+    assert attempts == [1]
+    assert mtl.per_task_grads == "loop"

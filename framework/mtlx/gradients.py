@@ -25,7 +25,7 @@ For the shared parameters two exact methods exist (:data:`METHODS`):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -80,6 +80,7 @@ def per_task_grads(
     *,
     create_graph: bool = False,
     through: torch.Tensor | None = None,
+    on_fallback: Callable[[], None] | None = None,
 ) -> list[torch.Tensor]:
     """Gradients of each of the ``T`` scalar losses w.r.t. each input, each head traversed once.
 
@@ -91,6 +92,10 @@ def per_task_grads(
             through which every loss reaches every input. The T gradients
             ``∂L_t/∂Z`` are pushed into ``inputs`` in one vmapped backward.
             ``None``: one backward pass per loss (the loop).
+        on_fallback: called when the vmapped backward is unavailable for this
+            graph (an op without a batching rule) and the rows were taken one by
+            one instead: the caller stops asking for two-stage (the engine keeps
+            to the loop for the rest of the run).
 
     Returns:
         One tensor per input of shape ``[T, *input.shape]``; inputs a loss
@@ -123,6 +128,8 @@ def per_task_grads(
                     RuntimeWarning,
                     stacklevel=2,
                 )
+                if on_fallback is not None:
+                    on_fallback()
             per_row = [_grad(through, inputs, create_graph, row) for row in rows]
         else:
             per_row = [_grad(loss, inputs, create_graph) for loss in losses]

@@ -159,6 +159,7 @@ class MTL:
             grad_method=self.per_task_grads,
         )
         result = self.strategy.backward(step)
+        self.per_task_grads = step.grad_method  # a two-stage fallback sticks: it is not retried every step
         # without a DDP wrapper: the gradients of the global batch, as the engine does (a no-op on one process)
         distributed.sync_gradients([*self.model.parameters(), *self.parameters()])
         self._last = step

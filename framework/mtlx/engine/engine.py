@@ -266,6 +266,7 @@ class Engine:
         )
         with phase(STRATEGY):
             result = self.strategy.backward(ctx)
+        self.grad_method = ctx.grad_method  # a two-stage fallback sticks: it is not retried every step
         distributed.sync_gradients(self.trainable_parameters())
         self.fire(Events.AFTER_BACKWARD)
         if self.scaler is None and not self._grads_finite():

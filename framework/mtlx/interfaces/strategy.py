@@ -74,7 +74,9 @@ class StepContext:
             under DDP so that the update is that of the global batch.
         recompute_losses: re-runs the forward on the same batch without grad
             (for ``after_step`` of methods such as FAMO).
-        grad_method: how :meth:`shared_grads` computes the per-task gradients
+        grad_method: how :meth:`shared_grads` computes the per-task gradients; set to
+            ``loop`` when two-stage turns out unavailable for the graph, and the
+            engine keeps that choice for the following steps
             (``train.per_task_grads``: ``auto``, ``loop`` or ``two-stage``, mtlx.gradients).
     """
 
@@ -138,7 +140,9 @@ class StepContext:
             with phase(PER_TASK_GRADS):  # the flattening copies [T, P]: part of the cost
                 # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
                 losses = self.scaled_losses()
-                grads = per_task_grads(losses, self.shared_parameters(), through=self._two_stage_through())
+                grads = per_task_grads(
+                    losses, self.shared_parameters(), through=self._two_stage_through(), on_fallback=self._use_loop
+                )
                 flat = self._unscaled(flatten_grads(grads).float())
                 self._shared_grads = self.average_across_processes(flat)
         return self._shared_grads
@@ -149,6 +153,10 @@ class StepContext:
         if not isinstance(z, torch.Tensor) or resolve_method(self.grad_method, z.device) != "two-stage":
             return None
         return z
+
+    def _use_loop(self) -> None:
+        """Two-stage is unavailable for this model's graph: the loop from now on (the engine keeps it)."""
+        self.grad_method = "loop"
 
     def _unscaled(self, grads: torch.Tensor) -> torch.Tensor:
         """``grads / loss_scale``, without copying a [T, P] matrix when there is no scale."""
