@@ -37,3 +37,75 @@ def test_list_filters_by_kind_and_pattern(cli):
 def test_unknown_kind_is_a_usage_error(cli):
     result = cli("list", "strategy")
     assert result.exit_code == 2 and "Invalid value" in result.output
+
+
+def _documented_plugin():
+    import types
+    from typing import ClassVar
+
+    import attrs
+
+    import mtlx
+
+    class Documented(mtlx.LossWeighting):
+        """A weighting whose options are documented in every supported way."""
+
+        @attrs.frozen(kw_only=True)
+        class Config:
+            """Options.
+
+            Attributes:
+                scale: multiplies every loss; the doc
+                    continues on an indented line.
+                low, high: the clamp of the weights.
+            """
+
+            scale: float = 1.0
+            low: float = 0.0
+            high: float = 9.0
+            #: how the weights are ``normalised``
+            norm: str = attrs.field(default="sum", validator=attrs.validators.in_(("sum", "max")))
+            tags: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "free-form labels"})
+
+        presets: ClassVar = {"paper": {"strategy.scale": 2.0}}
+
+        def combine(self, losses, step):
+            return losses.sum(), losses
+
+    def mtlx_register(registry):
+        registry.strategies.register("documented", Documented)
+
+    return types.SimpleNamespace(mtlx_register=mtlx.hookimpl(mtlx_register))
+
+
+def test_details_show_each_option_with_type_default_choices_and_doc(cli, monkeypatch):
+    import mtlx
+
+    monkeypatch.setenv("COLUMNS", "250")  # one table row per option
+
+    mtlx.get_plugin_manager().register_object(_documented_plugin(), "documented-plugin")
+    result = cli("list", "--details", "documented", toy=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "strategy documented <local> (documented-plugin)" in text
+    assert "A weighting whose options are documented in every supported way." in text
+    for needle in ("scale │ float │ 1.0 │ multiplies every loss; the doc continues on an indented line.",
+                   "low │ float │ 0.0 │ the clamp of the weights.", "high │ float │ 9.0 │ the clamp of the weights.",
+                   "norm │ sum | max │ 'sum' │ how the weights are normalised", "tags │ tuple[str, ...] │ () │ free-form labels",
+                   "--preset paper: -o strategy.scale=2.0"):
+        assert needle in text, needle
+
+
+def test_details_of_a_dataset_show_its_recommended_settings_and_presets(cli):
+    result = cli("list", "datasets", "--details", "toy")
+    assert result.exit_code == 0, result.output
+    assert "dataset toy" in result.output and "num_tasks" in result.output
+    assert "recommended (applied unless set): -o arch.name=toy" in result.output
+    assert "--preset fast: -o train.epochs=1" in result.output
+    assert "architecture toy" not in result.output  # restricted to the kind asked for
+
+
+def test_details_of_an_unknown_name_suggest_the_close_one(cli):
+    result = cli("list", "--details", "toy-weightd")
+    assert result.exit_code != 0
+    assert "no component 'toy-weightd'; did you mean 'toy-weighted'?" in result.output

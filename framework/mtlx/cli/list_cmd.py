@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..catalog import load_catalog, source_root
+from ..errors import UnknownComponentError, did_you_mean
+from ..option_docs import describe_options
 from ..plugins import get_plugin_manager
 
 KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
@@ -17,12 +22,21 @@ KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
 @click.command("list")
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.argument("pattern", required=False, default="*")
-def list_components(kind: str | None, pattern: str) -> None:
+@click.option("--details", "details", metavar="NAME", help="Show NAME's options (type, default, doc) and settings.")
+def list_components(kind: str | None, pattern: str, details: str | None) -> None:
     """List installed components (optionally of one KIND, names matching PATTERN),
-    broken plugins with their errors, and catalogued plugins not installed."""
+    broken plugins with their errors, and catalogued plugins not installed.
+
+    \b
+      mtlx list --details rep-mtl          # options, presets of a component
+      mtlx list datasets --details qm9     # only the dataset of that name
+    """
     console = Console(soft_wrap=True)
     pm = get_plugin_manager()
     registries = pm.registries
+    if details is not None:
+        _print_details(console, registries, details, [kind] if kind else list(KINDS))
+        return
     for name in [kind] if kind else KINDS:
         registry = registries.kinds[name]
         table = Table(title=name, title_justify="left", show_edge=False)
@@ -51,3 +65,33 @@ def list_components(kind: str | None, pattern: str) -> None:
         for entry in missing:
             provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in entry.provides.items())
             console.print(f"  {entry.distribution} ({provides})  ->  {entry.install_command(root)}", markup=False)
+
+
+def _print_details(console: Console, registries: Any, name: str, kinds: list[str]) -> None:
+    """Each component called ``name`` among ``kinds``: its options, recommended settings and presets."""
+    found = [(kind, registries.kinds[kind].entry(name)) for kind in kinds if name in registries.kinds[kind]]
+    if not found:
+        for kind in kinds:  # a component of a broken plugin: its lookup raises the plugin's error
+            if name in registries.kinds[kind].unavailable:
+                registries.kinds[kind].entry(name)
+        known = sorted({n for kind in kinds for n in registries.kinds[kind]})
+        raise UnknownComponentError(f"no component {name!r}{did_you_mean(name, known)} (see mtlx list)")
+    for kind, entry in found:
+        console.print(Text(f"{registries.kinds[kind].kind} {entry.name}  {entry.owner}", style="bold"))
+        doc = inspect.getdoc(entry.obj) or ""
+        if doc:
+            console.print(doc, markup=False)
+        table = Table(show_edge=False)
+        for column in ("option", "type / choices", "default", "doc"):
+            table.add_column(column, overflow="fold")
+        for option in describe_options(entry.obj.Config):
+            table.add_row(*(Text(cell) for cell in (option.name, option.type, option.default, option.doc)))
+        console.print(table)
+        settings = {
+            "recommended (applied unless set)": getattr(entry.obj, "recommended", {}),
+            **{f"--preset {p}": values for p, values in getattr(entry.obj, "presets", {}).items()},
+        }
+        for title, values in settings.items():
+            if values:
+                console.print(f"{title}: " + " ".join(f"-o {k}={v}" for k, v in values.items()), markup=False)
+        console.print()

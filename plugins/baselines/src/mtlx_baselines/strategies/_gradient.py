@@ -43,7 +43,11 @@ GRAD_MODES = ("shared", "rep")
 
 def grad_mode_field() -> Any:
     """The ``grad_mode`` option: ``shared`` (parameters, default) or ``rep`` (representation Z)."""
-    return attrs.field(default="shared", validator=attrs.validators.in_(GRAD_MODES))
+    return attrs.field(
+        default="shared",
+        validator=attrs.validators.in_(GRAD_MODES),
+        metadata={"doc": "aggregate the per-task gradients of the shared parameters (shared) or of Z (rep)"},
+    )
 
 
 def needs_for(grad_mode: str) -> Need:
