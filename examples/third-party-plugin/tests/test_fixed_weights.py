@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mtlx
-from mtlx.testing import ToyModel, invoke_cli, make_step, toy_batch, toy_tasks
+from mtlx.testing import ToyModel, check_strategy, invoke_cli, make_step, toy_batch, toy_tasks
 from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse: each test loads the plugins afresh)
 
 
@@ -44,3 +44,7 @@ def test_runs_through_the_cli(tmp_path):
         "-o", "strategy.weights={seg0 = 3.0}", "--out", tmp_path / "run",
     )
     assert result.exit_code == 0, result.output
+
+
+def test_conforms_to_the_strategy_contract():
+    check_strategy("fixed-weights", {"weights": {"seg0": 2.0}, "default": 0.5})

@@ -1,4 +1,4 @@
-"""Helpers for testing mtlx plugins: a tiny multi-task model, toy tasks, conformance checks, the CLI in-process.
+"""Helpers for testing mtlx plugins: conformance checks per component kind, a tiny multi-task model, the CLI.
 
 Plugin test suites import from here (and from ``mtlx``) only; the shared
 pytest fixtures are in :mod:`mtlx.testing.fixtures`.
@@ -6,6 +6,7 @@ pytest fixtures are in :mod:`mtlx.testing.fixtures`.
 
 from .checks import assert_strategy_state_roundtrip, finite_difference_grad
 from .cli import invoke_cli
+from .conformance import check_backbone, check_dataset, check_meter, check_strategy
 from ..threads import torch_threads
 from .traversal import HeadTraversals
 from .toy import ToyModel, make_step, toy_batch, toy_tasks
@@ -14,6 +15,10 @@ __all__ = [
     "HeadTraversals",
     "ToyModel",
     "assert_strategy_state_roundtrip",
+    "check_backbone",
+    "check_dataset",
+    "check_meter",
+    "check_strategy",
     "finite_difference_grad",
     "invoke_cli",
     "make_step",

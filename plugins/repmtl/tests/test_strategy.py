@@ -377,3 +377,11 @@ def test_the_base_comes_from_the_registries_the_build_was_given():
     tasks = toy_tasks(3)
     strategy = build_strategy(config, list(tasks), ToyModel(tasks), registries)
     assert isinstance(strategy.base, ScaledWeighting)
+
+
+@pytest.mark.filterwarnings("ignore:rep-mtl \\(mode=paper\\). the regularisers:RuntimeWarning")
+@pytest.mark.parametrize("options", [{}, {"mode": "paper"}, {"estimate_every": 1, "reg_params": "shared"}, {"base": "dwa"}])
+def test_rep_mtl_conforms(options):
+    from mtlx.testing import check_strategy
+
+    check_strategy("rep-mtl", options)

@@ -1,0 +1,295 @@
+"""Conformance checks, one per kind of component: what the engine relies on, checked the same way everywhere.
+
+Every first-party plugin's tests call these on its components, and the
+third-party template in ``examples/`` does too, so a plugin author learns the
+contract from a failing assertion instead of from the engine's source::
+
+    from mtlx.testing import check_dataset, check_strategy
+
+    def test_my_strategy_conforms():
+        check_strategy("my-strategy")
+
+Each check raises ``AssertionError`` naming the component and what broke.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import build_component_config
+from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, TaskSpec
+from ..plugins import get_plugin_manager
+from .checks import assert_strategy_state_roundtrip
+from .toy import ToyModel, make_step, toy_batch, toy_tasks
+
+__all__ = ["check_backbone", "check_dataset", "check_meter", "check_strategy"]
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+# -- strategies ---------------------------------------------------------------------------------
+
+
+def _build_strategy(name: str, options: Mapping[str, Any], tasks: Sequence[str]) -> MTOStrategy:
+    registries = get_plugin_manager().registries
+    cls = registries.strategies.get(name)
+    config = build_component_config(cls.Config, options, where=f"strategy {name!r}")
+    return cls.from_registries(config, tasks=tuple(tasks), registries=registries)
+
+
+STEPS_PER_EPOCH = 2
+
+
+def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimizer, tasks: Mapping[str, TaskSpec],
+           iterations: range, what: str) -> list[dict[str, torch.Tensor]]:
+    """The engine's loop on toy batches (2 steps per epoch); every step's gradients, checked finite and complete."""
+    record, epoch_losses = [], []
+    params = dict(model.named_parameters()) | {f"<extra {i}>": p for i, p in enumerate(strategy.extra_parameters())}
+    for it in iterations:
+        x, targets = toy_batch(tasks, seed=it)
+        step = make_step(model, x, targets, tasks, iteration=it)
+        step.epoch = it // STEPS_PER_EPOCH
+        optimizer.zero_grad(set_to_none=True)
+        result = strategy.backward(step)
+        losses = step.loss_vector().detach()
+        assert bool(torch.isfinite(losses).all()), f"{what}: step {it}: losses {losses.tolist()}"
+        if result.weights is not None:
+            assert all(math.isfinite(w) for w in result.weights.values()), f"{what}: step {it}: {result.weights}"
+        grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
+        missing = [n for n, _ in model.named_parameters() if n not in grads]
+        assert not missing, f"{what}: step {it} left no gradient in {missing[:5]}"
+        bad = [n for n, g in grads.items() if not bool(torch.isfinite(g).all())]
+        assert not bad, f"{what}: step {it}: non-finite gradient in {bad[:5]}"
+        record.append(grads)
+        optimizer.step()
+        strategy.after_step(step)
+        epoch_losses.append(losses)
+        if (it + 1) % STEPS_PER_EPOCH == 0:
+            mean = torch.stack(epoch_losses).mean(0)
+            strategy.on_epoch_end(step.epoch, dict(zip(tasks, mean.tolist(), strict=True)))
+            epoch_losses = []
+    return record
+
+
+def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_tasks: int = 3, steps: int = 6,
+                   seed: int = 0) -> None:
+    """The installed strategy ``name`` (with ``options``) trained as the engine trains, on a toy model.
+
+    Builds it from the registries; trains ``steps`` steps with Adam (2 steps
+    per epoch, so epoch-based warm-ups such as DWA's, GradNorm's and STCH's
+    are passed with the default 6), checking every step's losses, weights and
+    gradients (finite; every shared and task parameter gets one); checks that
+    ``state_dict`` round-trips and that the same seed gives the same
+    gradients; then that resuming from a snapshot of model, optimiser and
+    strategy state takes exactly the steps the uninterrupted run takes.
+    """
+    options = dict(options or {})
+    tasks = toy_tasks(num_tasks)
+    what = f"strategy {name!r}" + (f" {options}" if options else "")
+
+    def setup(run_seed: int) -> tuple[ToyModel, MTOStrategy, torch.optim.Optimizer]:
+        _seed(run_seed)  # before building: a strategy may seed its own generator from the run's RNG
+        strategy = _build_strategy(name, options, tasks)
+        model = ToyModel(tasks)
+        optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-2)
+        return model, strategy, optimizer
+
+    model, strategy, optimizer = setup(seed)
+    first = _train(strategy, model, optimizer, tasks, range(steps), what)
+    snapshot = copy.deepcopy(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
+    )
+    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())  # the engine checkpoints these too
+    assert_strategy_state_roundtrip(strategy, _build_strategy(name, options, tasks))
+    torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
+    uninterrupted = _train(strategy, model, optimizer, tasks, range(steps, 2 * steps), what)
+
+    model2, strategy2, optimizer2 = setup(seed)
+    again = _train(strategy2, model2, optimizer2, tasks, range(steps), what)
+    for it, (a, b) in enumerate(zip(first, again, strict=True)):
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{what}: step {it} differs between two runs with one seed ({key})"
+
+    model3, strategy3, optimizer3 = setup(seed + 1)  # other initial state: everything must come from the snapshot
+    model3.load_state_dict(snapshot["model"])
+    strategy3.load_state_dict(snapshot["strategy"])
+    optimizer3.load_state_dict(snapshot["optimizer"])
+    torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
+    resumed = _train(strategy3, model3, optimizer3, tasks, range(steps, 2 * steps), what)
+    for it, (a, b) in enumerate(zip(uninterrupted, resumed, strict=True), start=steps):
+        assert a.keys() == b.keys(), f"{what}: step {it}: gradients of {sorted(a)} vs {sorted(b)} after resume"
+        for key in a:
+            assert torch.equal(a[key], b[key]), (
+                f"{what}: step {it}: gradient of {key} differs after resume (state_dict misses some state)"
+            )
+
+
+# -- meters -------------------------------------------------------------------------------------
+
+
+def check_meter(make_meter: Callable[[], Meter], prediction: torch.Tensor, target: torch.Tensor, *,
+                batch_independent: bool = True, what: str = "meter") -> dict[str, float]:
+    """A meter fed ``prediction`` and ``target`` (a batch of at least 2): returns its metrics.
+
+    Checks that ``compute`` gives a float for exactly the metrics of
+    ``higher_is_better`` and names ``primary`` among them; that ``reset``
+    forgets; and, when ``batch_independent`` (meters that keep sufficient
+    statistics), that two half batches give the same result as the whole.
+    Meters that average per-batch statistics by design pass False.
+    """
+    meter = make_meter()
+    assert isinstance(meter, Meter), f"{what}: the factory returned {type(meter).__name__}, not a Meter"
+    meter.update(prediction, target)
+    whole = meter.compute()
+    assert set(whole) == set(meter.higher_is_better), (
+        f"{what}: compute() gives {sorted(whole)} but higher_is_better names {sorted(meter.higher_is_better)}"
+    )
+    assert meter.primary in whole, f"{what}: primary metric {meter.primary!r} is not among {sorted(whole)}"
+    assert all(isinstance(v, float) for v in whole.values()), f"{what}: compute() must give floats, got {whole}"
+    meter.reset()
+    half = len(prediction) // 2
+    meter.update(prediction[:half], target[:half])
+    meter.update(prediction[half:], target[half:])
+    split = meter.compute()
+    if batch_independent:
+        for metric, value in whole.items():
+            assert math.isclose(value, split[metric], rel_tol=1e-5, abs_tol=1e-7) or (
+                math.isnan(value) and math.isnan(split[metric])
+            ), f"{what}: {metric} over the whole batch {value} != over its two halves {split[metric]}"
+    meter.reset()
+    meter.update(prediction, target)
+    assert _same_metrics(meter.compute(), whole), f"{what}: reset() did not forget the earlier batches"
+    return whole
+
+
+def _same_metrics(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    return a.keys() == b.keys() and all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+def _prediction_for(spec: TaskSpec, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random raw head output of the shape the engine would give for ``target``."""
+    batch = target.shape[0]
+    if spec.dense:
+        height, width = target.shape[-2:]
+        return torch.randn(batch, spec.out_channels, height, width, generator=generator)
+    return torch.randn(batch, spec.out_channels, generator=generator)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, Mapping):
+        return isinstance(b, Mapping) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b if not hasattr(a, "to_dict") else _equal(a.to_dict(), b.to_dict())
+
+
+def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meters: bool = True) -> None:
+    """A built dataset: tasks, splits, samples, ``collate``, meters and the stored baseline.
+
+    Checks that ``tasks`` maps each name to its TaskSpec; that the splits
+    include ``train`` and ``val`` or ``test`` and are not empty; that a
+    sample is ``(input, {task: target})`` (one ``(input, target)`` stream per
+    task when ``multi_input``); that ``collate`` batches ``samples`` of them
+    with the targets of exactly the tasks and, for tensor inputs, the
+    per-sample ``input_shape`` the model is built for; that reading an
+    evaluation sample twice gives the same values; that each task's meter
+    passes :func:`check_meter` on the batch; and that ``baseline()`` is None
+    or finite numbers for metrics the meters report.
+    """
+    name = type(dataset).__name__
+    tasks = dataset.tasks
+    assert tasks, f"{name}: no tasks"
+    for task, spec in tasks.items():
+        assert isinstance(spec, TaskSpec) and spec.name == task, f"{name}: tasks[{task!r}] is not its TaskSpec"
+    splits = dataset.splits
+    assert "train" in splits and ({"val", "test"} & set(splits)), f"{name}: splits {splits} lack train or val/test"
+    evaluation = "test" if "test" in splits else "val"
+    streams = dataset.split(evaluation)
+    if dataset.multi_input:
+        assert isinstance(streams, Mapping) and set(streams) == set(tasks), (
+            f"{name}: multi_input splits must map each task to its dataset, got {type(streams).__name__}"
+        )
+    else:
+        streams = {None: streams}
+    generator = torch.Generator().manual_seed(0)
+    for task, stream in streams.items():
+        where = f"{name} split {evaluation!r}" + (f" task {task!r}" if task else "")
+        assert len(stream) >= samples, f"{where}: {len(stream)} samples, need {samples} for the check"
+        items = [stream[i] for i in range(samples)]
+        assert _equal(items[0], stream[0]), f"{where}: reading sample 0 twice gives different values"
+        batch = dataset.collate(items) if task is None else torch.utils.data.default_collate(items)
+        inputs, targets = batch
+        batch_targets = targets if task is None else {task: targets}
+        expected = set(tasks) if task is None else {task}
+        assert isinstance(batch_targets, Mapping) and set(batch_targets) == expected, (
+            f"{where}: collate gives targets for {sorted(batch_targets) if isinstance(batch_targets, Mapping) else type(batch_targets).__name__}, "
+            f"expected {sorted(expected)}"
+        )
+        if isinstance(inputs, torch.Tensor):
+            assert tuple(inputs.shape) == (samples, *dataset.input_shape), (
+                f"{where}: a batch of {samples} inputs has shape {tuple(inputs.shape)}, "
+                f"but input_shape is {dataset.input_shape}"
+            )
+        for t, target in batch_targets.items():
+            spec = tasks[t]
+            check_meter(spec.meter, _prediction_for(spec, target, generator), target,
+                        batch_independent=batch_independent_meters, what=f"{name} task {t!r} meter")
+    baseline = dataset.baseline()
+    if baseline is not None:
+        for task, metrics in baseline.items():
+            assert task in tasks, f"{name}: baseline for unknown task {task!r}"
+            known = set(tasks[task].meter().higher_is_better)
+            for metric, value in metrics.items():
+                assert metric in known, f"{name}: baseline {task}.{metric} is not a metric of its meter ({sorted(known)})"
+                assert math.isfinite(float(value)), f"{name}: baseline {task}.{metric} = {value}"
+
+
+# -- backbones ----------------------------------------------------------------------------------
+
+
+def check_backbone(make: Callable[[], Backbone], input_shape: Sequence[int], *, batch: int = 2, seed: int = 0) -> None:
+    """A backbone built by ``make()`` for per-sample ``input_shape``.
+
+    Checks that it declares ``out_shape`` and its output on a batch has that
+    per-sample shape and is finite; that every parameter receives a gradient;
+    that eval-mode forwards are deterministic; and that a fresh instance
+    loaded with its ``state_dict`` computes the same output.
+    """
+    _seed(seed)
+    backbone = make()
+    name = type(backbone).__name__
+    assert isinstance(backbone, Backbone), f"{name} is not a mtlx Backbone"
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(seed))
+    z = backbone(x)
+    assert isinstance(z, torch.Tensor), f"{name}: forward must return one tensor Z, got {type(z).__name__}"
+    assert tuple(z.shape) == (batch, *backbone.out_shape), (
+        f"{name}: output {tuple(z.shape)} but out_shape {tuple(backbone.out_shape)} (batch {batch})"
+    )
+    assert bool(torch.isfinite(z).all()), f"{name}: non-finite output"
+    z.square().mean().backward()
+    missing = [n for n, p in backbone.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: no gradient reaches {missing[:5]}"
+    backbone.eval()
+    fresh = make()
+    fresh.load_state_dict(backbone.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        once, twice, loaded = backbone(x), backbone(x), fresh(x)
+    assert torch.equal(once, twice), f"{name}: two eval-mode forwards differ"
+    assert torch.allclose(once, loaded, rtol=1e-5, atol=1e-6), f"{name}: a copy loaded from state_dict differs"
