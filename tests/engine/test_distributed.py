@@ -103,3 +103,17 @@ def test_every_collective_of_the_engine_uses_the_engine_device(monkeypatch):
     engine = SimpleNamespace(device=torch.device("meta"))  # a device other than the default CPU
     assert Engine._on_any_process(engine, False) is True
     assert seen == [torch.device("meta")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ew", "mgda", "rep-mtl"])
+def test_mtl_in_a_users_loop_two_processes_equal_one(tmp_path, strategy):
+    """mtlx.MTL under torchrun (gloo): 2 processes with half the batch each end with the 1-process weights."""
+    worker = str(FIXTURES / "mtl_ddp_worker.py")
+    for nproc, name in ((1, "one.pt"), (2, "two.pt")):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   worker, strategy, str(tmp_path / name)]
+        done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-8  # fp64: summation order only

@@ -15,7 +15,15 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["grad_norm", "gradient_balance"]
+__all__ = ["flat_grad", "grad_norm", "gradient_balance"]
+
+
+def flat_grad(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:
+    """``∂loss/∂params`` as one fp64 vector (the graph is retained; zeros for a loss without a graph)."""
+    if not loss.requires_grad:
+        return torch.zeros(sum(p.numel() for p in params), dtype=torch.float64, device=loss.device)
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
+    return torch.cat([g.reshape(-1).double() for g in grads])
 
 
 def grad_norm(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tensor:

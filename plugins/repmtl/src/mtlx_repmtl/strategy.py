@@ -28,7 +28,7 @@ from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
 from mtlx.plugins.registry import Registries
 
-from .balance import grad_norm, gradient_balance
+from .balance import flat_grad, gradient_balance
 from .config import RepMTLConfig
 from .losses import csa_terms, full_precision, stack_saliencies, tsr_loss
 
@@ -230,11 +230,13 @@ def _balanced_lambdas(
 ) -> dict[str, float]:
     """λ_r = ρ · ‖∇_shared Σ w_t L_t‖ / ‖∇_shared R_r‖ for each regulariser, EMA-smoothed with ``previous``.
 
-    The norms are averaged across processes, so every process uses the same λ.
+    Under data parallelism the gradients (not their norms) are averaged across processes before the
+    norms are taken: the norms of the global batch's gradients, so every process uses the λ of one
+    process on the whole batch.
     """
     shared = step.shared_parameters()
-    norms = torch.stack([grad_norm(task_total, shared), *(grad_norm(r, shared) for r in raw.values())])
-    norms = step.average_across_processes(norms.double())
+    grads = torch.stack([flat_grad(task_total, shared), *(flat_grad(r, shared) for r in raw.values())])
+    norms = torch.linalg.vector_norm(step.average_across_processes(grads), dim=1)
     out: dict[str, float] = {}
     for name, reg_norm in zip(raw, norms[1:].tolist(), strict=True):
         if reg_norm <= 0.0 or not math.isfinite(reg_norm):  # no gradient to balance: keep the last weight
