@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from .phases import PER_TASK_GRADS, phase
 
-__all__ = ["METHODS", "flatten_grads", "per_task_grads", "resolve_method", "write_flat_grad"]
+__all__ = ["METHODS", "flatten_grads", "grad_or_zeros", "per_task_grads", "resolve_method", "write_flat_grad"]
 
 #: How per-task gradients w.r.t. the shared parameters are computed (``train.per_task_grads``).
 METHODS = ("auto", "loop", "two-stage")
@@ -62,16 +63,18 @@ def _check_losses(losses: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return losses
 
 
+def grad_or_zeros(outputs: Any, inputs: Sequence[torch.Tensor], **options: Any) -> tuple[torch.Tensor, ...]:
+    """``torch.autograd.grad(..., allow_unused=True)`` with zeros for inputs the outputs do not reach.
+
+    What ``materialize_grads=True`` does, written out: on torch 2.4 and 2.5 (seen) that flag
+    made float32 zeros for float64 inputs ("Found dtype Float but expected Double").
+    """
+    grads = torch.autograd.grad(outputs, inputs, allow_unused=True, **options)
+    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True))
+
+
 def _grad(output: torch.Tensor, inputs: list[torch.Tensor], create_graph: bool, grad_output=None) -> tuple:
-    return torch.autograd.grad(
-        output,
-        inputs,
-        grad_outputs=grad_output,
-        retain_graph=True,
-        create_graph=create_graph,
-        allow_unused=True,
-        materialize_grads=True,
-    )
+    return grad_or_zeros(output, inputs, grad_outputs=grad_output, retain_graph=True, create_graph=create_graph)
 
 
 def per_task_grads(
@@ -116,9 +119,8 @@ def per_task_grads(
                     create_graph=create_graph,
                     is_grads_batched=True,
                     allow_unused=True,
-                    materialize_grads=True,
                 )
-                return list(grads)
+                return [x.new_zeros(len(rows), *x.shape) if g is None else g for g, x in zip(grads, inputs, strict=True)]
             except torch.OutOfMemoryError:
                 raise  # not a missing batching rule: the loop would not fit either
             except RuntimeError as error:  # an op without a batching rule

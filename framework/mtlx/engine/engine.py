@@ -386,7 +386,8 @@ class Engine:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "python": _python_rng_state(),
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+                # int64, not uint32: torch.save knows uint32 only from torch 2.6 on (the declared floor is lower)
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
             },
         }
 
@@ -409,7 +410,7 @@ class Engine:
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(_python_rng_unpack(rng["python"]))
         kind, keys, *rest = rng["numpy"]
-        np.random.set_state((kind, keys.numpy(), *rest))
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
 
 
 _LAST_EVAL_SPLIT: StashKey[str] = StashKey("last_eval_split")

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from mtlx.gradients import grad_or_zeros
+
 __all__ = ["flat_grad", "grad_norm", "gradient_balance"]
 
 
@@ -22,7 +24,7 @@ def flat_grad(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tenso
     """``∂loss/∂params`` as one fp64 vector (the graph is retained; zeros for a loss without a graph)."""
     if not loss.requires_grad:
         return torch.zeros(sum(p.numel() for p in params), dtype=torch.float64, device=loss.device)
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
+    grads = grad_or_zeros(loss, params, retain_graph=True)
     return torch.cat([g.reshape(-1).double() for g in grads])
 
 
@@ -30,7 +32,7 @@ def grad_norm(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> torch.Tenso
     """‖∂loss/∂params‖ over all of ``params`` (the graph is retained; 0 for a loss without a graph)."""
     if not loss.requires_grad:
         return torch.zeros((), device=loss.device)
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True, materialize_grads=True)
+    grads = grad_or_zeros(loss, params, retain_graph=True)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 

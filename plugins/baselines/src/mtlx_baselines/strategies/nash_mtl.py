@@ -19,6 +19,7 @@ import attrs
 import torch
 
 from mtlx import StepContext, StepResult
+from mtlx.gradients import grad_or_zeros
 
 from ..linalg import alpha_fair_weights, gram
 from ._gradient import GradientAggregation, apply_direction, grad_mode_field, named, representation
@@ -82,8 +83,7 @@ class NashMTL(WithAggregatorState, GradientAggregation):
             inputs = step.shared_parameters()
         else:
             inputs = [representation(step, type(self).__name__)]
-        grads = torch.autograd.grad((weights * losses).sum(), inputs, retain_graph=True, allow_unused=True,
-                                    materialize_grads=True)
+        grads = grad_or_zeros((weights * losses).sum(), inputs, retain_graph=True)
         direction = torch.cat([g.reshape(-1) for g in grads]).float()
         apply_direction(step, self.grad_mode, clip(direction, self.config.max_norm))
         step.backward_heads(weights)
