@@ -141,3 +141,21 @@ def test_report_skips_empty_and_unfinished_run_directories_with_one_line_each(to
         f"skipping {tmp_path / 'empty'}: neither a run directory (no config.toml) nor a folder of runs",
         f"skipping {runs / 'unfinished'}: an unfinished run (no results.json yet)",
     ]
+
+
+def test_plot_axes_hold_the_rows_but_not_a_far_outlier():
+    from mtlx.analysis.report import _robust_limits
+
+    low, high = _robust_limits([-9.9, -8.6, -10.2, -10.9, -9.5, -48.0])
+    assert -48.0 < low < -10.9 and high >= 0.0  # the failed setting is clipped, zero and the rest are shown
+    assert _robust_limits([-3.0, 2.0]) == pytest.approx((-3.4, 2.4))  # few rows: everything
+
+
+def test_plot_labels_are_short_keys_with_shortened_labels(toy_runs):
+    from mtlx.analysis.report import _legend_labels, plot_keys
+
+    table = build_tables(find_runs(toy_runs.values()))[0]
+    keys = plot_keys(table)
+    assert keys == [f"R{i + 1}" for i in range(len(table.rows))]
+    labels = _legend_labels(table, width=20)
+    assert all(label.startswith(f"{key} ") and len(label) <= 3 + 1 + 20 for key, label in zip(keys, labels))
