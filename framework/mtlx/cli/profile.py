@@ -23,6 +23,7 @@ import json
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -353,6 +354,23 @@ def _resolve(
     return resolve_run_config([user], presets)
 
 
+def _build_synthetic(config: RunConfig, scratch: str) -> Components:
+    """Build against an empty scratch data root unless one was given: --synthetic reads no file.
+
+    The dataset still gives the tasks and the input shape; one whose input size comes from its files
+    (an .npy release without ``-o dataset.resolution``) says so.
+    """
+    if config.train.data_root is None:
+        config = attrs.evolve(config, train=attrs.evolve(config.train, data_root=scratch))
+    try:
+        return build(config)
+    except DataError as error:
+        raise DataError(
+            f"{error}\n(--synthetic builds the dataset without its files: this one needs them for its input "
+            "size; set it with -o dataset.resolution=[H,W] or pass --data-root)"
+        ) from None
+
+
 @click.command()
 @click.option("--strategy", "-s", help="MTO strategy (default: ew); its extra cost over ew is reported.")
 @click.option("--dataset", "-d", help="Dataset (default: digits): gives the tasks, input size and a batch.")
@@ -414,9 +432,9 @@ def profile(
       mtlx profile --dataset nyuv2 --data-root ~/data/nyuv2 --batch-size 2 --steps 0   # no timing
     """
     config = _resolve(config_file, overrides, presets, flags)
-    with torch_threads(threads):  # the previous count restored afterwards
+    with torch_threads(threads), tempfile.TemporaryDirectory(prefix="mtlx-synthetic-") as scratch:
         seed_everything(config.train.seed)
-        components = build(config)
+        components = _build_synthetic(config, scratch) if synthetic else build(config)
         result = profile_components(
             components,
             batch_size=config.train.batch_size,

@@ -11,6 +11,7 @@ import torch
 from mtlx.build import build_dataset, resolve_run_config
 from mtlx.checkpoint import load_checkpoint
 from mtlx.plugins import get_plugin_manager
+from mtlx.testing import invoke_cli
 
 SMALL_MODEL = (
     "--backbone", "digits-cnn", "--head", "conv", "--device", "cpu", "-q",
@@ -88,3 +89,17 @@ def test_paper_preset_resolves_to_the_papers_settings(nyuv2_root: Path) -> None:
     assert dataset.input_shape == (3, 288, 384)  # the fixture (32x64) is resampled to the paper's resolution
     image, targets = dataset.split("test")[0]
     assert image.shape == (3, 288, 384) and targets["depth"].shape == (1, 288, 384)
+
+
+def test_profile_synthetic_reads_no_data(monkeypatch, tmp_path):
+    """The README's profile example: no NYUv2 on disk, --synthetic with the paper's resolution."""
+    pytest.importorskip("mtlx_archs", reason="the profile needs a backbone")
+    monkeypatch.delenv("MTLX_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = ["profile", "--dataset", "nyuv2", "--synthetic", "--arch", "hps", "--backbone", "resnet18",
+            "--head", "linear", "--strategy", "ew", "--batch-size", "1", "--steps", "0", "--no-flops"]
+    result = invoke_cli(*args, "-o", "dataset.resolution=[64,64]")
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output
+    without = invoke_cli(*args)  # the release's native size is in its files: said, not guessed
+    assert without.exit_code != 0 and "-o dataset.resolution=[H,W]" in without.output
