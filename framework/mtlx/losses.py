@@ -40,5 +40,9 @@ def classification_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch
 
 
 def mse_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error (standardised regression targets)."""
-    return F.mse_loss(prediction.reshape(target.shape), target)
+    """Mean squared error (standardised regression targets), in the prediction's precision.
+
+    The target is cast first: torch 2.4 and 2.5 fail in the backward of a float64 prediction against a
+    float32 target ("Found dtype Float but expected Double").
+    """
+    return F.mse_loss(prediction.reshape(target.shape), target.to(prediction.dtype))
