@@ -313,3 +313,15 @@ def test_every_strategy_conforms(name):
 @pytest.mark.parametrize("name", REP_MODE)
 def test_every_gradient_method_conforms_on_the_representation(name):
     check_strategy(name, {"grad_mode": "rep"})
+
+
+def test_db_mtl_rejects_negative_losses_like_the_other_log_methods():
+    """DB-MTL takes log(L + ε) itself: under a log loss transform (negative losses) it diverged silently."""
+    model, strategy, _ = setup("db-mtl", seed=0)
+    x, y = toy_batch(TASKS, seed=0)
+    step = make_step(model, x, y, TASKS, transform="log")
+    first = next(iter(TASKS))
+    step.losses = {**step.losses, first: torch.log(step.losses[first].exp() * 0.1)}  # a loss below 1, logged
+    assert float(step.loss_vector().min()) < 0
+    with pytest.raises(ConfigError, match="db-mtl needs non-negative task losses, but task '.*' has loss -"):
+        strategy.backward(step)

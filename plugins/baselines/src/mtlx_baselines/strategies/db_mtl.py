@@ -16,6 +16,7 @@ import torch
 from mtlx import StepContext, StepResult
 
 from ._gradient import GradientAggregation, at_step, named
+from ._positive import require_positive
 from ._state import WithAggregatorState
 
 __all__ = ["DBMTL", "LOG_EPS", "DBMTLState", "aggregate"]
@@ -63,7 +64,9 @@ class DBMTL(WithAggregatorState, GradientAggregation):
         return aggregate(grads, state=self.state, beta=self.config.beta, beta_sigma=self.config.beta_sigma)
 
     def backward(self, step: StepContext) -> StepResult:
-        inverse = 1.0 / (step.loss_vector().detach() + LOG_EPS)  # ∇ log(L + ε) = ∇L / (L + ε)
+        losses = step.loss_vector().detach()
+        require_positive(losses, self.tasks, step, "db-mtl", allow_zero=True)  # log(L + ε): ε covers L = 0
+        inverse = 1.0 / (losses + LOG_EPS)  # ∇ log(L + ε) = ∇L / (L + ε)
         grads = step.shared_grads() * inverse.to(torch.float32)[:, None]
         with at_step(step):
             direction, scales = self.aggregate_grads(grads, step)
