@@ -77,10 +77,13 @@ def test_sigterm_writes_a_resumable_checkpoint(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.is_file() and metrics.stat().st_size > 0):
         time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    assert metrics.is_file() and metrics.stat().st_size > 0, "training did not start within 120 s"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "stopped by SIGTERM" in stderr and "--resume" in stderr
+    assert (out / "last.pt").is_file(), f"no checkpoint after the stop; run dir: {sorted(os.listdir(out))}\n{stderr}"
     state = load_checkpoint(out / "last.pt")["engine"]["state"]
     assert 0 < state["iteration"] < 400 * 16
     assert not (out / "results.json").exists()
