@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
+from ..catalog import load_catalog, source_root
 from ..errors import MtlxError, did_you_mean
-from ..plugins import get_plugin_manager, reset_plugin_manager
+from ..plugins import PluginManager, get_plugin_manager, reset_plugin_manager
 
 __all__ = ["main"]
 
@@ -26,11 +27,51 @@ _COMMANDS = {
 }
 
 
+def _plugin_manager(ctx: click.Context) -> PluginManager:
+    """The process-wide manager, with this invocation's ``--plugin``/``--no-plugin`` (parsed before dispatch)."""
+    plugins, blocked = tuple(ctx.params.get("plugins", ())), tuple(ctx.params.get("blocked", ()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported by the commands
+        if (plugins or blocked) and not ctx.meta.get("mtlx.plugins_loaded"):
+            reset_plugin_manager()
+            ctx.meta["mtlx.plugins_loaded"] = True
+            return get_plugin_manager(modules=plugins, blocked=blocked)
+        return get_plugin_manager()
+
+
+def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    """``{name: command}`` from every plugin's ``mtlx_commands`` (a plugin that raises there is reported)."""
+    pm = _plugin_manager(ctx)
+    commands: dict[str, click.Command] = {}
+    for impl in pm.hook.mtlx_commands.get_hookimpls():
+        try:
+            offered = list(impl.function())
+        except Exception as error:  # noqa: BLE001 - one broken plugin does not take the CLI down
+            warnings.warn(f"plugin {impl.plugin_name}: mtlx_commands failed: {error}", RuntimeWarning, stacklevel=2)
+            continue
+        for command in offered:
+            if command.name in _COMMANDS or command.name in commands:
+                warnings.warn(f"plugin {impl.plugin_name}: command {command.name!r} already exists; skipped",
+                              RuntimeWarning, stacklevel=2)
+                continue
+            commands[command.name] = command
+    return commands
+
+
+def _catalogued_command(name: str) -> str:
+    """`` (it comes with DIST: pip install ...)`` when a catalogued plugin provides command ``name``."""
+    for entry in load_catalog():
+        if name in entry.provides.get("commands", []):
+            return f"; it comes with {entry.distribution}: {entry.install_command(source_root())}"
+    return ""
+
+
 class MtlxGroup(click.Group):
-    """Lazy subcommands, did-you-mean for typos, and one-line errors."""
+    """The core's subcommands (lazy) and the plugins' (``mtlx_commands``), did-you-mean, one-line errors."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in _COMMANDS if self._available(name))
+        core = [name for name in _COMMANDS if self._available(name)]
+        return sorted({*core, *_plugin_commands(ctx)})
 
     @staticmethod
     def _available(name: str) -> bool:
@@ -38,15 +79,16 @@ class MtlxGroup(click.Group):
         return importlib.util.find_spec(module) is not None
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in _COMMANDS or not self._available(name):
-            return None
-        module, attr = _COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module), attr)
+        if name in _COMMANDS and self._available(name):
+            module, attr = _COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return _plugin_commands(ctx).get(name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            ctx.fail(f"no command {name!r}{did_you_mean(name, self.list_commands(ctx))}")
+            hint = _catalogued_command(name) or did_you_mean(name, self.list_commands(ctx))
+            ctx.fail(f"no command {name!r}{hint}")
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -81,10 +123,4 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...], blocked: tup
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported by the commands
-        if plugins or blocked:
-            reset_plugin_manager()
-            get_plugin_manager(modules=plugins, blocked=blocked)
-        else:
-            get_plugin_manager()
+    _plugin_manager(ctx)

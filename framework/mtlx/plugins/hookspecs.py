@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from ..config import RunConfig
     from ..engine.engine import Engine
     from .registry import Registries
@@ -49,6 +51,20 @@ def mtlx_register(registry: Registries) -> None:
 
     Use in plugins: register classes, not instances; importing heavy
     dependencies inside the component module keeps ``mtlx list`` fast.
+    """
+
+
+@hookspec
+def mtlx_commands() -> list[click.Command]:
+    """Return the ``mtlx`` subcommands this plugin adds (click commands or groups).
+
+    Called when the CLI starts; the commands appear in ``mtlx --help`` next
+    to the core's (``run``, ``list``), under their own names, which must not
+    clash with another's. Like ``pytest_addoption`` for pytest: the plugin
+    owns its options and its code, the core only dispatches.
+
+    Use in plugins: import heavy dependencies inside the command's function,
+    so that ``mtlx --help`` stays fast.
     """
 
 

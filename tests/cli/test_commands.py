@@ -1,0 +1,62 @@
+"""Plugins add `mtlx` subcommands through the mtlx_commands hook; a missing catalogued one says how to install it."""
+
+from __future__ import annotations
+
+import textwrap
+import types
+
+import click
+
+import mtlx
+from mtlx.testing import invoke_cli
+
+
+def _commands_plugin(*commands: click.Command):
+    def mtlx_commands():
+        return list(commands)
+
+    return types.SimpleNamespace(mtlx_commands=mtlx.hookimpl(mtlx_commands))
+
+
+@click.command("hello")
+@click.option("--name", default="world", help="Whom to greet.")
+def hello(name: str) -> None:
+    """Greet someone (a plugin's command)."""
+    click.echo(f"hello {name}")
+
+
+@click.command("run")
+def shadow_run() -> None:
+    """A plugin trying to replace the core's run."""
+
+
+def test_a_plugins_command_is_listed_and_runs():
+    mtlx.get_plugin_manager().register_object(_commands_plugin(hello), "greeter")
+    listing = invoke_cli("--help")
+    assert "hello" in listing.output and "Greet someone (a plugin's command)." in listing.output
+    result = invoke_cli("hello", "--name", "mtlx")
+    assert result.exit_code == 0 and result.output == "hello mtlx\n"
+
+
+def test_a_plugin_cannot_replace_a_core_command(recwarn):
+    mtlx.get_plugin_manager().register_object(_commands_plugin(shadow_run), "shadow")
+    result = invoke_cli("run", "--help")
+    assert result.exit_code == 0 and "Train a multi-task model" in result.output
+    invoke_cli("--help")
+    assert any("command 'run' already exists; skipped" in str(w.message) for w in recwarn)
+
+
+def test_a_missing_catalogued_command_names_its_distribution(tmp_path, monkeypatch):
+    catalogue = tmp_path / "registry.toml"
+    catalogue.write_text(textwrap.dedent("""
+        [plugins.tools]
+        dir = "plugins/tools"
+        distribution = "mtlx-fancy-tools"
+        entry_point = "fancy-tools"
+        provides.commands = ["sweep"]
+        extras = []
+        """))
+    monkeypatch.setenv("MTLX_REGISTRY", str(catalogue))
+    result = invoke_cli("sweep")
+    assert result.exit_code == 2
+    assert "no command 'sweep'; it comes with mtlx-fancy-tools: pip install mtlx-fancy-tools" in result.output
