@@ -134,7 +134,8 @@ class MTL:
             losses: ``{task: scalar}`` or the T scalars in task order.
             features: the shared representation Z the heads read (needed by representation-level
                 strategies such as rep-mtl and graddrop; lets the others use the two-stage gradients).
-            loss_scale: the AMP loss scale (``scaler.get_scale()``); ``.grad`` is then scaled as
+            loss_scale: the AMP loss scale (``float(scaler.scale(torch.ones(())))``: ``get_scale()`` does not
+                initialise a fresh GradScaler, whose ``step`` then fails); ``.grad`` is then scaled as
                 ``scaler.scale(loss).backward()`` would leave it, so ``scaler.step(optimizer)`` unscales it.
             recompute_losses: a no-grad re-forward of the same batch, for strategies that need one
                 (FAMO's ``after_step``).

@@ -67,3 +67,31 @@ def test_state_round_trip_and_errors():
     z = model.encoder(x)
     with pytest.raises(mtlx.ConfigError, match="pass features=z"):
         rep.backward({t: s.loss(model.heads[t](z), y[t]) for t, s in tasks.items()})
+
+
+@pytest.mark.parametrize("strategy", ["ew", "mgda", "rep-mtl"])
+def test_amp_loss_scale_with_a_grad_scaler_takes_the_unscaled_step(strategy):
+    """fp16 recipe: mtl.backward(losses, loss_scale=float(scaler.scale(1))), scaler.step(optimizer) == a plain step."""
+    tasks = toy_tasks(3)
+    weights = {}
+    for scaled in (False, True):
+        torch.manual_seed(0)
+        model = ToyModel(tasks).double()
+        mtl = mtlx.MTL(strategy, tasks=list(tasks), shared=model.encoder, heads=dict(model.heads))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, enabled=scaled)
+        x, targets = toy_batch(tasks)
+        for _ in range(2):
+            z = model.encoder(x.double())
+            losses = {t: spec.loss(model.heads[t](z), targets[t]) for t, spec in tasks.items()}
+            optimizer.zero_grad()
+            # scaler.scale(...) (not get_scale()) initialises the scaler, as the engine does
+            mtl.backward(losses, features=z, loss_scale=float(scaler.scale(torch.ones(()))) if scaled else 1.0)
+            if scaled:
+                assert all(p.grad.abs().max() > 0 for p in model.parameters() if p.grad is not None)
+            scaler.step(optimizer)
+            scaler.update()
+            mtl.step()
+        weights[scaled] = copy.deepcopy(model.state_dict())
+    for key, value in weights[False].items():
+        torch.testing.assert_close(weights[True][key], value, rtol=1e-9, atol=1e-12)
