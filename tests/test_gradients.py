@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
+
+import mtlx
 
 from mtlx.gradients import METHODS, flatten_grads, per_task_grads, resolve_method
 from mtlx.testing import HeadTraversals, ToyModel, make_step, toy_batch, toy_tasks
@@ -141,10 +144,27 @@ def test_two_stage_does_not_swallow_out_of_memory(problem, monkeypatch):
         per_task_grads(losses, model.shared_parameters(), through=z)
 
 
+class _MeanGradient(mtlx.MTOStrategy):
+    """A minimal gradient method: the mean of the per-task shared gradients (uses StepContext.shared_grads)."""
+
+    @attrs.frozen
+    class Config:
+        pass
+
+    def backward(self, step):
+        step.set_shared_grad(step.shared_grads().mean(0))
+        step.backward_heads()
+        return mtlx.StepResult()
+
+
 def test_a_two_stage_fallback_is_not_retried_on_later_steps(monkeypatch):
     """Once the vmapped backward fails for a model's graph, the following steps use the loop directly."""
-    import mtlx
+    import types
 
+    def mtlx_register(registry):
+        registry.strategies.register("mean-gradient", _MeanGradient)
+
+    mtlx.get_plugin_manager().register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(mtlx_register)), "m")
     attempts = []
     real_grad = torch.autograd.grad
 
@@ -157,7 +177,8 @@ def test_a_two_stage_fallback_is_not_retried_on_later_steps(monkeypatch):
     monkeypatch.setattr(torch.autograd, "grad", grad)
     tasks = toy_tasks(3)
     model = ToyModel(tasks)
-    mtl = mtlx.MTL("mgda", tasks=list(tasks), shared=model.encoder, heads=dict(model.heads), per_task_grads="two-stage")
+    mtl = mtlx.MTL("mean-gradient", tasks=list(tasks), shared=model.encoder, heads=dict(model.heads),
+                   per_task_grads="two-stage")
     x, targets = toy_batch(tasks)
     with pytest.warns(RuntimeWarning, match="falling back"):
         for _ in range(3):

@@ -112,6 +112,8 @@ def test_every_collective_of_the_engine_uses_the_engine_device(monkeypatch):
 @pytest.mark.parametrize("strategy", ["ew", "mgda", "rep-mtl"])
 def test_mtl_in_a_users_loop_two_processes_equal_one(tmp_path, strategy):
     """mtlx.MTL under torchrun (gloo): 2 processes with half the batch each end with the 1-process weights."""
+    pytest.importorskip("mtlx_baselines", reason="the strategies come from mtlx-baselines and mtlx-repmtl")
+    pytest.importorskip("mtlx_repmtl", reason="the strategies come from mtlx-baselines and mtlx-repmtl")
     worker = str(FIXTURES / "mtl_ddp_worker.py")
     for nproc, name in ((1, "one.pt"), (2, "two.pt")):
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
