@@ -17,7 +17,9 @@ from .errors import ConfigError, UnknownComponentError, did_you_mean
 from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .plugins import Registries, get_plugin_manager
 
-__all__ = ["Components", "build", "build_dataset", "build_model", "build_strategy", "resolve_run_config"]
+__all__ = [
+    "Components", "build", "build_dataset", "build_model", "build_strategy", "resolve_run_config", "strategy_by_name",
+]
 
 
 def _registries(registries: Registries | None) -> Registries:
@@ -101,6 +103,16 @@ def build_model(
         return head_cls(head_cfg, in_shape, task, input_shape)
 
     return arch_cls(arch_cfg, tasks=tasks, make_backbone=make_backbone, make_head=make_head, input_shape=input_shape)
+
+
+def strategy_by_name(
+    name: str, options: Mapping[str, Any], tasks: Sequence[str], registries: Registries | None = None
+) -> MTOStrategy:
+    """The installed strategy ``name`` with ``options`` (its ``Config`` fields), built from ``registries``."""
+    regs = _registries(registries)
+    cls = regs.strategies.get(name)
+    config = build_component_config(cls.Config, options, where=f"strategy {name!r}")
+    return cls.from_registries(config, tasks=tuple(tasks), registries=regs)
 
 
 def build_strategy(

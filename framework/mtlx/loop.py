@@ -30,11 +30,10 @@ import torch
 from torch import nn
 
 from . import distributed
-from .config import build_component_config
+from .build import strategy_by_name
 from .errors import ConfigError
 from .gradients import METHODS
 from .interfaces import MTOStrategy, MultiTaskModel, Need, StepContext, StepResult
-from .plugins import get_plugin_manager
 
 __all__ = ["MTL"]
 
@@ -104,10 +103,7 @@ class MTL:
             raise ConfigError(f"mtlx.MTL: heads must have one entry per task {list(self.tasks)}; got {sorted(heads)}")
         if per_task_grads not in METHODS:
             raise ConfigError(f"mtlx.MTL: per_task_grads must be one of {', '.join(METHODS)}, got {per_task_grads!r}")
-        registries = get_plugin_manager().registries
-        cls = registries.strategies.get(name)
-        config = build_component_config(cls.Config, options, where=f"strategy {name!r}")
-        self.strategy: MTOStrategy = cls.from_registries(config, tasks=list(self.tasks), registries=registries)
+        self.strategy: MTOStrategy = strategy_by_name(name, options, self.tasks)
         self.model = _UserModel(self.tasks, shared, heads)
         self.per_task_grads = per_task_grads
         self.iteration = 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import types
 
 import click
@@ -46,17 +45,8 @@ def test_a_plugin_cannot_replace_a_core_command(recwarn):
     assert any("command 'run' already exists; skipped" in str(w.message) for w in recwarn)
 
 
-def test_a_missing_catalogued_command_names_its_distribution(tmp_path, monkeypatch):
-    catalogue = tmp_path / "registry.toml"
-    catalogue.write_text(textwrap.dedent("""
-        [plugins.tools]
-        dir = "plugins/tools"
-        distribution = "mtlx-fancy-tools"
-        entry_point = "fancy-tools"
-        provides.commands = ["sweep"]
-        extras = []
-        """))
-    monkeypatch.setenv("MTLX_REGISTRY", str(catalogue))
+def test_a_missing_catalogued_command_names_its_distribution(catalogue):
+    catalogue("fancy-tools", commands=["sweep"])
     result = invoke_cli("sweep")
     assert result.exit_code == 2
     assert "no command 'sweep'; it comes with mtlx-fancy-tools: pip install mtlx-fancy-tools" in result.output

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 
 
-def test_list_shows_components_with_owner_and_missing_catalogue_entries(cli, tmp_path, monkeypatch):
-    catalogue = tmp_path / "registry.toml"
-    catalogue.write_text(
-        textwrap.dedent(
-            """
-            [plugins.fancy]
-            dir = "plugins/fancy"
-            distribution = "mtlx-fancy"
-            entry_point = "fancy"
-            provides.datasets = ["fancy-data"]
-            extras = []
-            """
-        )
-    )
-    monkeypatch.setenv("MTLX_REGISTRY", str(catalogue))
+def test_list_shows_components_with_owner_and_missing_catalogue_entries(cli, catalogue):
+    catalogue("fancy", datasets=["fancy-data"])
     result = cli("list")
     assert result.exit_code == 0, result.output
     assert "toy-weighted" in result.output and "<local> (mtlx.testing.plugin)" in result.output

@@ -100,13 +100,8 @@ def test_a_plugin_failing_half_way_contributes_nothing_and_its_other_hooks_do_no
     assert fired == []
 
 
-def test_every_catalogued_component_of_a_broken_plugin_is_unavailable_with_its_cause(tmp_path, monkeypatch):
-    catalog = tmp_path / "registry.toml"
-    catalog.write_text(
-        '[plugins.fancy]\ndir = "plugins/fancy"\ndistribution = "mtlx-fancy"\nentry_point = "fancy"\n'
-        'provides.strategies = ["fancy-a", "fancy-b"]\nprovides.backbones = ["fancy-net"]\n'
-    )
-    monkeypatch.setenv("MTLX_REGISTRY", str(catalog))
+def test_every_catalogued_component_of_a_broken_plugin_is_unavailable_with_its_cause(catalogue):
+    catalogue("fancy", strategies=["fancy-a", "fancy-b"], backbones=["fancy-net"])
 
     def boom(registry):
         raise RuntimeError("needs libfancy")

@@ -40,8 +40,16 @@ def _plugin_manager(ctx: click.Context) -> PluginManager:
 
 
 def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
-    """``{name: command}`` from every plugin's ``mtlx_commands`` (a plugin that raises there is reported)."""
-    pm = _plugin_manager(ctx)
+    """``{name: command}`` from every plugin's ``mtlx_commands`` (a plugin that raises there is reported).
+
+    Collected once per invocation: listing, lookup and the did-you-mean hint all ask.
+    """
+    if "mtlx.plugin_commands" not in ctx.meta:
+        ctx.meta["mtlx.plugin_commands"] = _collect_plugin_commands(_plugin_manager(ctx))
+    return ctx.meta["mtlx.plugin_commands"]
+
+
+def _collect_plugin_commands(pm: PluginManager) -> dict[str, click.Command]:
     commands: dict[str, click.Command] = {}
     for impl in pm.hook.mtlx_commands.get_hookimpls():
         try:

@@ -136,8 +136,7 @@ class PluginManager:
                 except Exception as error:  # noqa: BLE001 - isolate the failing plugin
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
                     self._pm.unregister(name=info.name)
-                    registered = {attr: list(registry) for attr, registry in scratch.kinds.items()}
-                    registries.mark_unavailable(registered, self.plugins[info.name].error)
+                    registries.mark_unavailable(scratch.kinds, self.plugins[info.name].error)
                     continue
                 registries.merge(scratch)
             for entry in load_catalog():

@@ -23,29 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import build_component_config
+from ..build import strategy_by_name
 from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, TaskSpec
-from ..plugins import get_plugin_manager
+from ..runner import seed_everything
 from .checks import assert_strategy_state_roundtrip
 from .toy import ToyModel, make_step, toy_batch, toy_tasks
 
 __all__ = ["check_backbone", "check_dataset", "check_meter", "check_strategy"]
 
 
-def _seed(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 # -- strategies ---------------------------------------------------------------------------------
-
-
-def _build_strategy(name: str, options: Mapping[str, Any], tasks: Sequence[str]) -> MTOStrategy:
-    registries = get_plugin_manager().registries
-    cls = registries.strategies.get(name)
-    config = build_component_config(cls.Config, options, where=f"strategy {name!r}")
-    return cls.from_registries(config, tasks=tuple(tasks), registries=registries)
 
 
 STEPS_PER_EPOCH = 2
@@ -99,8 +86,8 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     what = f"strategy {name!r}" + (f" {options}" if options else "")
 
     def setup(run_seed: int) -> tuple[ToyModel, MTOStrategy, torch.optim.Optimizer]:
-        _seed(run_seed)  # before building: a strategy may seed its own generator from the run's RNG
-        strategy = _build_strategy(name, options, tasks)
+        seed_everything(run_seed)  # before building: a strategy may seed its own generator from the run's RNG
+        strategy = strategy_by_name(name, options, tasks)
         model = ToyModel(tasks)
         optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-2)
         return model, strategy, optimizer
@@ -111,7 +98,7 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
     )
     rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())  # the engine checkpoints these too
-    assert_strategy_state_roundtrip(strategy, _build_strategy(name, options, tasks))
+    assert_strategy_state_roundtrip(strategy, strategy_by_name(name, options, tasks))
     torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
     uninterrupted = _train(strategy, model, optimizer, tasks, range(steps, 2 * steps), what)
 
@@ -271,7 +258,7 @@ def check_backbone(make: Callable[[], Backbone], input_shape: Sequence[int], *, 
     that eval-mode forwards are deterministic; and that a fresh instance
     loaded with its ``state_dict`` computes the same output.
     """
-    _seed(seed)
+    seed_everything(seed)
     backbone = make()
     name = type(backbone).__name__
     assert isinstance(backbone, Backbone), f"{name} is not a mtlx Backbone"
