@@ -21,32 +21,48 @@ def _setup(seed: int = 0):
     return tasks, model, x.double(), targets
 
 
-def _independent_ratios(model, x, targets, tasks, lambdas, naive):
-    """‖∇_shared λ_r R_r‖ / ‖∇_shared Σ L_t‖ from the naive formulas and a fresh forward."""
+def _independent_ratios(model, x, targets, tasks, lambdas, naive, group="shared"):
+    """‖∇_group λ_r R_r‖ / ‖∇_group Σ L_t‖ from the naive formulas and a fresh forward (group: shared or heads)."""
     z = model.encode(x)
     preds = model.decode(z)
     losses = [spec.loss(preds[t], targets[t]) for t, spec in tasks.items()]
     sal = [torch.autograd.grad(loss, z, create_graph=True)[0] for loss in losses]
     regs = {"tsr": naive.tsr(sal, 1e-8), "csa": naive.csa(sal, 0.1, 1e-8, "paper")}
-    shared = list(model.shared_parameters())
+    params = list(model.shared_parameters()) if group == "shared" else [p for t in tasks for p in model.task_parameters(t)]
 
     def norm(loss):
-        return float(torch.cat([g.flatten() for g in torch.autograd.grad(loss, shared, retain_graph=True)]).norm())
+        return float(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, retain_graph=True)]).norm())
 
     task = norm(sum(losses))
     return {name: norm(lambdas[name] * reg) / task for name, reg in regs.items()}
 
 
 @pytest.mark.parametrize("rho", [0.05, 0.3])
-def test_balanced_mode_sets_the_gradient_ratio_to_rho(rho, naive):
-    """After an estimate, each regulariser's gradient on the encoder is rho times the task losses' (rel 1e-6)."""
+def test_balanced_mode_bounds_the_gradient_ratio_by_rho_on_every_group_it_reaches(rho, naive):
+    """After an estimate each regulariser's gradient is at most rho times the task losses' on the encoder
+    and on the heads, and exactly rho on one of them (rel 1e-6): a regulariser cannot overrule the task
+    losses on the heads while it is balanced on the encoder."""
     tasks, model, x, targets = _setup()
     strategy = RepMTL(RepMTLConfig(rho=rho), tasks=list(tasks))
     result = strategy.backward(make_step(model, x, targets, tasks))
     lambdas = {"tsr": result.diagnostics["lambda_tsr"], "csa": result.diagnostics["lambda_csa"]}
     assert lambdas == strategy.lambdas
-    ratios = _independent_ratios(model, x, targets, tasks, lambdas, naive)
-    assert ratios == pytest.approx({"tsr": rho, "csa": rho}, rel=1e-6)
+    shared = _independent_ratios(model, x, targets, tasks, lambdas, naive, "shared")
+    heads = _independent_ratios(model, x, targets, tasks, lambdas, naive, "heads")
+    for name in ("tsr", "csa"):
+        assert max(shared[name], heads[name]) == pytest.approx(rho, rel=1e-6)
+        assert shared[name] <= rho * (1 + 1e-6) and heads[name] <= rho * (1 + 1e-6)
+    assert any(heads[name] == pytest.approx(rho, rel=1e-6) for name in heads)  # the heads bind on this model
+
+
+def test_balanced_mode_with_shared_reg_params_balances_the_encoder_only(naive):
+    """``reg_params=shared``: the regularisers never reach the heads, so only the encoder's ratio counts."""
+    tasks, model, x, targets = _setup()
+    strategy = RepMTL(RepMTLConfig(rho=0.1, reg_params="shared"), tasks=list(tasks))
+    result = strategy.backward(make_step(model, x, targets, tasks))
+    lambdas = {"tsr": result.diagnostics["lambda_tsr"], "csa": result.diagnostics["lambda_csa"]}
+    ratios = _independent_ratios(model, x, targets, tasks, lambdas, naive, "shared")
+    assert ratios == pytest.approx({"tsr": 0.1, "csa": 0.1}, rel=1e-6)
 
 
 def test_balanced_mode_reestimates_every_k_steps_with_an_ema(naive):

@@ -13,7 +13,7 @@ __all__ = ["CSA_DENOMINATORS", "MODES", "PAPER_LAMBDA", "REG_PARAMS", "RepMTLCon
 CSA_DENOMINATORS = ("paper", "infonce")
 
 #: ``paper``: Eq. 10 with fixed λ (the paper's 0.9); ``balanced`` (not in the paper): each λ set so that the
-#: regulariser's gradient on the shared parameters is ``rho`` times the task losses' gradient.
+#: regulariser's gradient is at most ``rho`` times the task losses' on the encoder and on the heads.
 MODES = ("balanced", "paper")
 #: Where the regularisers' gradients go: heads and encoder (``all``, the paper) or the encoder only (not in the paper).
 REG_PARAMS = ("all", "shared")
@@ -38,12 +38,14 @@ class RepMTLConfig:
 
     Attributes:
         mode: ``balanced`` (default, not in the paper): each regulariser's weight is set so that
-            ‖∇_shared λR‖ = ``rho`` · ‖∇_shared Σ w_t L_t‖, re-estimated every ``estimate_every`` steps and
-            smoothed by an EMA (``ema``); ``paper``: fixed ``lambda_tsr``/``lambda_csa`` (Eq. 10 as printed).
+            ‖∇_g λR‖ ≤ ``rho`` · ‖∇_g Σ w_t L_t‖ on each group g it reaches (the shared parameters and, with
+            ``reg_params=all``, the heads), with equality on the binding one; re-estimated every
+            ``estimate_every`` steps and smoothed by an EMA (``ema``); ``paper``: fixed
+            ``lambda_tsr``/``lambda_csa`` (Eq. 10 as printed).
         lambda_tsr: ``paper`` mode: weight of the task-specific saliency regulariser (entropy, Eq. 6); 0.9 if unset.
         lambda_csa: ``paper`` mode: weight of the cross-task saliency alignment (contrastive, Eq. 9); 0.9 if unset.
-        rho: ``balanced`` mode: target ratio of each regulariser's gradient norm on the shared parameters
-            to the task losses' (chosen by the λ sweep on digits, README).
+        rho: ``balanced`` mode: the largest ratio of each regulariser's gradient norm to the task losses', on
+            the encoder and on the heads (chosen by the ρ sweep on digits, README).
         estimate_every: ``balanced`` mode: re-estimate the weights on steps 1, 1+k, 1+2k, ... (k ≥ 1).
         ema: ``balanced`` mode: weight = ema · previous + (1 − ema) · new estimate (0: no smoothing).
         reg_params: ``all`` (heads and encoder, the paper) or ``shared`` (encoder only; not in the paper:

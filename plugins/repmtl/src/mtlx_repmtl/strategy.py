@@ -228,21 +228,31 @@ def _balanced_lambdas(
     task_total: torch.Tensor, raw: Mapping[str, torch.Tensor], step: StepContext, cfg: RepMTLConfig,
     previous: Mapping[str, float],
 ) -> dict[str, float]:
-    """λ_r = ρ · ‖∇_shared Σ w_t L_t‖ / ‖∇_shared R_r‖ for each regulariser, EMA-smoothed with ``previous``.
+    """λ_r = ρ · min_g ‖∇_g Σ w_t L_t‖ / ‖∇_g R_r‖ over the groups g the regularisers reach, EMA-smoothed.
 
-    Under data parallelism the gradients (not their norms) are averaged across processes before the
-    norms are taken: the norms of the global batch's gradients, so every process uses the λ of one
-    process on the whole batch.
+    The groups are the shared parameters and, with ``reg_params=all``, the heads: each regulariser pulls
+    on each of them with at most ρ times the task losses' force (balancing the encoder alone let TSR
+    outweigh the task losses on QM9's one-layer heads, README). Under data parallelism the gradients
+    (not their norms) are averaged across processes before the norms are taken: the norms of the global
+    batch's gradients, so every process uses the same λ.
     """
-    shared = step.shared_parameters()
-    grads = torch.stack([flat_grad(task_total, shared), *(flat_grad(r, shared) for r in raw.values())])
-    norms = torch.linalg.vector_norm(step.average_across_processes(grads), dim=1)
+    groups = _parameter_groups(step)
+    if cfg.reg_params == "shared":
+        del groups["heads"]
+    groups = {name: [p for p in params if p.requires_grad] for name, params in groups.items()}
+    params = [p for group in groups.values() for p in group]
+    grads = torch.stack([flat_grad(task_total, params), *(flat_grad(r, params) for r in raw.values())])
+    grads = step.average_across_processes(grads)
+    sizes = [sum(p.numel() for p in group) for group in groups.values()]
+    norms = torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads.split(sizes, dim=1)], dim=1)  # [1+R, G]
+    reached = norms[0] > 0  # a group the task losses do not reach has no ratio
     out: dict[str, float] = {}
-    for name, reg_norm in zip(raw, norms[1:].tolist(), strict=True):
-        if reg_norm <= 0.0 or not math.isfinite(reg_norm):  # no gradient to balance: keep the last weight
+    for name, reg_norms in zip(raw, norms[1:], strict=True):
+        usable = reached & (reg_norms > 0) & torch.isfinite(reg_norms)
+        if not bool(usable.any()):  # no gradient to balance: keep the last weight
             out[name] = previous.get(name, 0.0)
             continue
-        estimate = cfg.rho * float(norms[0]) / reg_norm
+        estimate = cfg.rho * float((norms[0][usable] / reg_norms[usable]).min())
         out[name] = estimate if name not in previous else cfg.ema * previous[name] + (1.0 - cfg.ema) * estimate
     return out
 
