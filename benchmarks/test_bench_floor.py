@@ -114,9 +114,12 @@ NOT_ON_PAPER = {"mgda", "mgda (straightforward)"}
 
 #: Gradient methods whose step is the generic GradientAggregation one (per-task gradients, the method's
 #: aggregator, the direction written, the heads' backward): their straightforward twin is written once below.
-#: db-mtl, imtl and gradnorm have steps of their own and are not in this table.
 AGGREGATORS = ["aligned-mtl", "cagrad", "excess-mtl", "fairgrad", "gradvac", "mgda", "moco", "nash-mtl", "pcgrad",
                "upgrad"]
+#: Gradient methods with steps of their own; each has its own twin below (TWINS).
+OWN_STEPS = ["db-mtl", "imtl", "gradnorm"]
+#: options that make a step do its full work from the first step (GradNorm is EW until it has initial losses)
+OPTIONS = {"gradnorm": {"initial_loss": "first-step"}}
 METHOD_RESULTS: dict[str, dict[str, tuple[float, float]]] = {}
 
 
@@ -132,6 +135,61 @@ def straightforward_aggregation(strategy: mtlx.MTOStrategy, p: Problem) -> None:
     heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
     head_weights = weights.detach().to(losses[0]) if strategy.weighted_heads else torch.ones(len(losses))
     torch.autograd.backward(sum(w * loss for w, loss in zip(head_weights, losses, strict=True)), inputs=heads)
+
+
+def _loop_grads(losses: list[torch.Tensor], shared: list[torch.nn.Parameter]) -> torch.Tensor:
+    """``[T, P]``: each task's gradient on the shared parameters from its own loss."""
+    return torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)])
+                        for loss in losses])
+
+
+def straightforward_db_mtl(strategy: mtlx.MTOStrategy, p: Problem) -> None:
+    """DB-MTL: ∇log(L_t + ε) = ∇L_t / (L_t + ε) per task, the same aggregator, the heads' Σ log(L_t + ε)."""
+    _, losses = _losses(p)
+    shared = [q for q in p.model.shared_parameters() if q.requires_grad]
+    inverse = 1.0 / (torch.stack(losses).detach() + 1e-8)
+    direction, _ = strategy.aggregate_grads(_loop_grads(losses, shared) * inverse[:, None], None)
+    write_flat_grad(shared, direction)
+    heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
+    torch.autograd.backward(sum(w * loss for w, loss in zip(inverse, losses, strict=True)), inputs=heads)
+
+
+def straightforward_imtl(strategy: mtlx.MTOStrategy, p: Problem) -> None:
+    """IMTL (hybrid): e^s_t ∇L_t per task, the same equal-projection solve, Σ e^s_t L_t − s_t into heads and s."""
+    _, losses = _losses(p)
+    shared = [q for q in p.model.shared_parameters() if q.requires_grad]
+    scales = strategy.log_scales.exp()
+    direction, _ = strategy.aggregate(_loop_grads(losses, shared) * scales.detach()[:, None])
+    write_flat_grad(shared, direction)
+    heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
+    total = (scales * torch.stack(losses) - strategy.log_scales).sum()
+    torch.autograd.backward(total, inputs=[*heads, strategy.log_scales])
+
+
+def straightforward_gradnorm(strategy: mtlx.MTOStrategy, p: Problem) -> None:
+    """GradNorm: per-task gradient norms, the balance loss into the logits, Σ w_t g_t written, Σ L_t into heads."""
+    _, losses = _losses(p)
+    shared = [q for q in p.model.shared_parameters() if q.requires_grad]
+    grads = _loop_grads(losses, shared)
+    vector = torch.stack(losses)
+    if strategy.state.initial_losses is None:
+        strategy.state.initial_losses = vector.detach().double()
+    weights = len(losses) * torch.softmax(strategy.logits, 0)
+    norms = weights * grads.norm(dim=1)
+    relative = vector.detach().double() / strategy.state.initial_losses
+    target = (norms.mean() * (relative / relative.mean()).to(norms).pow(strategy.config.alpha)).detach()
+    torch.autograd.backward((norms - target).abs().sum(), inputs=[strategy.logits])
+    write_flat_grad(shared, weights.detach() @ grads)
+    heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
+    torch.autograd.backward(vector.sum(), inputs=heads)
+
+
+TWINS: dict[str, Callable[[mtlx.MTOStrategy, Problem], None]] = {
+    **dict.fromkeys(AGGREGATORS, straightforward_aggregation),
+    "db-mtl": straightforward_db_mtl,
+    "imtl": straightforward_imtl,
+    "gradnorm": straightforward_gradnorm,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -190,14 +248,14 @@ def test_gradient_methods_against_their_straightforward_loop(benchmark, name, on
     """Every generic gradient method: our step vs its straightforward twin, interleaved, rotating order."""
     problem = PROBLEMS[name]()
     tasks = list(problem.tasks)
-    registry = mtlx.get_plugin_manager().registries.strategies
-    ours = {m: registry.get(m)(registry.get(m).Config(), tasks=tasks) for m in AGGREGATORS}
-    twins = {m: registry.get(m)(registry.get(m).Config(), tasks=tasks) for m in AGGREGATORS}
+    ours = {m: _build(m, tasks) for m in TWINS}
+    twins = {m: _build(m, tasks) for m in TWINS}
+    for m in TWINS:  # the twin computes the same step: same shared gradients, first from fresh states
+        _assert_same_step(problem, lambda m=m: _our_step(ours[m], problem), lambda m=m: TWINS[m](twins[m], problem))
     steps = {}
-    for m in AGGREGATORS:
-        steps[(m, "ours")] = lambda m=m: ours[m].backward(make_step(problem.model, problem.x, problem.targets,
-                                                                    problem.tasks))
-        steps[(m, "floor")] = lambda m=m: straightforward_aggregation(twins[m], problem)
+    for m in TWINS:
+        steps[(m, "ours")] = lambda m=m: _our_step(ours[m], problem)
+        steps[(m, "floor")] = lambda m=m: TWINS[m](twins[m], problem)
     times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
     order = list(steps)
 
@@ -214,6 +272,25 @@ def test_gradient_methods_against_their_straightforward_loop(benchmark, name, on
     benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1 if not benchmark.disabled else 0, iterations=1)
     METHOD_RESULTS[name] = {
         m: (1e3 * statistics.median(times[(m, "ours")][-rounds:]), 1e3 * statistics.median(times[(m, "floor")][-rounds:]))
-        for m in AGGREGATORS
+        for m in TWINS
     }
     benchmark.extra_info.update({m: o / f for m, (o, f) in METHOD_RESULTS[name].items()})
+
+
+def _build(name: str, tasks: list[str]) -> mtlx.MTOStrategy:
+    cls = mtlx.get_plugin_manager().registries.strategies.get(name)
+    return cls(cls.Config(**OPTIONS.get(name, {})), tasks=tasks)
+
+
+def _our_step(strategy: mtlx.MTOStrategy, p: Problem) -> None:
+    strategy.backward(make_step(p.model, p.x, p.targets, p.tasks))
+
+
+def _assert_same_step(p: Problem, ours: Callable[[], None], twin: Callable[[], None]) -> None:
+    """Both steps leave the same gradients on the model (rel. 1e-4): the twin is the same maths."""
+    grads = []
+    for step in (ours, twin):
+        p.model.zero_grad(set_to_none=True)
+        step()
+        grads.append(torch.cat([q.grad.reshape(-1) for q in p.model.parameters() if q.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
