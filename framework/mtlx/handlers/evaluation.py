@@ -20,7 +20,7 @@ def evaluation_due(state: State, every: int) -> bool:
 class EvaluationHandler(Handler):
     """Evaluates ``split`` every ``every`` epochs and after the last one; tracks the best.
 
-    Schedule: EPOCH_COMPLETED(every=N) and the final epoch. The selection
+    Schedule: EPOCH_COMPLETED every ``every`` epochs and the final one. The selection
     score is ``delta_m_task`` against the dataset's single-task baseline; without
     one, Delta_m against the first evaluation (LibMTL's fallback, used for
     selection only). ``state.best`` holds the best epoch, step, score and metrics.
