@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from mtlx import ConfigError
-from mtlx.config import RunConfig, build_component_config, load_toml, parse_override, resolve
+from mtlx.config import RunConfig, build_component_config, load_toml, parse_override, resolve, resume_config
 
 
 @pytest.mark.parametrize(
@@ -128,3 +128,13 @@ def test_an_integer_is_a_number_and_stays_checked_in_components():
     assert build_component_config(Cfg, {"scale": 2}, "backbone 'x'").scale == 2.0
     with pytest.raises(ConfigError, match=r"^backbone 'x': size expects an integer, got 2.5 \(float\)$"):
         build_component_config(Cfg, {"size": 2.5}, "backbone 'x'")
+
+
+def test_a_saved_config_with_a_retired_key_still_loads(tmp_path):
+    """Runs saved before train.select_metric was removed wrote it into config.toml: it is dropped on reading."""
+    saved = tmp_path / "config.toml"
+    saved.write_text(resolve([]).to_toml() + 'select_metric = "delta_m"\n')  # [train] is the last table
+    assert load_toml(saved)["train.select_metric"] == "delta_m"
+    config, changed = resume_config(load_toml(saved), {}, where=str(tmp_path))
+    assert config == resolve([]) and changed == {}
+    assert "select_metric" not in config.to_toml()

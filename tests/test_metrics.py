@@ -137,7 +137,7 @@ def test_normals_histogram_median_is_within_one_bin_of_the_true_median(bin_width
         assert {k: v for k, v in b.items() if k != "median"} == pytest.approx(
             {k: v for k, v in a.items() if k != "median"}, rel=1e-12
         )
-    assert len(NormalMeter(median="histogram").state_tensors()[0]) == 18000  # fixed memory: 180 / 0.01 bins
+    assert len(NormalMeter(median="histogram").histogram) == 18000  # fixed memory: 180 / 0.01 bins
 
 
 def test_normals_histogram_median_by_hand():

@@ -88,7 +88,6 @@ class TrainConfig:
     per_task_grads: str = attrs.field(default="auto", validator=_in(METHODS))
     val_split: str = "val"
     test_split: str = "test"
-    select_metric: str = "delta_m"
 
 
 @attrs.frozen(kw_only=True)
@@ -156,6 +155,10 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
 
 _TRAIN_FIELDS = {f.name: f for f in attrs.fields(TrainConfig)}
 
+#: Keys that older versions wrote into every run's config.toml and that no longer mean anything: dropped when
+#: a config is read, so those runs still resume and report (``train.select_metric`` was never read).
+RETIRED_KEYS = frozenset({"train.select_metric"})
+
 
 #: The bottom layer: what ``mtlx run`` with no options trains.
 DEFAULTS: dict[str, Any] = {"strategy.name": "ew", "dataset.name": "digits", "arch.name": "hps"}
@@ -166,6 +169,8 @@ def resolve(layers: list[Mapping[str, Any]]) -> RunConfig:
     merged: dict[str, Any] = dict(DEFAULTS)
     for layer in layers:
         merged.update(layer)
+    for key in RETIRED_KEYS:
+        merged.pop(key, None)
     sections: dict[str, dict[str, Any]] = {s: {} for s in (*COMPONENT_SECTIONS, "train")}
     for dotted, value in merged.items():
         section, _, key = dotted.partition(".")

@@ -46,7 +46,6 @@ class SegmentationMeter(Meter):
     """
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"miou": True, "pixacc": True}
-    primary: ClassVar[str] = "miou"
     absent_policies: ClassVar[tuple[str, ...]] = ("skip", "nan", "zero")
 
     def __init__(self, num_classes: int, absent: str = "skip"):
@@ -64,9 +63,6 @@ class SegmentationMeter(Meter):
         valid = (target >= 0) & (target < self.num_classes)
         index = target[valid] * self.num_classes + pred[valid]
         self.confusion += torch.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, -1).double()
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.confusion]
 
     def per_class_iou(self) -> torch.Tensor:
         """IoU of each class, ``[num_classes]`` float64: NaN for absent classes, or 0 with ``absent="zero"``."""
@@ -95,7 +91,6 @@ class DepthMeter(Meter):
     """
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"abs_err": False, "rel_err": False}
-    primary: ClassVar[str] = "abs_err"
 
     def __init__(self, aggregation: str = "global"):
         if aggregation not in ("global", "batch"):
@@ -117,9 +112,6 @@ class DepthMeter(Meter):
             self.sums += torch.stack([err.sum(), rel.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)])
         elif err.numel():
             self.sums += torch.stack([err.mean(), rel.mean(), torch.tensor(1.0, dtype=torch.float64)])
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.sums]
 
     def compute(self) -> dict[str, float]:
         n = float(self.sums[2])
@@ -143,8 +135,7 @@ class NormalMeter(Meter):
       [0, 180] (18,000 bins by default: 144 kB whatever the split) and places
       each of the middle values uniformly within its bin. Each lies in the same
       bin as the true value, so the reported median is within ``bin_width`` of
-      the true median. Mean and thresholds stay exact, and the statistics are
-      sums (:meth:`state_tensors`), so distributed evaluation adds them up.
+      the true median. Mean and thresholds stay exact.
     """
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {
@@ -154,7 +145,6 @@ class NormalMeter(Meter):
         "within_22.5": True,
         "within_30": True,
     }
-    primary: ClassVar[str] = "mean"
     _thresholds = (11.25, 22.5, 30.0)
 
     def __init__(self, aggregation: str = "global", median: str = "exact", bin_width: float = 0.01):
@@ -220,9 +210,6 @@ class NormalMeter(Meter):
             return sum(e.numel() for e in self.errors)
         return int(self.histogram.sum())
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.histogram, self.sums] if self.median == "histogram" else []
-
     def compute(self) -> dict[str, float]:
         if self.count == 0:
             return dict.fromkeys(self.higher_is_better, math.nan)
@@ -262,7 +249,6 @@ class AccuracyMeter(Meter):
     """Top-1 accuracy of class logits over the split (targets equal to ``ignore_index`` skipped)."""
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"acc": True}
-    primary: ClassVar[str] = "acc"
 
     def __init__(self, ignore_index: int | None = None):
         self.ignore_index = ignore_index
@@ -277,9 +263,6 @@ class AccuracyMeter(Meter):
         valid = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
         self.counts += torch.tensor([float((pred[valid] == target[valid]).sum()), float(valid.sum())], dtype=torch.float64)
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.counts]
-
     def compute(self) -> dict[str, float]:
         return {"acc": float(self.counts[0] / self.counts[1]) if self.counts[1] > 0 else math.nan}
 
@@ -288,7 +271,6 @@ class MAEMeter(Meter):
     """Mean absolute error of a regression output, optionally de-standardised (``scale``)."""
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"mae": False}
-    primary: ClassVar[str] = "mae"
 
     def __init__(self, scale: float = 1.0):
         self.scale = scale
@@ -300,9 +282,6 @@ class MAEMeter(Meter):
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         err = (prediction.detach().double().reshape(target.shape) - target.double()).abs().cpu() * self.scale
         self.sums += torch.tensor([float(err.sum()), float(err.numel())], dtype=torch.float64)
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.sums]
 
     def compute(self) -> dict[str, float]:
         return {"mae": float(self.sums[0] / self.sums[1]) if self.sums[1] > 0 else math.nan}

@@ -322,7 +322,7 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
         "tasks": list(components.tasks),
         "epochs_completed": state.epoch,
         "steps": state.iteration,
-        "higher_is_better": {t: dict(type(s.meter()).higher_is_better) for t, s in components.tasks.items()},
+        "higher_is_better": {t: s.higher_is_better for t, s in components.tasks.items()},
         "baseline": components.dataset.baseline(),
         "val_split": val,
         "val": state.metrics.get(val),

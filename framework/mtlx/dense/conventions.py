@@ -120,7 +120,6 @@ def segmentation_task(num_classes: int, absent: str = "skip", name: str = "segme
         dense=True,
         loss=segmentation_loss,
         meter=functools.partial(SegmentationMeter, num_classes, absent=absent),
-        ignore_index=IGNORE_LABEL,
     )
 
 

@@ -1,8 +1,9 @@
 """The event-driven training engine."""
 
-from .engine import Engine, RemovableHandle, to_device
-from .events import EventFilter, Events
+from .engine import Engine
+from .events import Events
 from .handler import Handler
-from .state import StashKey, State
+from .state import State
+from .step import to_device
 
-__all__ = ["Engine", "EventFilter", "Events", "Handler", "RemovableHandle", "StashKey", "State", "to_device"]
+__all__ = ["Engine", "Events", "Handler", "State", "to_device"]

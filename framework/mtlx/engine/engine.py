@@ -1,4 +1,7 @@
-"""The training engine: a loop that fires events; everything optional is a handler.
+"""The training engine: a loop that calls its handlers at :class:`Events`; everything optional is a handler.
+
+Evaluation and Delta_m live in :mod:`.evaluation`, the random generators'
+checkpoint in :mod:`.rng`; this module is the loop and the training step.
 
 The engine knows tasks, a model, a strategy, an optimiser and loaders. It
 never branches on a strategy's name: the strategy's ``backward`` populates
@@ -11,51 +14,25 @@ optimizer), so ``torch.profiler`` shows where its time goes.
 from __future__ import annotations
 
 import contextlib
-import inspect
-import random
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import distributed
 from ..errors import NonFiniteLossError
 from ..gradients import resolve_method
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
-from ..metrics import delta_m
 from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
-from .events import EPOCH_EVENTS, ITERATION_EVENTS, EventFilter, Events
+from .evaluation import measure, summarize
+from .events import Events
 from .handler import Handler
-from .state import StashKey, State
-from .step import first_nonfinite, forward, task_losses
+from .rng import load_rng_state, rng_state
+from .state import State
+from .step import first_nonfinite, forward, task_losses, to_device
 
-__all__ = ["Engine", "RemovableHandle", "to_device"]
-
-
-def to_device(obj: Any, device: torch.device) -> Any:
-    """Move tensors (nested in dicts, lists, tuples, or objects with ``.to``) to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, Mapping):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device) for v in obj)
-    if hasattr(obj, "to"):
-        return obj.to(device)
-    return obj
-
-
-class RemovableHandle:
-    """Returned by :meth:`Engine.add_event_handler`; ``remove()`` detaches the handler."""
-
-    def __init__(self, registry: list[Any], entry: Any):
-        self._registry, self._entry = registry, entry
-
-    def remove(self) -> None:
-        if self._entry in self._registry:
-            self._registry.remove(self._entry)
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -119,64 +96,20 @@ class Engine:
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.state = State(max_epochs=max_epochs, max_steps=max_steps)
         self.handlers: list[Handler] = []
-        self._event_handlers: dict[Events, list[tuple[EventFilter | None, Callable[..., Any], tuple[Any, ...]]]] = {
-            e: [] for e in Events
-        }
-        self._fire_counts: dict[Events, int] = dict.fromkeys(Events, 0)
         self.last_exception: BaseException | None = None
 
     # -- handlers ------------------------------------------------------------
-    def add_event_handler(
-        self, event: Events | EventFilter, fn: Callable[..., Any], *args: Any
-    ) -> RemovableHandle:
-        """Call ``fn(engine, *args)`` when ``event`` fires; the signature is checked now."""
-        flt = event if isinstance(event, EventFilter) else None
-        ev = event.event if isinstance(event, EventFilter) else event
-        if not isinstance(ev, Events):
-            raise ValueError(f"unknown event {event!r}; expected a member of mtlx.engine.Events")
-        try:
-            inspect.signature(fn).bind(self, *args)
-        except TypeError as error:
-            raise ValueError(
-                f"handler {getattr(fn, '__qualname__', fn)!r} for {ev.name} cannot be called as "
-                f"fn(engine{', ' + ', '.join(map(repr, args)) if args else ''}): {error}"
-            ) from None
-        entry = (flt, fn, args)
-        self._event_handlers[ev].append(entry)
-        return RemovableHandle(self._event_handlers[ev], entry)
-
-    def on(self, event: Events | EventFilter, *args: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator form of :meth:`add_event_handler`."""
-
-        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_event_handler(event, fn, *args)
-            return fn
-
-        return decorator
-
     def attach(self, handler: Handler) -> Handler:
-        """Connect every event method ``handler`` overrides (with its ``every`` filters)."""
-        for ev in Events:
-            method = getattr(type(handler), ev.value, None)
-            if method is None or method is getattr(Handler, ev.value):
-                continue
-            every = handler.every.get(ev.value)
-            self.add_event_handler(ev(every=every) if every else ev, getattr(handler, ev.value))
+        """Call ``handler``'s methods at their events from now on, after the handlers attached before it."""
+        if not isinstance(handler, Handler):
+            raise TypeError(f"attach() takes an mtlx.engine.Handler, got {type(handler).__qualname__}")
         self.handlers.append(handler)
         return handler
 
     def fire(self, event: Events) -> None:
-        """Call the handlers of ``event`` whose filters match the occurrence count."""
-        self._fire_counts[event] += 1
-        if event in ITERATION_EVENTS:
-            count = self.state.iteration
-        elif event in EPOCH_EVENTS:
-            count = self.state.epoch + 1
-        else:
-            count = self._fire_counts[event]
-        for flt, fn, args in list(self._event_handlers[event]):
-            if flt is None or flt.matches(self, count):
-                fn(self, *args)
+        """Call every attached handler's method for ``event``, in attach order."""
+        for handler in list(self.handlers):
+            getattr(handler, event.value)(self)
 
     # -- the loop -------------------------------------------------------------
     def _budget_reached(self) -> bool:
@@ -215,6 +148,7 @@ class Engine:
         self.fire(Events.EPOCH_COMPLETED)
         state.epoch += 1
         state.epoch_iteration = 0
+        self.fire(Events.EPOCH_ADVANCED)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast context of the configured precision (a no-op for fp32)."""
@@ -232,14 +166,12 @@ class Engine:
         state = self.state
         state.iteration += 1
         state.epoch_iteration += 1
-        self.fire(Events.ITERATION_STARTED)
         inputs, targets = to_device(batch, self.device)
         state.batch = (inputs, targets)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with phase(FORWARD):
             losses, rep = self._forward_losses(inputs, targets)
-        self.fire(Events.AFTER_FORWARD)
         bad = first_nonfinite(losses)
         if distributed.is_distributed():  # every process must take the same decision
             if self._on_any_process(bad is not None) and bad is None:
@@ -268,7 +200,6 @@ class Engine:
             result = self.strategy.backward(ctx)
         self.grad_method = ctx.grad_method  # a two-stage fallback sticks: it is not retried every step
         distributed.sync_gradients(self.trainable_parameters())
-        self.fire(Events.AFTER_BACKWARD)
         if self.scaler is None and not self._grads_finite():
             self._nonfinite("a gradient is NaN/Inf", losses)
             return
@@ -283,7 +214,6 @@ class Engine:
             else:
                 self.optimizer.step()
             self.strategy.after_step(ctx)
-        self.fire(Events.AFTER_OPTIMIZER_STEP)
         state.losses = {t: float(v.detach()) for t, v in losses.items()}
         state.weights = dict(result.weights) if result.weights is not None else None
         state.diagnostics = {k: float(v) for k, v in result.diagnostics.items()}
@@ -320,7 +250,6 @@ class Engine:
         warnings.warn(f"skipping {message}", RuntimeWarning, stacklevel=2)
 
     # -- evaluation -----------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self, split: str, *, name: str | None = None) -> dict[str, dict[str, float]]:
         """Metrics of every task over the whole ``split``; fires EVAL_COMPLETED.
 
@@ -329,42 +258,16 @@ class Engine:
         best checkpoint at the end of a run) does not pass for the same row.
         """
         name = name or split
-        meters = {t: spec.meter() for t, spec in self.tasks.items()}
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for batch in self.eval_loaders[split]:
-                inputs, targets = to_device(batch, self.device)
-                with self.autocast():
-                    preds, _ = forward(self.model, inputs, multi_input=self.multi_input)
-                for t in preds:  # multi-input evaluation: a task whose data ran out is absent
-                    meters[t].update(preds[t].float(), targets[t])
-        finally:
-            self.model.train(was_training)
+        meters = measure(self.model, self.eval_loaders[split], self.tasks, device=self.device,
+                         autocast=self.autocast, multi_input=self.multi_input)
         metrics = {t: m.compute() for t, m in meters.items()}
-        self.state.metrics[name] = metrics
-        self.state.summary[name] = self.summarize(metrics, meters)
-        self.state.details[name] = {t: d for t, m in meters.items() if (d := m.details())}
-        self.state.stash[_LAST_EVAL_SPLIT] = name
+        state = self.state
+        state.metrics[name] = metrics
+        state.summary[name] = summarize(metrics, self.baseline, self.tasks)
+        state.details[name] = {t: d for t, m in meters.items() if (d := m.details())}
+        state.last_eval = name
         self.fire(Events.EVAL_COMPLETED)
         return metrics
-
-    def summarize(self, metrics: Mapping[str, Mapping[str, float]], meters: Mapping[str, Any]) -> dict[str, float]:
-        """Delta_m in both conventions against the baseline (tasks present in both)."""
-        if not self.baseline:
-            return {}
-        baseline = {t: dict(self.baseline[t]) for t in metrics if t in self.baseline}
-        if not baseline:
-            return {}
-        hib = {t: dict(type(meters[t]).higher_is_better) for t in baseline}
-        return {
-            "delta_m_task": delta_m(metrics, baseline, hib, "task"),
-            "delta_m_metric": delta_m(metrics, baseline, hib, "metric"),
-        }
-
-    @property
-    def last_eval_split(self) -> str | None:
-        return self.state.stash.get(_LAST_EVAL_SPLIT)
 
     # -- checkpointable state ---------------------------------------------------
     def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
@@ -372,7 +275,6 @@ class Engine:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs (tensors and plain values only)."""
-        np_state = np.random.get_state()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -382,13 +284,7 @@ class Engine:
             "loader": self.train_loader.state_dict(),
             "state": self.state.state_dict(),
             "handlers": {h.key: s for h in self.handlers if (s := h.state_dict()) is not None},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "python": _python_rng_state(),
-                # int64, not uint32: torch.save knows uint32 only from torch 2.6 on (the declared floor is lower)
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            },
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -404,23 +300,4 @@ class Engine:
         for h in self.handlers:
             if h.key in state["handlers"]:
                 h.load_state_dict(state["handlers"][h.key])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        random.setstate(_python_rng_unpack(rng["python"]))
-        kind, keys, *rest = rng["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-
-
-_LAST_EVAL_SPLIT: StashKey[str] = StashKey("last_eval_split")
-
-
-def _python_rng_state() -> list[Any]:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _python_rng_unpack(state: list[Any]) -> tuple[Any, ...]:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
+        load_rng_state(state["rng"])

@@ -1,18 +1,22 @@
-"""Handler base class (detectron2's ``HookBase`` over Ignite-style events).
+"""Handler base class: the one way to attach behaviour to the engine (detectron2's ``HookBase``).
 
 Override any of the no-op methods, each named after an :class:`Events`
-member; ``engine.attach(handler)`` connects the overridden ones. A handler
-that keeps state across a resume implements ``state_dict``/``load_state_dict``;
-the engine stores it under the handler's qualified class name. The loop, as
-pseudo-code::
+member; ``engine.attach(handler)`` registers the handler and the engine calls
+its methods in attach order. A handler that acts every N steps checks
+``engine.state.iteration`` itself (as detectron2's ``PeriodicWriter`` does).
+A handler that keeps state across a resume implements
+``state_dict``/``load_state_dict``; the engine stores it under the handler's
+qualified class name. The loop, as pseudo-code::
 
     started()
     for epoch:
         epoch_started()
         for batch:
-            iteration_started(); [forward] after_forward(); [strategy.backward]
-            after_backward(); [optimizer.step] after_optimizer_step(); iteration_completed()
+            [forward, strategy.backward, optimizer.step]
+            iteration_completed()
         epoch_completed()          # evaluation handlers fire eval_completed()
+        [state.epoch += 1]
+        epoch_advanced()           # the state resumes at the next epoch: checkpoint here
     completed()                    # or exception_raised() on error
 """
 
@@ -29,21 +33,14 @@ __all__ = ["Handler"]
 class Handler:
     """A group of event callbacks sharing state. Each method receives the engine.
 
-    Class attribute ``every`` maps method names to an ``every=`` filter, e.g.
-    ``every = {"iteration_completed": 10}``. Callbacks must be cheap on
-    per-iteration events.
+    Callbacks must be cheap on ``iteration_completed``, which runs every step.
     """
-
-    every: dict[str, int] = {}
 
     def started(self, engine: Engine) -> None: ...
     def epoch_started(self, engine: Engine) -> None: ...
-    def iteration_started(self, engine: Engine) -> None: ...
-    def after_forward(self, engine: Engine) -> None: ...
-    def after_backward(self, engine: Engine) -> None: ...
-    def after_optimizer_step(self, engine: Engine) -> None: ...
     def iteration_completed(self, engine: Engine) -> None: ...
     def epoch_completed(self, engine: Engine) -> None: ...
+    def epoch_advanced(self, engine: Engine) -> None: ...
     def eval_completed(self, engine: Engine) -> None: ...
     def completed(self, engine: Engine) -> None: ...
     def exception_raised(self, engine: Engine) -> None: ...

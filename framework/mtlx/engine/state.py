@@ -1,26 +1,12 @@
-"""The engine's one documented state object, with typed per-plugin storage."""
+"""The engine's one documented state object."""
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import attrs
 
-__all__ = ["StashKey", "State"]
-
-T = TypeVar("T")
-
-
-class StashKey(Generic[T]):
-    """A typed key for ``state.stash`` so plugins never collide (pytest's ``StashKey``)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str = ""):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"StashKey({self.name!r})"
+__all__ = ["State"]
 
 
 @attrs.define
@@ -39,9 +25,12 @@ class State:
         metrics: latest evaluation per split: ``{split: {task: {metric: value}}}``.
         summary: latest aggregates per split (``delta_m_task``, ``delta_m_metric``).
         details: latest per-task breakdowns per split (``Meter.details``, e.g. per-class IoU).
-        best: ``{"epoch", "score", "metrics"}`` of the best validation so far.
+        last_eval: the name the latest evaluation is stored under in ``metrics`` (a split, or ``test@best``).
+        best: ``{"epoch", "iteration", "score", "metrics"}`` of the best validation so far; an evaluation
+            set a new best when ``best["iteration"] == iteration``.
         should_stop: set by a handler to end the run after the current step.
-        stash: typed per-plugin storage (``state.stash[key] = value``).
+
+    A handler keeps its own data on itself (and in its ``state_dict``), never here.
     """
 
     max_epochs: int
@@ -57,14 +46,14 @@ class State:
     metrics: dict[str, dict[str, dict[str, float]]] = attrs.field(factory=dict)
     summary: dict[str, dict[str, float]] = attrs.field(factory=dict)
     details: dict[str, dict[str, dict[str, Any]]] = attrs.field(factory=dict)
+    last_eval: str | None = None
     best: dict[str, Any] | None = None
     should_stop: bool = False
-    stash: dict[StashKey[Any], Any] = attrs.field(factory=dict)
 
     _PERSISTENT = ("epoch", "iteration", "epoch_iteration", "epoch_loss_sums", "metrics", "summary", "details", "best")
 
     def state_dict(self) -> dict[str, Any]:
-        """The fields a resumed run needs (everything but the batch, stop flag and stash)."""
+        """The fields a resumed run needs (everything but the batch, the stop flag and ``last_eval``)."""
         return {name: getattr(self, name) for name in self._PERSISTENT}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

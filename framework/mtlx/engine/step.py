@@ -1,4 +1,4 @@
-"""The forward half of a training step, shared by the engine and ``mtlx.testing``.
+"""The forward half of a training step, shared by the engine, its evaluation and ``mtlx.testing``.
 
 Whenever the model exposes a shared representation Z, the forward runs as
 ``encode`` then ``decode`` so Z is available to the strategy at no extra cost.
@@ -15,13 +15,26 @@ import torch
 from ..errors import ConfigError
 from ..interfaces import MultiTaskModel, TaskSpec
 
-__all__ = ["LOSS_TRANSFORMS", "forward", "task_losses"]
+__all__ = ["LOSS_TRANSFORMS", "first_nonfinite", "forward", "task_losses", "to_device"]
 
 #: Engine-level loss transforms (rep-mtl.md: the paper trains with ``log``).
 LOSS_TRANSFORMS = {
     "none": lambda loss: loss,
     "log": lambda loss: torch.log(loss + 1e-8),
 }
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move tensors (nested in dicts, lists, tuples, or objects with ``.to``) to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    if hasattr(obj, "to"):
+        return obj.to(device)
+    return obj
 
 
 def forward(

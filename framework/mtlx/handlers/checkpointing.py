@@ -8,13 +8,12 @@ from typing import Any
 
 from ..checkpoint import save_checkpoint
 from ..engine import Engine, Handler
-from .evaluation import IMPROVED
 
 __all__ = ["CheckpointHandler"]
 
 
 class CheckpointHandler(Handler):
-    """Writes ``<dir>/last.pt`` after every epoch, every ``every_steps`` steps and when
+    """Writes ``<dir>/last.pt`` after every epoch (EPOCH_ADVANCED), every ``every_steps`` steps and when
     the run stops early (step budget, or ``should_stop`` set by a signal), and
     ``<dir>/best.pt`` after an evaluation that improved the selection score.
 
@@ -44,16 +43,9 @@ class CheckpointHandler(Handler):
         if periodic or budget_end or s.should_stop:
             self.save(engine, self.last_path)
 
-    def epoch_completed(self, engine: Engine) -> None:
-        # runs after evaluation (attached later), before the epoch counter moves on;
-        # the saved state resumes at the start of the next epoch
+    def epoch_advanced(self, engine: Engine) -> None:
+        # the epoch counter has moved on: the saved state resumes at the start of the next epoch
         state = engine.state
-        state.epoch += 1
-        state.epoch_iteration, saved_iteration = 0, state.epoch_iteration
-        try:
-            self.save(engine, self.last_path)
-            if state.stash.pop(IMPROVED, False):
-                self.save(engine, self.best_path)
-        finally:
-            state.epoch -= 1
-            state.epoch_iteration = saved_iteration
+        self.save(engine, self.last_path)
+        if state.best is not None and state.best["iteration"] == state.iteration:  # this epoch's evaluation improved
+            self.save(engine, self.best_path)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..engine import Engine, Handler, StashKey, State
+from ..engine import Engine, Handler, State
 from ..metrics import delta_m
 
-__all__ = ["IMPROVED", "EvaluationHandler"]
-
-#: True in ``state.stash`` right after an evaluation that set a new best.
-IMPROVED: StashKey[bool] = StashKey("evaluation.improved")
+__all__ = ["EvaluationHandler", "evaluation_due"]
 
 
 def evaluation_due(state: State, every: int) -> bool:
@@ -23,10 +20,10 @@ def evaluation_due(state: State, every: int) -> bool:
 class EvaluationHandler(Handler):
     """Evaluates ``split`` every ``every`` epochs and after the last one; tracks the best.
 
-    Schedule: EPOCH_COMPLETED(every=N) and the final epoch. The selection
+    Schedule: EPOCH_COMPLETED every ``every`` epochs and the final one. The selection
     score is ``delta_m_task`` against the dataset's single-task baseline; without
     one, Delta_m against the first evaluation (LibMTL's fallback, used for
-    selection only). ``state.best`` holds the best epoch, score and metrics.
+    selection only). ``state.best`` holds the best epoch, step, score and metrics.
     """
 
     def __init__(self, split: str, every: int = 1):
@@ -42,9 +39,6 @@ class EvaluationHandler(Handler):
         score = self.score(engine, metrics)
         if state.best is None or score > state.best["score"] or math.isnan(state.best["score"]):
             state.best = {"epoch": state.epoch, "iteration": state.iteration, "score": score, "metrics": metrics}
-            state.stash[IMPROVED] = True
-        else:
-            state.stash[IMPROVED] = False
 
     def score(self, engine: Engine, metrics: dict[str, dict[str, float]]) -> float:
         summary = engine.state.summary.get(self.split, {})
@@ -52,7 +46,7 @@ class EvaluationHandler(Handler):
             return summary["delta_m_task"]
         if self._reference is None:
             self._reference = {t: dict(m) for t, m in metrics.items()}
-        hib = {t: dict(type(spec.meter()).higher_is_better) for t, spec in engine.tasks.items()}
+        hib = {t: spec.higher_is_better for t, spec in engine.tasks.items()}
         ref = {t: {k: v for k, v in m.items() if v not in (0.0,) and not math.isnan(v)} for t, m in self._reference.items()}
         ref = {t: m for t, m in ref.items() if m}
         return delta_m(metrics, ref, hib, "task") if ref else 0.0

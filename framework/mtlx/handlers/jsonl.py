@@ -15,14 +15,14 @@ __all__ = ["JSONLLogger"]
 class JSONLLogger(Handler):
     """Appends train records every ``log_every`` steps and every evaluation to ``path``.
 
-    Schedule: ITERATION_COMPLETED(every=log_every), EPOCH_COMPLETED, EVAL_COMPLETED.
+    Schedule: ITERATION_COMPLETED every ``log_every`` steps, EPOCH_COMPLETED, EVAL_COMPLETED.
     Records carry ``event`` (``train``, ``epoch``, ``eval``), ``epoch`` and ``step``.
     With ``tensorboard_dir`` the same scalars go to TensorBoard.
     """
 
     def __init__(self, path: str | Path, log_every: int = 10, tensorboard_dir: str | Path | None = None):
         self.path = Path(path)
-        self.every = {"iteration_completed": log_every}
+        self.log_every = log_every
         self._start = time.perf_counter()
         self._tb = None
         if tensorboard_dir is not None:
@@ -45,6 +45,8 @@ class JSONLLogger(Handler):
 
     def iteration_completed(self, engine: Engine) -> None:
         s = engine.state
+        if s.iteration % self.log_every:
+            return
         self.write(
             {
                 "event": "train",
@@ -71,7 +73,7 @@ class JSONLLogger(Handler):
 
     def eval_completed(self, engine: Engine) -> None:
         s = engine.state
-        split = engine.last_eval_split
+        split = s.last_eval
         self.write(
             {
                 "event": "eval",

@@ -13,12 +13,12 @@ __all__ = ["ProgressBar"]
 class ProgressBar(Handler):
     """One bar for the whole run (steps), refreshed every ``refresh_every`` steps.
 
-    Schedule: STARTED, ITERATION_COMPLETED(every=refresh_every), COMPLETED / EXCEPTION_RAISED.
+    Schedule: STARTED, ITERATION_COMPLETED every ``refresh_every`` steps, COMPLETED / EXCEPTION_RAISED.
     """
 
     def __init__(self, console: Console | None = None, refresh_every: int = 1):
         self.console = console or Console(stderr=True)
-        self.every = {"iteration_completed": refresh_every}
+        self.refresh_every = refresh_every
         self._progress: Progress | None = None
         self._task = None
 
@@ -41,9 +41,9 @@ class ProgressBar(Handler):
         self._task = self._progress.add_task("train", total=total, completed=s.iteration, epoch=s.epoch, losses="")
 
     def iteration_completed(self, engine: Engine) -> None:
-        if self._progress is None:
-            return
         s = engine.state
+        if self._progress is None or s.iteration % self.refresh_every:
+            return
         losses = " ".join(f"{t}={v:.3f}" for t, v in s.losses.items())
         self._progress.update(self._task, completed=s.iteration, epoch=s.epoch, losses=losses)
 

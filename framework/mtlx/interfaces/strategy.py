@@ -35,13 +35,14 @@ __all__ = ["LossWeighting", "MTOStrategy", "Need", "StepContext", "StepResult"]
 
 
 class Need(enum.Enum):
-    """What a strategy needs beyond the per-task losses."""
+    """What a strategy needs beyond the per-task losses (``needs = None``: nothing more).
 
-    LOSSES = "losses"
+    The engine and :class:`mtlx.MTL` check it before training: a model without
+    a shared representation is refused for a strategy that needs one.
+    """
+
     #: the shared representation Z (the model must expose ``encode``/``decode``)
     REPRESENTATION = "representation"
-    #: per-task gradients w.r.t. the shared parameters
-    SHARED_GRADS = "shared_grads"
 
 
 @attrs.frozen
@@ -205,7 +206,7 @@ class MTOStrategy(ABC):
     """
 
     Config: ClassVar[type]
-    needs: ClassVar[Need] = Need.LOSSES
+    needs: ClassVar[Need | None] = None
     #: named option sets for ``--preset`` (``{"paper": {"strategy.<option>": value}}``), applied with the
     #: dataset's preset of the same name
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
@@ -257,8 +258,6 @@ class LossWeighting(MTOStrategy):
     Implement :meth:`combine`; ``backward`` is one backward pass of its result.
     Other strategies (Rep-MTL) compose with any loss weighting through ``combine``.
     """
-
-    needs: ClassVar[Need] = Need.LOSSES
 
     @abstractmethod
     def combine(self, losses: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 A :class:`TaskSpec` is data, not behaviour: datasets declare them, heads read
 ``out_channels``/``dense`` to size themselves, the engine reads ``loss`` and
-``meter``. Metric directions live on the meter so that Delta_m never guesses.
+``meter``. Metric directions live on the meter class, read through
+:attr:`TaskSpec.higher_is_better`, so that Delta_m never guesses.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ class Meter(ABC):
 
     Meters hold sufficient statistics (a confusion matrix, sums, or all
     errors when a true median is needed) so the result does not depend on the
-    batch size. ``higher_is_better`` gives every metric's direction and
-    ``primary`` the metric used for model selection and one-metric Delta_m.
+    batch size. ``higher_is_better`` gives the direction of every metric
+    that ``compute`` returns (Delta_m and model selection read it).
     """
 
     higher_is_better: ClassVar[Mapping[str, bool]]
-    primary: ClassVar[str]
 
     @abstractmethod
     def reset(self) -> None:
@@ -60,14 +60,6 @@ class Meter(ABC):
         """
         return {}
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        """Sufficient statistics that a distributed evaluation sums across ranks.
-
-        Meters that keep per-element lists (true medians) return ``[]`` and
-        gather instead; the default suits meters without distributed support.
-        """
-        return []
-
 
 @attrs.frozen(kw_only=True)
 class TaskSpec:
@@ -80,7 +72,6 @@ class TaskSpec:
         dense: True when the prediction is per pixel and must match the input size.
         loss: ``(prediction, target) -> scalar`` mean loss over valid elements.
         meter: factory of a fresh :class:`Meter` for this task.
-        ignore_index: label value excluded from loss and metrics, if any.
     """
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -89,4 +80,8 @@ class TaskSpec:
     dense: bool
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     meter: Callable[[], Meter]
-    ignore_index: int | None = None
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        """Every metric's direction, from the meter's class (the one place Delta_m and selection read it)."""
+        return dict(type(self.meter()).higher_is_better)

@@ -77,7 +77,7 @@ def mtlx_commands() -> list[click.Command]:
 def mtlx_engine_created(engine: Engine, config: RunConfig) -> None:
     """Called after ``mtlx run`` built the engine and its default handlers, before training.
 
-    Use in plugins: attach handlers (``engine.attach(MyHandler())``) or event
-    functions (``engine.add_event_handler(Events.EPOCH_COMPLETED, fn)``).
-    The return value is ignored.
+    The one way a plugin adds behaviour to a run: attach a
+    :class:`~mtlx.engine.Handler` (``engine.attach(MyHandler())``); it runs
+    after the default handlers at each event. The return value is ignored.
     """

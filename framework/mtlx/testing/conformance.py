@@ -130,9 +130,9 @@ def check_meter(make_meter: Callable[[], Meter], prediction: torch.Tensor, targe
     """A meter fed ``prediction`` and ``target`` (a batch of at least 2): returns its metrics.
 
     Checks that ``compute`` gives a float for exactly the metrics of
-    ``higher_is_better`` and names ``primary`` among them; that ``reset``
-    forgets; and, when ``batch_independent`` (meters that keep sufficient
-    statistics), that two half batches give the same result as the whole.
+    ``higher_is_better``; that ``reset`` forgets; and, when
+    ``batch_independent`` (meters that keep sufficient statistics), that two
+    half batches give the same result as the whole.
     Meters that average per-batch statistics by design pass False.
     """
     meter = make_meter()
@@ -142,7 +142,6 @@ def check_meter(make_meter: Callable[[], Meter], prediction: torch.Tensor, targe
     assert set(whole) == set(meter.higher_is_better), (
         f"{what}: compute() gives {sorted(whole)} but higher_is_better names {sorted(meter.higher_is_better)}"
     )
-    assert meter.primary in whole, f"{what}: primary metric {meter.primary!r} is not among {sorted(whole)}"
     assert all(isinstance(v, float) for v in whole.values()), f"{what}: compute() must give floats, got {whole}"
     meter.reset()
     half = len(prediction) // 2
@@ -241,7 +240,7 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
     if baseline is not None:
         for task, metrics in baseline.items():
             assert task in tasks, f"{name}: baseline for unknown task {task!r}"
-            known = set(tasks[task].meter().higher_is_better)
+            known = set(tasks[task].higher_is_better)
             for metric, value in metrics.items():
                 assert metric in known, f"{name}: baseline {task}.{metric} is not a metric of its meter ({sorted(known)})"
                 assert math.isfinite(float(value)), f"{name}: baseline {task}.{metric} = {value}"

@@ -28,7 +28,6 @@ def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
                 dense=True,
                 loss=segmentation_loss,
                 meter=lambda: SegmentationMeter(num_classes),
-                ignore_index=-1,
             )
         else:
             tasks[f"reg{i}"] = TaskSpec(

@@ -22,7 +22,6 @@ def _seg(n: int) -> TaskSpec:
         dense=True,
         loss=segmentation_loss,
         meter=functools.partial(SegmentationMeter, n),
-        ignore_index=-1,
     )
 
 

@@ -64,7 +64,6 @@ def test_tasks_input_shape_and_loader_batches(nyuv2_root: Path) -> None:
         ("depth", "depth", 1, True),
         ("normal", "normal", 3, True),
     ]
-    assert spec["segmentation"].ignore_index == -1
     images, targets = next(iter(make_loader(dataset.split("train"), batch_size=3, shuffle=True, seed=0)))
     assert images.shape == (3, 3, 32, 64)
     assert targets["segmentation"].shape == (3, 32, 64) and targets["depth"].shape == (3, 1, 32, 64)

@@ -146,7 +146,6 @@ class PascalContext(Dataset):
             loss_weights=config.loss_weights,
             edge_thresholds=config.edge_thresholds,
             edge_max_dist=config.edge_max_dist,
-            sal_primary=config.sal_primary,
         )
 
     @property

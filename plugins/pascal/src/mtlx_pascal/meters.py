@@ -58,12 +58,8 @@ class SaliencyMeter(Meter):
     """maxF and mIoU of binary saliency over thresholds of the predicted probability (per-image averages)."""
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"maxf": True, "miou": True}
-    primary: str = "miou"
 
-    def __init__(self, primary: str = "miou", thresholds: tuple[float, ...] = SALIENCY_THRESHOLDS):
-        if primary not in self.higher_is_better:
-            raise ValueError(f"primary must be one of {sorted(self.higher_is_better)}, got {primary!r}")
-        self.primary = primary
+    def __init__(self, thresholds: tuple[float, ...] = SALIENCY_THRESHOLDS):
         self.thresholds = torch.tensor(thresholds, dtype=torch.float64)
         self.reset()
 
@@ -85,9 +81,6 @@ class SaliencyMeter(Meter):
         recall = tp / (tp + fn + 1e-12)
         self.sums += torch.stack([precision.sum(0), recall.sum(0), jaccard.sum(0)])
         self.images += prediction.shape[0]
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.sums, self.images]
 
     def compute(self) -> dict[str, float]:
         n = float(self.images)
@@ -116,9 +109,6 @@ class PascalNormalMeter(NormalMeter):
         self.accumulate(err)
         self.squares += (err**2).sum()
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [*super().state_tensors(), self.squares]
-
     def compute(self) -> dict[str, float]:
         out = super().compute()
         rmse = math.sqrt(float(self.squares) / self.count) if self.count else math.nan
@@ -135,7 +125,6 @@ class EdgeMeter(Meter):
     """
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"odsf": True, "ods_precision": True, "ods_recall": True}
-    primary: ClassVar[str] = "odsf"
 
     def __init__(self, num_thresholds: int = 99, max_dist: float = 0.0075, thin_prediction: bool = True):
         self.thresholds = np.linspace(0.01, 0.99, num_thresholds) if num_thresholds > 1 else np.array([0.5])
@@ -164,9 +153,6 @@ class EdgeMeter(Meter):
             result = match_boundaries(edges, gt, self.max_dist)
             counts[0, k], counts[1, k] = result.matched, result.predicted
         return counts
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.counts]
 
     def compute(self) -> dict[str, float]:
         matched, predicted, ground_truth = self.counts

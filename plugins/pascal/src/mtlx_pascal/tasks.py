@@ -27,7 +27,7 @@ TASK_NAMES = ("semseg", "parts", "normals", "sal", "edge")
 PAPER_LOSS_WEIGHTS = {"semseg": 1.0, "parts": 2.0, "sal": 5.0, "edge": 50.0, "normals": 10.0}
 
 
-def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float, sal_primary: str) -> TaskSpec:
+def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float) -> TaskSpec:
     if name == "semseg":
         return TaskSpec(
             name=name,
@@ -36,7 +36,6 @@ def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float, sal_primary:
             dense=True,
             loss=label_loss,
             meter=partial(PascalSegmentationMeter, len(VOC_CLASSES)),
-            ignore_index=255,
         )
     if name == "parts":
         return TaskSpec(
@@ -46,7 +45,6 @@ def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float, sal_primary:
             dense=True,
             loss=label_loss,
             meter=partial(PascalSegmentationMeter, len(PART_CLASSES), skip_background_only=True),
-            ignore_index=255,
         )
     if name == "normals":
         return TaskSpec(
@@ -56,7 +54,6 @@ def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float, sal_primary:
             dense=True,
             loss=normals_l1_loss,
             meter=PascalNormalMeter,
-            ignore_index=255,
         )
     if name == "sal":
         return TaskSpec(
@@ -65,7 +62,7 @@ def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float, sal_primary:
             out_channels=1,
             dense=True,
             loss=saliency_loss,
-            meter=partial(SaliencyMeter, primary=sal_primary),
+            meter=SaliencyMeter,
         )
     if name == "edge":
         return TaskSpec(
@@ -85,12 +82,11 @@ def build_tasks(
     loss_weights: Mapping[str, float],
     edge_thresholds: int,
     edge_max_dist: float,
-    sal_primary: str,
 ) -> dict[str, TaskSpec]:
     """TaskSpecs of the selected tasks in canonical order, losses scaled by ``loss_weights`` (default 1)."""
     specs = {}
     for name in (n for n in TASK_NAMES if n in names):
-        spec = _spec(name, edge_thresholds=edge_thresholds, edge_max_dist=edge_max_dist, sal_primary=sal_primary)
+        spec = _spec(name, edge_thresholds=edge_thresholds, edge_max_dist=edge_max_dist)
         weight = loss_weights.get(name, 1.0)
         if weight != 1.0:
             spec = attrs.evolve(spec, loss=partial(scaled, loss=spec.loss, weight=weight))

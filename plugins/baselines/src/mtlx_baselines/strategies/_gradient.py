@@ -50,8 +50,8 @@ def grad_mode_field() -> Any:
     )
 
 
-def needs_for(grad_mode: str) -> Need:
-    return Need.REPRESENTATION if grad_mode == "rep" else Need.SHARED_GRADS
+def needs_for(grad_mode: str) -> Need | None:
+    return Need.REPRESENTATION if grad_mode == "rep" else None
 
 
 def representation(step: StepContext, who: str) -> torch.Tensor:

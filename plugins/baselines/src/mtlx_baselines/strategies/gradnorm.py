@@ -16,7 +16,7 @@ import attrs
 import torch
 from torch import nn
 
-from mtlx import MTOStrategy, Need, StepContext, StepResult
+from mtlx import MTOStrategy, StepContext, StepResult
 
 from ._gradient import named
 from ._state import WithAggregatorState
@@ -38,8 +38,6 @@ class GradNorm(WithAggregatorState, MTOStrategy):
         alpha: float = attrs.field(default=1.5, validator=attrs.validators.ge(0))
         #: where L(0) comes from: epoch-0 mean (LibMTL) or the first step (paper)
         initial_loss: str = attrs.field(default="epoch0", validator=attrs.validators.in_(("epoch0", "first-step")))
-
-    needs = Need.SHARED_GRADS
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):
         super().__init__(config, tasks=tasks)

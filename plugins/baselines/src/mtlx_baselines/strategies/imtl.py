@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchjd.aggregation import IMTLGWeighting
 
-from mtlx import LossWeighting, Need, StepContext, StepResult
+from mtlx import LossWeighting, StepContext, StepResult
 
 from ..linalg import gram
 from ._gradient import apply_direction, at_step, grad_mode_field, named, needs_for, task_gradients
@@ -50,7 +50,7 @@ class IMTL(LossWeighting):
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):
         super().__init__(config, tasks=tasks)
-        self.needs = Need.LOSSES if config.variant == "loss" else needs_for(config.grad_mode)
+        self.needs = None if config.variant == "loss" else needs_for(config.grad_mode)
         self.log_scales = nn.Parameter(torch.zeros(len(self.tasks))) if config.variant != "gradient" else None
 
     def extra_parameters(self) -> Iterable[nn.Parameter]:
