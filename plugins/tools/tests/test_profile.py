@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mtlx.analysis import count_flops
+from mtlx_tools import count_flops
 from mtlx.build import build_model, resolve_run_config
 from mtlx.cli import main
 from mtlx_digits.tasks import TASKS  # the dataset profiled here

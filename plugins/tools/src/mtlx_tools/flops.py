@@ -28,7 +28,7 @@ import attrs
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from mtlx.errors import ConfigError
 
 __all__ = ["EXTRA_HANDLES", "TOP_LEVEL", "FlopReport", "count_flops"]
 
@@ -154,7 +154,7 @@ def _import_fvcore() -> Any:
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning)
             from fvcore.nn import FlopCountAnalysis
     except ImportError:
-        raise ConfigError("FLOP counting needs fvcore: pip install 'mtlx[profile]' (or pip install fvcore)") from None
+        raise ConfigError("FLOP counting needs fvcore: pip install fvcore (a dependency of mtlx-tools)") from None
     return FlopCountAnalysis
 
 

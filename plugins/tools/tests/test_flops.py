@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtlx.analysis import count_flops
+from mtlx_tools import count_flops
 from mtlx_archs.plugin import ARCHS, BACKBONES
 
 
@@ -86,7 +86,7 @@ def test_multi_input_counts_one_encoder_pass_per_task(make_model, benchmarks):
 def test_fvcore_import_warning_is_filtered_locally_only():
     code = (
         "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
-        "import torch; from mtlx.analysis import count_flops\n"
+        "import torch; from mtlx_tools import count_flops\n"
         "assert count_flops(torch.nn.Linear(3, 2), torch.zeros(1, 3)).total == 6\n"
         "assert not any(f[1] is not None and 'script' in f[1].pattern for f in warnings.filters)\n"
     )
