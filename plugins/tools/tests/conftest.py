@@ -1,4 +1,4 @@
-"""Small finished toy runs shared by the report and power-law tests (created once per session)."""
+"""Small finished toy runs shared by the report and power-law tests (created once per session); fresh plugins per test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from mtlx.testing import torch_threads
+from mtlx.testing.fixtures import fresh_plugin_manager, single_thread  # noqa: F401  (autouse pytest fixtures)
 
 #: name -> extra overrides; "a1"/"a2" are two seeds of one row, "b1" another config (lr) of the same strategy.
 RUNS = {"a1": ("train.seed=1",), "a2": ("train.seed=2",), "b1": ("train.seed=1", "train.lr=0.01")}
