@@ -155,7 +155,8 @@ def profile_components(
     compare = compare if compare != config.strategy.name else None
     compare_times = None
     if steps and compare:
-        other = build_strategy(attrs.evolve(config, strategy=ComponentConfig(name=compare)), list(components.tasks), model)
+        other_config = attrs.evolve(config, strategy=ComponentConfig(name=compare))
+        other = build_strategy(other_config, list(components.tasks), model)
         other_engine = step_engine(attrs.evolve(components, strategy=other), batch, synthetic=synthetic)
         compare_times = time_steps(other_engine, steps=steps, warmup=warmup)
     return ProfileResult(

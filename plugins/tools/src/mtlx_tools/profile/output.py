@@ -50,15 +50,16 @@ def print_result(console: Console, r: ProfileResult) -> None:
 
 def _print_times(console: Console, r: ProfileResult) -> None:
     assert r.times is not None
-    steps = Table(title=f"time per training step (the engine's), batch {r.batch_size}, {r.device}, {r.precision} "
-                  "(mean ms per mtlx.phases label; per-task-grads and backward are inside strategy)", title_justify="left")
+    title = (f"time per training step (the engine's), batch {r.batch_size}, {r.device}, {r.precision} "
+             "(mean ms per mtlx.phases label; per-task-grads and backward are inside strategy)")
+    steps = Table(title=title, title_justify="left")
     steps.add_column("strategy", style="bold")
     for column in (*PHASES, *INNER_PHASES, "other", "total"):
         steps.add_column(column.removeprefix("mtlx/"), justify="right")
     rows = [(r.strategy, r.times)] + ([(r.compare, r.compare_times)] if r.compare_times is not None else [])
     for name, t in rows:
-        steps.add_row(name, *(f"{t.phases[p]:.1f}" for p in (*PHASES, *INNER_PHASES)), f"{t.other:.1f}",
-                      f"{t.total:.1f}")
+        cells = [f"{t.phases[p]:.1f}" for p in (*PHASES, *INNER_PHASES)]
+        steps.add_row(name, *cells, f"{t.other:.1f}", f"{t.total:.1f}")
     console.print(steps)
     if r.compare_times is not None:
         extra = r.times.total - r.compare_times.total

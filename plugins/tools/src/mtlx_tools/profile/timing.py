@@ -85,7 +85,9 @@ def _region_ms(engine: Engine, steps: int) -> tuple[dict[str, float], float]:
         event = totals.get(label)
         if event is None:
             return 0.0
-        us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0) if cuda else event.cpu_time_total
+        if not cuda:
+            return event.cpu_time_total / 1e3
+        us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)  # torch < 2.5
         return us / 1e3
 
     return {label: ms(label) for label in (*PHASES, *INNER_PHASES)}, wall * 1e3
