@@ -137,7 +137,7 @@ class _TupleForward(nn.Module):
         if self.input_keys is None:
             out = self.model(*xs)
         else:
-            from ..engine.step import forward  # multi-input: encode each task's input, as the engine does
+            from mtlx.engine.step import forward  # multi-input: encode each task's input, as the engine does
 
             out, _ = forward(self.model, dict(zip(self.input_keys, xs, strict=True)), multi_input=True)
         if isinstance(out, torch.Tensor):
