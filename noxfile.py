@@ -58,7 +58,7 @@ def torch_range(session: nox.Session, torch: str) -> None:
     result is in benchmarks/README.md.
     """
     dirs = _plugin_dirs(list(CATALOG))
-    session.install(f"torch=={torch}", "-e", ".[profile,report,analysis,test]",
+    session.install(f"torch=={torch}", "-e", ".[test]",
                     *[a for d in [*dirs, "examples/third-party-plugin"] for a in ("-e", d)])
     session.run("python", "-c", "import torch; print('torch', torch.__version__)")
     session.run("pytest", "-p", "no:randomly", *session.posargs)
@@ -110,7 +110,7 @@ def matrix(session: nox.Session, target: str) -> None:
     summary is the plugin x pass/fail table.
     """
     session.install(TORCH)
-    session.install("-e", ".[profile,report,test]")
+    session.install("-e", ".[test]")
     if target == "core":
         session.run("pytest", "tests")
     elif target == "all":

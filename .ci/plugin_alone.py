@@ -2,7 +2,8 @@
 
 Run by `nox -s matrix` before the plugin's test dependencies are installed, so
 an undeclared dependency fails here: the plugin must load unbroken, register
-everything registry.toml says it provides, and build each of its strategies
+everything registry.toml says it provides (components, and the CLI commands
+of ``mtlx_commands``), and build each of its strategies
 with default options (a strategy that wraps another by name, like rep-mtl's
 base, looks it up at build time).
 """
@@ -20,9 +21,11 @@ def main(key: str) -> int:
     pm = get_plugin_manager()
     problems = [f"plugin {name} is broken: {error}" for name, error in pm.broken.items()]
     registries = pm.registries
+    commands = {c.name for impl in pm.hook.mtlx_commands.get_hookimpls() for c in impl.function()}
     for kind, names in entry.provides.items():
-        registry = registries.kinds[kind]
-        problems += [f"{kind} {name!r} is not registered" for name in names if name not in registry]
+        offered = commands if kind == "commands" else registries.kinds[kind]
+        problems += [f"{kind} {name!r} is not {'offered' if kind == 'commands' else 'registered'}"
+                     for name in names if name not in offered]
     for name in entry.provides.get("strategies", []):
         cls = registries.strategies.get(name)
         try:

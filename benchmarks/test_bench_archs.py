@@ -4,7 +4,7 @@ One step = the engine's forward (:func:`mtlx.testing.make_step`) plus ``ew``'s
 backward on a real digits batch of 64 (digits-cnn backbone, conv heads). Torch
 runs single-threaded so the ratios between architectures are comparable on a
 shared machine; ``extra_info`` holds parameters and forward GFLOPs per sample
-(``mtlx.analysis.count_flops``), and ``-s`` prints them.
+(``mtlx_tools.count_flops``, from mtlx-tools), and ``-s`` prints them.
 
     pytest benchmarks/test_bench_archs.py --benchmark-enable --benchmark-columns=min,median,rounds -s
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtlx.analysis import count_flops
+from mtlx_tools import count_flops
 from mtlx.build import build, resolve_run_config
 from mtlx.testing import make_step
 from mtlx_archs.plugin import ARCHS

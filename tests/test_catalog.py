@@ -32,6 +32,7 @@ def test_requires_is_the_pyprojects_first_party_dependencies(entry):
 
 @pytest.mark.parametrize("entry", CATALOG, ids=lambda e: e.key)
 def test_provides_is_what_the_plugin_registers(entry):
+    """Components per registry kind, and the CLI commands it adds through ``mtlx_commands``."""
     try:
         dist = importlib.metadata.distribution(entry.distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -40,5 +41,8 @@ def test_provides_is_what_the_plugin_registers(entry):
     pm = PluginManager(autoload=False)
     pm.register_object(point.load(), entry.entry_point)
     registered = {kind: set(registry) for kind, registry in pm.registries.kinds.items() if registry.list()}
+    commands = {c.name for impl in pm.hook.mtlx_commands.get_hookimpls() for c in impl.function()}
+    if commands:
+        registered["commands"] = commands
     assert pm.broken == {}
     assert registered == {kind: set(names) for kind, names in entry.provides.items()}

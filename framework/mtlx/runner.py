@@ -34,7 +34,7 @@ from .jsonutil import dumps
 from .plugins import get_plugin_manager
 from .threads import torch_threads
 
-__all__ = ["RUN_FILES", "check_resumable", "create_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
+__all__ = ["RUN_FILES", "check_resumable", "create_engine", "make_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
 
 #: Files whose presence marks a directory as holding a run.
 RUN_FILES = ("config.toml", "last.pt", "best.pt", "results.json", "metrics.jsonl")
@@ -180,31 +180,27 @@ def eval_splits(components: Components) -> tuple[str, str | None]:
     return val, test
 
 
-def create_engine(
-    components: Components,
-    run_dir: Path,
-    *,
-    progress: bool = False,
-    tensorboard: bool = False,
-) -> Engine:
-    """The engine with the default handlers (LR schedule, evaluation, checkpoints, JSONL, progress)."""
+def make_engine(components: Components, train_loader: Any, eval_loaders: Mapping[str, Any] | None = None) -> Engine:
+    """The engine the config describes (device, optimiser, precision, clipping, schedule, ...), without handlers.
+
+    ``mtlx run`` attaches its handlers to it (:func:`create_engine`); tools that
+    take real training steps (``mtlx profile``) run it as it is.
+    """
     cfg = components.config.train
     device = select_device(cfg.device)
     if device.type == "cpu" and cfg.precision == "fp16":
         warnings.warn(
             "--precision fp16 on a CPU is slow (CPUs have few fp16 kernels and the GradScaler adds work); "
-            "use --precision bf16 or fp32 there", RuntimeWarning, stacklevel=2,
+            "use --precision bf16 or fp32 there", RuntimeWarning, stacklevel=3,
         )
     components.model.to(device)
     optimizer = make_optimizer(cfg, components)
-    val, test = eval_splits(components)
-    eval_loaders = {s: _loader(components, s, train=False) for s in {val, test} if s is not None}
-    engine = Engine(
+    return Engine(
         model=components.model,
         strategy=components.strategy,
         optimizer=optimizer,
         tasks=components.tasks,
-        train_loader=_loader(components, "train", train=True),
+        train_loader=train_loader,
         eval_loaders=eval_loaders,
         device=device,
         max_epochs=cfg.epochs,
@@ -218,6 +214,20 @@ def create_engine(
         max_grad_norm=cfg.max_grad_norm,
         per_task_grads=cfg.per_task_grads,
     )
+
+
+def create_engine(
+    components: Components,
+    run_dir: Path,
+    *,
+    progress: bool = False,
+    tensorboard: bool = False,
+) -> Engine:
+    """The engine with the default handlers (LR schedule, evaluation, checkpoints, JSONL, progress)."""
+    cfg = components.config.train
+    val, test = eval_splits(components)
+    eval_loaders = {s: _loader(components, s, train=False) for s in {val, test} if s is not None}
+    engine = make_engine(components, _loader(components, "train", train=True), eval_loaders)
     meta = {"config": components.config.to_dict(), "versions": _versions()}
     engine.attach(LRSchedulerHandler())
     if distributed.is_main_process():  # only rank 0 evaluates, logs and writes checkpoints

@@ -21,9 +21,6 @@ __all__ = ["main"]
 _COMMANDS = {
     "run": "mtlx.cli.run:run",
     "list": "mtlx.cli.list_cmd:list_components",
-    "profile": "mtlx.cli.profile:profile",
-    "report": "mtlx.cli.report:report",
-    "analyze": "mtlx.cli.analyze:analyze",
 }
 
 

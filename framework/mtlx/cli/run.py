@@ -14,34 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import distributed
-from ..build import resolve_run_config
-from ..config import load_toml, parse_override, resume_config
+from ..config import load_toml, resume_config
 from ..errors import ConfigError
 from ..plugins import get_plugin_manager
 from ..runner import check_resumable, prepare_run_dir, select_device, train
-
-#: CLI flag -> dotted config key.
-_FLAG_KEYS = {
-    "strategy": "strategy.name",
-    "dataset": "dataset.name",
-    "arch": "arch.name",
-    "backbone": "backbone.name",
-    "head": "head.name",
-    "backbone_weights": "backbone.weights",
-    "data_root": "train.data_root",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "seed": "train.seed",
-    "device": "train.device",
-    "threads": "train.threads",
-    "precision": "train.precision",
-    "loss_transform": "train.loss_transform",
-    "num_workers": "train.num_workers",
-    "max_steps": "train.max_steps",
-    "checkpoint_every": "train.checkpoint_every",
-    "on_nonfinite": "train.on_nonfinite",
-}
+from .options import cli_settings, resolve_cli_config
 
 
 @click.command()
@@ -89,18 +66,14 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         _relaunch_under_torchrun(nproc)
     if resume is None and out is not None and _restarted_by_torchrun() and (Path(out) / "last.pt").is_file():
         resume = out  # torchrun restarted the group after a failure: continue from the last checkpoint
-    user: dict[str, Any] = {}
-    if config_file:
-        user.update(load_toml(config_file))
-    user.update({_FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
-    user.update(parse_override(o) for o in overrides)
     changed: dict[str, Any] = {}
     if resume:
         if presets:
             raise ConfigError("--preset defines the experiment and cannot be given with --resume")
+        user = cli_settings(config_file, flags, overrides)
         config, changed = resume_config(load_toml(check_resumable(resume)), user, where=str(resume))
     else:
-        config = resolve_run_config([user], presets)
+        config = resolve_cli_config(config_file, flags, overrides, presets)
     distributed.init_from_env(select_device(config.train.device))
     try:
         main = distributed.is_main_process()

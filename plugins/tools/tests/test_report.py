@@ -11,7 +11,7 @@ import statistics
 import attrs
 import pytest
 
-from mtlx.analysis.report import build_tables, find_runs, load_run
+from mtlx_tools.report import build_tables, find_runs, load_run
 from mtlx.errors import ConfigError
 
 
@@ -56,7 +56,6 @@ def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
 
 
 def test_report_writes_nonblank_plots(cli, toy_runs, tmp_path):
-    pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
     from PIL import Image, ImageStat
 
     out = tmp_path / "report"
@@ -144,7 +143,7 @@ def test_report_skips_empty_and_unfinished_run_directories_with_one_line_each(to
 
 
 def test_plot_axes_hold_the_rows_but_not_a_far_outlier():
-    from mtlx.analysis.report import _robust_limits
+    from mtlx_tools.report.plots import _robust_limits
 
     low, high = _robust_limits([-9.9, -8.6, -10.2, -10.9, -9.5, -48.0])
     assert -48.0 < low < -10.9 and high >= 0.0  # the failed setting is clipped, zero and the rest are shown
@@ -152,7 +151,7 @@ def test_plot_axes_hold_the_rows_but_not_a_far_outlier():
 
 
 def test_plot_labels_are_short_keys_with_shortened_labels(toy_runs):
-    from mtlx.analysis.report import _legend_labels, plot_keys
+    from mtlx_tools.report.plots import _legend_labels, plot_keys
 
     table = build_tables(find_runs(toy_runs.values()))[0]
     keys = plot_keys(table)

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..analysis.powerlaw import CONV_MODES, PowerLawReport, analyze_run
+from .powerlaw import CONV_MODES, PowerLawReport, analyze_run
 
 __all__ = ["analyze", "powerlaw"]
 

@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..analysis.report import SPLITS, build_tables, find_runs, to_csv, to_markdown, to_rich, write_report
+from .render import to_csv, to_markdown, to_rich
+from .runs import SPLITS, find_runs
+from .tables import build_tables
+from .write import write_report
 
 __all__ = ["report"]
 

@@ -1,4 +1,4 @@
-"""Small finished toy runs shared by the report and power-law tests (created once per session)."""
+"""Small finished toy runs shared by the report and power-law tests (created once per session); fresh plugins per test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mtlx.testing import torch_threads
+from mtlx.testing import invoke_cli, torch_threads
+from mtlx.testing.fixtures import fresh_plugin_manager, single_thread  # noqa: F401  (autouse pytest fixtures)
 
 #: name -> extra overrides; "a1"/"a2" are two seeds of one row, "b1" another config (lr) of the same strategy.
 RUNS = {"a1": ("train.seed=1",), "a2": ("train.seed=2",), "b1": ("train.seed=1", "train.lr=0.01")}
@@ -29,3 +30,9 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             result = runner.invoke(main, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
     return {name: root / name for name in RUNS}
+
+
+@pytest.fixture
+def cli():
+    """Invoke ``mtlx`` with the core's toy plugin loaded (the toy runs' arch and dataset) unless ``toy=False``."""
+    return lambda *args, toy=True: invoke_cli(*(["--plugin", "mtlx.testing.plugin"] if toy else []), *args)

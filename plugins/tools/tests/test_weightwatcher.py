@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtlx.analysis.powerlaw import analyze_state_dict
+from mtlx_tools.powerlaw import analyze_state_dict
 from mtlx.checkpoint import load_checkpoint
 from mtlx.testing import ToyModel, toy_tasks
 

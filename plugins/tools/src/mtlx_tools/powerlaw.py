@@ -35,10 +35,10 @@ import attrs
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..config import flatten, load_toml, resolve
-from ..errors import CheckpointError, ConfigError, MtlxError
-from ..jsonutil import dumps
+from mtlx.checkpoint import load_checkpoint
+from mtlx.config import flatten, load_toml, resolve
+from mtlx.errors import CheckpointError, ConfigError, MtlxError
+from mtlx.jsonutil import dumps
 
 __all__ = [
     "CONV_MODES",
@@ -203,7 +203,7 @@ def groups_from_names(names: Iterable[str], tasks: Iterable[str]) -> dict[str, s
 
 def _groups_from_model(config: Mapping[str, Any], names: list[str]) -> dict[str, str]:
     """Rebuild the run's model (flat ``section.key`` config) and group by ``shared_parameters``/``task_parameters``."""
-    from ..build import build_dataset, build_model
+    from mtlx.build import build_dataset, build_model
 
     run_config = resolve([config])
     dataset = build_dataset(run_config)
@@ -260,7 +260,7 @@ class PowerLawReport:
 
     def write(self, out: str | Path, *, plots: bool = True) -> list[Path]:
         """Write ``powerlaw.json`` and (with ``plots``) one ESD plot per group, ``esd_<group>.png``, into ``out``."""
-        from .report import require_matplotlib
+        from .report.plots import require_matplotlib
 
         if plots:
             require_matplotlib()  # before writing anything
@@ -322,7 +322,7 @@ def _tasks(run_dir: Path) -> list[str]:
 # -- plots -----------------------------------------------------------------------
 def _plot_group(fits: list[LayerFit], group: GroupSummary, path: Path) -> Path:
     """One log-log ESD histogram per layer, with the fitted tail and x_min marked."""
-    from .report import new_figure, save_figure
+    from .report.plots import new_figure, save_figure
 
     cols = min(4, len(fits))
     rows = math.ceil(len(fits) / cols)

@@ -28,7 +28,7 @@ import attrs
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from mtlx.errors import ConfigError
 
 __all__ = ["EXTRA_HANDLES", "TOP_LEVEL", "FlopReport", "count_flops"]
 
@@ -137,7 +137,7 @@ class _TupleForward(nn.Module):
         if self.input_keys is None:
             out = self.model(*xs)
         else:
-            from ..engine.step import forward  # multi-input: encode each task's input, as the engine does
+            from mtlx.engine.step import forward  # multi-input: encode each task's input, as the engine does
 
             out, _ = forward(self.model, dict(zip(self.input_keys, xs, strict=True)), multi_input=True)
         if isinstance(out, torch.Tensor):
@@ -154,7 +154,7 @@ def _import_fvcore() -> Any:
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning)
             from fvcore.nn import FlopCountAnalysis
     except ImportError:
-        raise ConfigError("FLOP counting needs fvcore: pip install 'mtlx[profile]' (or pip install fvcore)") from None
+        raise ConfigError("FLOP counting needs fvcore: pip install fvcore (a dependency of mtlx-tools)") from None
     return FlopCountAnalysis
 
 

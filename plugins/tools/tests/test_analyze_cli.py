@@ -11,7 +11,6 @@ from mtlx.checkpoint import load_checkpoint
 
 
 def test_analyze_powerlaw_writes_json_and_plots(cli, toy_runs, tmp_path):
-    pytest.importorskip("matplotlib", reason="plots need the optional extra mtlx[report]")
     from PIL import Image
 
     run = toy_runs["a1"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtlx.analysis.powerlaw import analyze_state_dict, esd, fit_power_law, groups_from_names
+from mtlx_tools.powerlaw import analyze_state_dict, esd, fit_power_law, groups_from_names
 
 
 def pareto(alpha: float, n: int, xmin: float, rng: np.random.Generator) -> np.ndarray:
