@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from mtlx.catalog import load_catalog
-from mtlx.plugins import get_plugin_manager
+from mtlx.hooks import get_plugin_manager
 
 
 def main(key: str) -> int:

@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from mtlx.catalog import load_catalog, source_root
-from mtlx.plugins import PluginManager
+from mtlx.hooks import PluginManager
 
 ROOT = source_root()
 CATALOG = load_catalog()

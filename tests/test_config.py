@@ -82,7 +82,7 @@ def test_default_run_config_is_ew_on_digits():
 def test_recommended_options_follow_their_component():
     """The toy dataset recommends arch 'toy'; its options must not leak onto another arch."""
     from mtlx.build import resolve_run_config
-    from mtlx.plugins import get_plugin_manager
+    from mtlx.hooks import get_plugin_manager
 
     pm = get_plugin_manager(modules=["mtlx.testing.plugin"])
     regs = pm.registries

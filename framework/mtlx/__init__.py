@@ -32,7 +32,7 @@ from .interfaces import (
     TaskSpec,
 )
 from .loop import MTL
-from .plugins import get_plugin_manager, hookimpl
+from .hooks import get_plugin_manager, hookimpl
 
 try:
     __version__ = version("mtlx")

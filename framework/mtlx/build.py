@@ -15,7 +15,8 @@ import attrs
 from .config import COMPONENT_SECTIONS, DEFAULTS, RunConfig, build_component_config, resolve
 from .errors import ConfigError, UnknownComponentError, did_you_mean
 from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
-from .plugins import Registries, get_plugin_manager
+from .hooks import get_plugin_manager
+from .registry import Registries
 
 __all__ = [
     "Components", "build", "build_dataset", "build_model", "build_strategy", "resolve_run_config", "strategy_by_name",

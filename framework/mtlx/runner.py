@@ -31,7 +31,7 @@ from .engine import Engine
 from .errors import CheckpointError, ConfigError, RunInterrupted
 from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .jsonutil import dumps
-from .plugins import get_plugin_manager
+from .hooks import get_plugin_manager
 from .threads import torch_threads
 
 __all__ = ["RUN_FILES", "check_resumable", "create_engine", "make_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import mtlx
-from mtlx.plugins import manager
+from mtlx.hooks import manager
 
 
 def test_each_test_starts_without_a_cached_plugin_manager():

@@ -14,7 +14,7 @@ import click
 
 from ..catalog import load_catalog, source_root
 from ..errors import MtlxError, did_you_mean
-from ..plugins import PluginManager, get_plugin_manager, reset_plugin_manager
+from ..hooks import PluginManager, get_plugin_manager, reset_plugin_manager
 
 __all__ = ["main"]
 

@@ -14,7 +14,7 @@ from rich.text import Text
 from ..catalog import load_catalog, source_root
 from ..errors import UnknownComponentError, did_you_mean
 from ..option_docs import describe_options
-from ..plugins import get_plugin_manager
+from ..hooks import get_plugin_manager
 
 KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from .. import distributed
 from ..config import load_toml, resume_config
 from ..errors import ConfigError
-from ..plugins import get_plugin_manager
+from ..hooks import get_plugin_manager
 from ..runner import check_resumable, prepare_run_dir, select_device, train
 from .options import cli_settings, resolve_cli_config
 

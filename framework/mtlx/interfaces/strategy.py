@@ -29,7 +29,7 @@ from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
 
 if TYPE_CHECKING:
-    from ..plugins.registry import Registries
+    from ..registry import Registries
 
 __all__ = ["LossWeighting", "MTOStrategy", "Need", "StepContext", "StepResult"]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from click.testing import Result
 
-from ..plugins import reset_plugin_manager
+from ..hooks import reset_plugin_manager
 from .cli import invoke_cli
 from ..threads import torch_threads
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.plugins import get_plugin_manager
+from mtlx.hooks import get_plugin_manager
 
 SMALL_MODEL = (
     "--backbone", "digits-cnn", "--head", "conv", "--device", "cpu", "-q",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from mtlx.plugins import PluginManager
+from mtlx.hooks import PluginManager
 from mtlx_digits import DigitsDataset
 
 

@@ -10,7 +10,7 @@ import torch
 
 from mtlx.build import build_dataset, resolve_run_config
 from mtlx.checkpoint import load_checkpoint
-from mtlx.plugins import get_plugin_manager
+from mtlx.hooks import get_plugin_manager
 from mtlx.testing import invoke_cli
 
 SMALL_MODEL = (

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mtlx.metrics import delta_m
-from mtlx.plugins import get_plugin_manager
+from mtlx.hooks import get_plugin_manager
 from mtlx.testing import invoke_cli
 from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse pytest fixture)
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import mtlx
-from mtlx.plugins import reset_plugin_manager
+from mtlx.hooks import reset_plugin_manager
 
 
 def _unit_rms(saliencies: Sequence[torch.Tensor]) -> list[torch.Tensor]:

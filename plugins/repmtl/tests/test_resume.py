@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mtlx.checkpoint import load_checkpoint
 from mtlx.cli import main
-from mtlx.plugins import reset_plugin_manager
+from mtlx.hooks import reset_plugin_manager
 
 RUN = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "3", "-o", "train.eval_every=2"]
 

@@ -26,7 +26,7 @@ from torch.profiler import record_function
 from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, distributed, get_plugin_manager
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
-from mtlx.plugins.registry import Registries
+from mtlx.registry import Registries
 
 from .balance import flat_grad, gradient_balance
 from .config import RepMTLConfig

@@ -20,8 +20,8 @@ import pluggy
 
 from ..catalog import load_catalog
 from ..errors import PluginError, PluginLoadError
-from . import hookspecs
-from .registry import Registries
+from . import specs
+from ..registry import Registries
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginManager", "get_plugin_manager", "reset_plugin_manager"]
 
@@ -57,7 +57,7 @@ class PluginManager:
         if autoload is None:
             autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
         self._pm = pluggy.PluginManager("mtlx")
-        self._pm.add_hookspecs(hookspecs)
+        self._pm.add_hookspecs(specs)
         self.blocked = frozenset(blocked)
         self.plugins: dict[str, PluginInfo] = {}
         self._registries: Registries | None = None
@@ -165,7 +165,7 @@ def get_plugin_manager(**options: Any) -> PluginManager:
     elif options and normalised != _MANAGER_OPTIONS:
         raise PluginError(
             f"the process-wide plugin manager already exists with options {_MANAGER_OPTIONS or 'none'}, "
-            f"not {normalised}; call mtlx.plugins.reset_plugin_manager() first"
+            f"not {normalised}; call mtlx.hooks.reset_plugin_manager() first"
         )
     return _MANAGER
 

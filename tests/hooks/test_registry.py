@@ -7,7 +7,7 @@ import pytest
 
 from mtlx import LossWeighting, PluginError, UnknownComponentError
 from mtlx.errors import PluginLoadError
-from mtlx.plugins import Registries
+from mtlx.registry import Registries
 
 
 class _S(LossWeighting):

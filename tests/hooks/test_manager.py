@@ -9,7 +9,7 @@ import pytest
 
 import mtlx
 from mtlx import LossWeighting
-from mtlx.plugins import PluginManager
+from mtlx.hooks import PluginManager
 
 
 class _S(LossWeighting):
@@ -118,7 +118,7 @@ def test_every_catalogued_component_of_a_broken_plugin_is_unavailable_with_its_c
 
 
 def test_the_process_wide_manager_refuses_other_options_instead_of_ignoring_them():
-    from mtlx.plugins import get_plugin_manager, reset_plugin_manager
+    from mtlx.hooks import get_plugin_manager, reset_plugin_manager
 
     reset_plugin_manager()
     try:

@@ -15,8 +15,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from ..errors import PluginError, PluginLoadError, UnknownComponentError, did_you_mean
-from ..interfaces import Backbone, Dataset, MTOStrategy, MultiTaskModel, TaskHead
+from .errors import PluginError, PluginLoadError, UnknownComponentError, did_you_mean
+from .interfaces import Backbone, Dataset, MTOStrategy, MultiTaskModel, TaskHead
 
 __all__ = ["Entry", "Registries", "Registry"]
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..config import RunConfig
     from ..engine.engine import Engine
-    from .registry import Registries
+    from ..registry import Registries
 
 hookspec = pluggy.HookspecMarker("mtlx")
 
@@ -44,7 +44,7 @@ def mtlx_register(registry: Registries) -> None:
 
     Called once per plugin, on its own, when the registry is first built; an
     exception marks only this plugin broken. ``registry`` has one
-    :class:`~mtlx.plugins.registry.Registry` per kind (``strategies``,
+    :class:`~mtlx.registry.Registry` per kind (``strategies``,
     ``datasets``, ``backbones``, ``heads``, ``archs``), each with
     ``register(name, cls)``; names are kebab-case and unique across plugins
     (a collision is reported naming both distributions).

@@ -1,19 +1,19 @@
-"""Plugin discovery (pluggy + entry points) and the component registries."""
+"""The plugin machinery: hook specifications and the plugin manager (pluggy + entry points).
+
+"Plugin" means a distribution that extends mtlx (the first-party ones live in plugins/); this package is
+how the core finds them and calls their hooks. What they register goes into :mod:`mtlx.registry`.
+"""
 
 import pluggy
 
 from .manager import ENTRY_POINT_GROUP, PluginInfo, PluginManager, get_plugin_manager, reset_plugin_manager
-from .registry import Entry, Registries, Registry
 
 hookimpl = pluggy.HookimplMarker("mtlx")
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "Entry",
     "PluginInfo",
     "PluginManager",
-    "Registries",
-    "Registry",
     "get_plugin_manager",
     "hookimpl",
     "reset_plugin_manager",
