@@ -17,15 +17,16 @@ import attrs
 import torch
 from torch import nn
 
-from mtlx import MultiTaskModel, TaskSpec
-from mtlx.interfaces import BackboneFactory, HeadFactory
+from mtlx import TaskSpec
+from mtlx.interfaces import BackboneFactory
 
+from .base import Architecture
 from .modules import require_stages
 
 __all__ = ["CrossStitch"]
 
 
-class CrossStitch(MultiTaskModel):
+class CrossStitch(Architecture):
     """Cross-stitch: one backbone per task, linear feature mixing after every stage, one head per task."""
 
     @attrs.frozen(kw_only=True)
@@ -34,16 +35,9 @@ class CrossStitch(MultiTaskModel):
 
     has_shared_representation = False
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        tasks: Mapping[str, TaskSpec],
-        make_backbone: BackboneFactory,
-        make_head: HeadFactory,
-        input_shape: tuple[int, ...],
-    ):
-        super().__init__(tasks)
+    def build_shared(
+        self, config: Config, tasks: Mapping[str, TaskSpec], make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
         self.backbones = nn.ModuleDict({t: make_backbone() for t in tasks})
         first = next(iter(self.backbones.values()))
         for backbone in self.backbones.values():
@@ -54,7 +48,7 @@ class CrossStitch(MultiTaskModel):
         self.alphas = nn.ParameterList(
             nn.Parameter(init[:, :, None].repeat(1, 1, c).clone()) for c in first.stage_channels
         )
-        self.heads = nn.ModuleDict({name: make_head(spec, first.out_shape) for name, spec in tasks.items()})
+        return first.out_shape
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         stages = [self.backbones[t].stages() for t in self.task_names]
