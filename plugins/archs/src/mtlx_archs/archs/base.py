@@ -31,11 +31,11 @@ class Architecture(MultiTaskModel):
         input_shape: tuple[int, ...],
     ):
         super().__init__(tasks)
-        in_shape = self.build_shared(config, tasks, make_backbone, input_shape)
+        in_shape = self.build_shared(config, make_backbone, input_shape)
         self.heads = nn.ModuleDict({name: make_head(spec, in_shape) for name, spec in tasks.items()})
 
     @abstractmethod
     def build_shared(
-        self, config: object, tasks: Mapping[str, TaskSpec], make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+        self, config: object, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
-        """Build the modules before the heads; return the per-sample shape each head reads."""
+        """Build the modules before the heads (tasks are ``self.task_names``); return the shape each head reads."""

@@ -11,13 +11,11 @@ representation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import TaskSpec
 from mtlx.interfaces import BackboneFactory
 
 from .base import Architecture
@@ -36,13 +34,13 @@ class CrossStitch(Architecture):
     has_shared_representation = False
 
     def build_shared(
-        self, config: Config, tasks: Mapping[str, TaskSpec], make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
-        self.backbones = nn.ModuleDict({t: make_backbone() for t in tasks})
+        self.backbones = nn.ModuleDict({t: make_backbone() for t in self.task_names})
         first = next(iter(self.backbones.values()))
         for backbone in self.backbones.values():
             require_stages(backbone, "cross-stitch")
-        n = len(tasks)
+        n = len(self.task_names)
         off = (1.0 - config.self_weight) / (n - 1) if n > 1 else 0.0
         init = torch.full((n, n), off).fill_diagonal_(config.self_weight if n > 1 else 1.0)
         self.alphas = nn.ParameterList(

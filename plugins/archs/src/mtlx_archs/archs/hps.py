@@ -8,13 +8,12 @@ multi-input data the engine calls ``encode`` on each task's input and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import TaskSpec
 from mtlx.interfaces import BackboneFactory
 
 from .base import Architecture
@@ -32,7 +31,7 @@ class HardParameterSharing(Architecture):
     has_shared_representation = True
 
     def build_shared(
-        self, config: Config, tasks: Mapping[str, TaskSpec], make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
         self.backbone = make_backbone()
         return self.backbone.out_shape

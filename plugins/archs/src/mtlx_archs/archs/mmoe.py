@@ -10,13 +10,11 @@ each decodes its own mixture, so there is no single shared representation.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import TaskSpec
 from mtlx.interfaces import BackboneFactory
 
 from .base import Architecture
@@ -34,10 +32,10 @@ class MMoE(Architecture):
     has_shared_representation = False
 
     def build_shared(
-        self, config: Config, tasks: Mapping[str, TaskSpec], make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
         self.experts = nn.ModuleList(make_backbone() for _ in range(config.num_experts))
-        self.gates = nn.ModuleDict({t: nn.Linear(math.prod(input_shape), config.num_experts) for t in tasks})
+        self.gates = nn.ModuleDict({t: nn.Linear(math.prod(input_shape), config.num_experts) for t in self.task_names})
         return self.experts[0].out_shape
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

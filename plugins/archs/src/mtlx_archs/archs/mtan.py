@@ -16,13 +16,11 @@ do not apply: ``has_shared_representation`` is False.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import TaskSpec
 from mtlx.interfaces import BackboneFactory
 
 from .base import Architecture
@@ -65,13 +63,15 @@ class MTAN(Architecture):
     has_shared_representation = False
 
     def build_shared(
-        self, config: Config, tasks: Mapping[str, TaskSpec], make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
         self.backbone = make_backbone()
         require_stages(self.backbone, "mtan")
         spatial = len(self.backbone.out_shape) == 3
         channels = tuple(self.backbone.stage_channels)
-        self.attention = nn.ModuleDict({t: _TaskAttention(channels, config.reduction, spatial) for t in tasks})
+        self.attention = nn.ModuleDict(
+            {t: _TaskAttention(channels, config.reduction, spatial) for t in self.task_names}
+        )
         return self.backbone.out_shape
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
