@@ -16,6 +16,7 @@ shared 2-core CPU and ratios measured on one thread are the stable ones.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import attrs
@@ -129,3 +130,24 @@ def _peak_mb(fn: Callable[[], None]) -> float:
 def peak_mb() -> Callable[[Callable[[], None]], float]:
     """``peak_mb(fn)``: the peak CPU memory (MB) a call of ``fn`` adds to what is live when it starts."""
     return _peak_mb
+
+
+def _timed(step: Callable[[], None]) -> tuple[Callable[[], None], list[float]]:
+    times: list[float] = []
+
+    def run() -> None:
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+
+    return run, times
+
+
+@pytest.fixture(scope="session")
+def timed() -> Callable[[Callable[[], None]], tuple[Callable[[], None], list[float]]]:
+    """``timed(step) -> (run, seconds)``: ``run`` calls ``step`` and appends its wall time to ``seconds``.
+
+    Passed as ``benchmark.pedantic(setup=run)`` it times a reference step before every round, so each
+    round of the benchmarked step has a twin measured under the same machine load.
+    """
+    return _timed

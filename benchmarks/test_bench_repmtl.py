@@ -39,7 +39,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 import mtlx
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
+from mtlx.testing import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTL, RepMTLConfig
 
 VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
@@ -64,10 +64,8 @@ class Case:
     rounds: int
 
 
-class WideRepresentation(mtlx.MultiTaskModel):
+class WideRepresentation(EncoderHeads):
     """1x1-conv encoder to C channels at full resolution, light heads: the regularisers' cost dominates."""
-
-    has_shared_representation = True
 
     @attrs.frozen
     class Config:
@@ -79,21 +77,6 @@ class WideRepresentation(mtlx.MultiTaskModel):
         self.heads = nn.ModuleDict(
             {t: nn.Sequential(nn.Tanh(), nn.Conv2d(channels, s.out_channels, 1)) for t, s in tasks.items()}
         )
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor, tasks=None) -> dict[str, torch.Tensor]:
-        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.decode(self.encode(x))
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
-
-    def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return list(self.heads[task].parameters())
 
 
 def _toy() -> Case:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import statistics
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -184,16 +183,10 @@ def phase_split(step: Step) -> dict[str, float]:
 # -- the benchmarks --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(STRATEGIES))
 @pytest.mark.parametrize("bench_problem", PROBLEMS, indirect=True)
-def test_step_time(benchmark, bench_problem, ew_twin, peak_mb, name):
+def test_step_time(benchmark, bench_problem, ew_twin, peak_mb, timed, name):
     problem = bench_problem
     step, ew_step = trainer(problem, name), ew_twin
-    ew_times: list[float] = []
-
-    def timed_ew() -> None:
-        start = time.perf_counter()
-        ew_step()
-        ew_times.append(time.perf_counter() - start)
-
+    timed_ew, ew_times = timed(ew_step)
     benchmark.group = f"step: {problem.name}"
     benchmark.pedantic(step, setup=timed_ew, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
     phases_ms = phase_split(step)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from collections.abc import Callable, Iterator
 
 import attrs
@@ -168,7 +167,7 @@ def directions(problem, method: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("method", list(CASES))
 @pytest.mark.parametrize("bench_problem", ["digits", "resnet18-64"], indirect=True)
-def test_against_torchjd(benchmark, bench_problem, method, one_thread):
+def test_against_torchjd(benchmark, bench_problem, method, one_thread, timed):
     problem = bench_problem
     ours, theirs = (d.double() for d in directions(problem, method))  # fp32 sums over 11M entries drift by 1e-2
     cosine = float(ours @ theirs / (ours.norm() * theirs.norm()))
@@ -177,13 +176,7 @@ def test_against_torchjd(benchmark, bench_problem, method, one_thread):
     assert cosine > MIN_COSINE, f"{method}: our update and torchjd's point apart (cos {cosine:.4f})"
 
     our_step, their_step = our_trainer(problem, method), torchjd_trainer(problem, method)
-    torchjd_s: list[float] = []
-
-    def timed_torchjd() -> None:
-        start = time.perf_counter()
-        their_step()
-        torchjd_s.append(time.perf_counter() - start)
-
+    timed_torchjd, torchjd_s = timed(their_step)
     benchmark.group = f"vs torchjd: {problem.name}"
     benchmark.pedantic(our_step, setup=timed_torchjd, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
     if benchmark.disabled:  # --benchmark-disable: one step each, a smoke test

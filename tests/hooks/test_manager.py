@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import types
 
-import attrs
 import pytest
 
 import mtlx
-from mtlx import LossWeighting
 from mtlx.hooks import PluginManager
-
-
-class _S(LossWeighting):
-    @attrs.frozen
-    class Config:
-        pass
-
-    def combine(self, losses, step):
-        return losses.sum(), losses
+from mtlx.testing.plugin import ToyWeighted
 
 
 def _plugin(**hooks):
@@ -27,7 +17,7 @@ def _plugin(**hooks):
 
 def _register(name):
     def mtlx_register(registry):
-        registry.strategies.register(name, _S)
+        registry.strategies.register(name, ToyWeighted)
 
     return mtlx_register
 
@@ -79,7 +69,7 @@ def test_disable_autoload_env(monkeypatch):
 
 
 def _half_registering(registry):
-    registry.strategies.register("half-done", _S)
+    registry.strategies.register("half-done", ToyWeighted)
     raise RuntimeError("failed after one registration")
 
 

@@ -1,18 +1,23 @@
 """Command-line settings as one config layer: shared by ``mtlx run`` and plugin commands that build a run.
 
-A plugin command such as ``mtlx profile`` resolves its flags exactly as
-``mtlx run`` does, so the same flags always give the same config.
+A plugin command such as ``mtlx profile`` takes the same flags for what to
+build and where its config comes from, and resolves them exactly as ``mtlx
+run`` does, so the same flags always give the same config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import click
 
 from ..build import resolve_run_config
 from ..config import RunConfig, load_toml, parse_override
 
-__all__ = ["FLAG_KEYS", "cli_settings", "resolve_cli_config"]
+__all__ = ["FLAG_KEYS", "cli_settings", "component_options", "config_options", "resolve_cli_config"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: CLI flag (click's parameter name) -> dotted config key.
 FLAG_KEYS = {
@@ -51,3 +56,44 @@ def resolve_cli_config(
 ) -> RunConfig:
     """The full run config of a new run: defaults < the dataset's recommendation < presets < the user's layer."""
     return resolve_run_config([cli_settings(config_file, flags, overrides)], presets)
+
+
+def _stack(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply click options so that ``--help`` lists them in the order given."""
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def component_options(dataset_help: str = "Dataset (default: digits). See `mtlx list datasets`.") -> Callable[[F], F]:
+    """``--strategy``, ``--dataset``, ``--arch``, ``--backbone``, ``--head``, ``--data-root``: what a run builds."""
+    return _stack(
+        click.option("--strategy", "-s", help="MTO strategy (default: ew). See `mtlx list strategies`."),
+        click.option("--dataset", "-d", help=dataset_help),
+        click.option("--arch", help="Architecture (default: the dataset's recommendation, else hps)."),
+        click.option("--backbone", help="Backbone (default: the dataset's recommendation)."),
+        click.option("--head", help="Task head (default: the dataset's recommendation)."),
+        click.option(
+            "--data-root", type=click.Path(file_okay=False), help="Dataset directory (default: $MTLX_DATA/<dataset>)."
+        ),
+    )
+
+
+def config_options(override_example: str) -> Callable[[F], F]:
+    """``--preset``, ``--config`` and ``-o``: the layers the config is resolved from (``resolve_cli_config``)."""
+    return _stack(
+        click.option("--preset", "presets", multiple=True, help="A dataset preset (e.g. paper); repeatable."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file."),
+        click.option(
+            "-o",
+            "--override",
+            "overrides",
+            multiple=True,
+            metavar="SECTION.KEY=VALUE",
+            help=f"Override any config value, e.g. {override_example}.",
+        ),
+    )

@@ -18,17 +18,12 @@ from ..config import load_toml, resume_config
 from ..errors import ConfigError
 from ..hooks import get_plugin_manager
 from ..runner import check_resumable, prepare_run_dir, select_device, train
-from .options import cli_settings, resolve_cli_config
+from .options import cli_settings, component_options, config_options, resolve_cli_config
 
 
 @click.command()
-@click.option("--strategy", "-s", help="MTO strategy (default: ew). See `mtlx list strategies`.")
-@click.option("--dataset", "-d", help="Dataset (default: digits). See `mtlx list datasets`.")
-@click.option("--arch", help="Architecture (default: the dataset's recommendation, else hps).")
-@click.option("--backbone", help="Backbone (default: the dataset's recommendation).")
-@click.option("--head", help="Task head (default: the dataset's recommendation).")
+@component_options()
 @click.option("--backbone-weights", type=click.Path(dir_okay=False), help="Local file of backbone weights.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset directory (default: $MTLX_DATA/<dataset>).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
@@ -41,10 +36,7 @@ from .options import cli_settings, resolve_cli_config
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimiser steps (resumable).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Also write last.pt every N steps.")
 @click.option("--on-nonfinite", type=click.Choice(["stop", "skip"]), help="NaN/Inf loss: stop (default) or skip the step.")
-@click.option("--preset", "presets", multiple=True, help="A dataset preset (e.g. paper); repeatable.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override any config value, e.g. -o strategy.rho=0.003 -o train.epochs=3.")
+@config_options("-o strategy.rho=0.003 -o train.epochs=3")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<dataset>-<strategy>-<time>).")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory; only "
               "options that extend or observe it (epochs upwards, max-steps, logging, threads) may change.")

@@ -32,6 +32,7 @@ __all__ = [
     "DenseOptions",
     "SceneOptions",
     "StoredBaseline",
+    "dense_recommended",
     "depth_task",
     "normal_task",
     "segmentation_task",
@@ -91,6 +92,19 @@ class DenseOptions(SceneOptions):
     """
 
     metric_aggregation: str = attrs.field(default="global", validator=_in(("global", "batch")))
+
+
+def dense_recommended(batch_size: int) -> dict[str, object]:
+    """A dense dataset's ``recommended``: LibMTL's model and optimiser (HPS, dilated ResNet-50, ASPP heads,
+    Adam 1e-4, weight decay 1e-5) at the dataset's ``batch_size``."""
+    return {
+        "arch.name": "hps",
+        "backbone.name": "resnet50-dilated",
+        "head.name": "deeplab-aspp",
+        "train.batch_size": batch_size,
+        "train.lr": 1e-4,
+        "train.weight_decay": 1e-5,
+    }
 
 
 #: Training settings of the Rep-MTL paper's dense experiments (LibMTL's NYUv2/Cityscapes examples):

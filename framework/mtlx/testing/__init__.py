@@ -9,10 +9,11 @@ from .cli import invoke_cli
 from .conformance import check_backbone, check_dataset, check_meter, check_strategy
 from ..threads import torch_threads
 from .traversal import HeadTraversals
-from .toy import ToyModel, make_step, toy_batch, toy_tasks
+from .toy import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
 
 __all__ = [
     "HeadTraversals",
+    "EncoderHeads",
     "ToyModel",
     "assert_strategy_state_roundtrip",
     "check_backbone",

@@ -13,7 +13,7 @@ from ..interfaces import MultiTaskModel, StepContext, TaskSpec
 from ..losses import mse_loss, segmentation_loss
 from ..metrics import MAEMeter, SegmentationMeter
 
-__all__ = ["ToyModel", "make_step", "toy_batch", "toy_tasks"]
+__all__ = ["EncoderHeads", "ToyModel", "make_step", "toy_batch", "toy_tasks"]
 
 
 def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
@@ -36,14 +36,38 @@ def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
     return tasks
 
 
-class ToyModel(MultiTaskModel):
+class EncoderHeads(MultiTaskModel):
+    """A test model ``heads[t](encoder(x))``: subclasses set ``self.encoder`` and ``self.heads`` (a ModuleDict).
+
+    Z is the encoder's output, so every representation-level strategy applies.
+    """
+
+    has_shared_representation = True
+    encoder: nn.Module
+    heads: nn.ModuleDict
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.decode(self.encode(x))
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())
+
+
+class ToyModel(EncoderHeads):
     """Shared 2-layer conv encoder (Z: ``[B, C, H, W]``) and a 1x1-conv head per task."""
 
     @attrs.frozen
     class Config:
         channels: int = 8
-
-    has_shared_representation = True
 
     def __init__(self, tasks: Mapping[str, TaskSpec], in_channels: int = 3, channels: int = 8, vector: bool = False):
         super().__init__(tasks)
@@ -61,21 +85,6 @@ class ToyModel(MultiTaskModel):
                     for t, s in tasks.items()
                 }
             )
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.decode(self.encode(x))
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
-
-    def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return list(self.heads[task].parameters())
 
 
 def toy_batch(

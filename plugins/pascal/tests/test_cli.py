@@ -161,4 +161,4 @@ def test_unknown_task_is_a_config_error(run, pascal, tmp_path):
         *TINY,
     )
     assert result.exit_code == 2
-    assert "no task 'human_parts'" in result.output
+    assert "unknown task 'human_parts'" in result.output

@@ -128,7 +128,7 @@ def test_task_subset_option_and_canonical_order(pascal):
 
 
 def test_unknown_task_suggests_the_right_name(pascal):
-    with pytest.raises(ConfigError, match=r"no task 'semsg'; did you mean 'semseg'"):
+    with pytest.raises(ConfigError, match=r"unknown task 'semsg'; did you mean 'semseg'"):
         _dataset(pascal.root, tasks="semsg,parts")
 
 

@@ -18,7 +18,14 @@ import attrs
 
 from mtlx import TaskSpec
 from mtlx.dense.base import NpyReleaseDataset
-from mtlx.dense.conventions import PAPER_TRAINING, DenseOptions, StoredBaseline, depth_task, segmentation_task
+from mtlx.dense.conventions import (
+    PAPER_TRAINING,
+    DenseOptions,
+    StoredBaseline,
+    dense_recommended,
+    depth_task,
+    segmentation_task,
+)
 from mtlx.dense.release import Field
 
 __all__ = ["CITYSCAPES_BASELINES", "IMAGE_FIELD", "PAPER_PRESET", "Cityscapes", "label_field"]
@@ -121,14 +128,7 @@ class Cityscapes(NpyReleaseDataset):
     expected = EXPECTED
     source = SOURCE
     baselines = CITYSCAPES_BASELINES
-    recommended: ClassVar[Mapping[str, Any]] = {
-        "arch.name": "hps",
-        "backbone.name": "resnet50-dilated",
-        "head.name": "deeplab-aspp",
-        "train.batch_size": 64,
-        "train.lr": 1e-4,
-        "train.weight_decay": 1e-5,
-    }
+    recommended: ClassVar[Mapping[str, Any]] = dense_recommended(batch_size=64)
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"paper": PAPER_PRESET}
 
     def __init__(self, config: Config, root: str | Path | None):

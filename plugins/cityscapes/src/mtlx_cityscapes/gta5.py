@@ -33,7 +33,7 @@ from mtlx import Dataset, TaskSpec
 from mtlx.augment import RandomScaleCropFlip
 from mtlx.data import DATA_ENV, resolve_root
 from mtlx.errors import ConfigError, DataError
-from mtlx.dense.conventions import IGNORE_LABEL, SceneOptions, segmentation_task
+from mtlx.dense.conventions import IGNORE_LABEL, SceneOptions, dense_recommended, segmentation_task
 from mtlx.dense.release import NpyReleaseSplit
 
 from .cityscapes import IMAGE_FIELD, label_field
@@ -201,14 +201,7 @@ class GTA5(Dataset):
 
         cityscapes_root: str | None = None
 
-    recommended: ClassVar[Mapping[str, Any]] = {
-        "arch.name": "hps",
-        "backbone.name": "resnet50-dilated",
-        "head.name": "deeplab-aspp",
-        "train.batch_size": 8,
-        "train.lr": 1e-4,
-        "train.weight_decay": 1e-5,
-    }
+    recommended: ClassVar[Mapping[str, Any]] = dense_recommended(batch_size=8)
 
     def __init__(self, config: Config, root: str | Path | None):
         self.config = config

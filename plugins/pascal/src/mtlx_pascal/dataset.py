@@ -18,6 +18,7 @@ import attrs
 from mtlx import Dataset, TaskSpec
 from mtlx.data import resolve_root
 from mtlx.errors import ConfigError, DataError, did_you_mean
+from mtlx.interfaces import task_subset_field
 
 from .layout import EXPECTED, SOURCE, Layout
 from .samples import Augmentation, PascalSplit
@@ -28,20 +29,18 @@ __all__ = ["BASELINE_FILE", "PascalContext"]
 #: Default location of stored single-task results, inside the data root.
 BASELINE_FILE = "stl_baselines.json"
 
-
-def _task_tuple(value: str | Sequence[str]) -> tuple[str, ...]:
-    """``"semseg,parts"`` or ``["semseg", "parts"]`` -> ``("semseg", "parts")``, names checked."""
-    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else [str(n).strip() for n in value]
-    names = [n for n in names if n]
-    if not names:
-        raise ConfigError(f"dataset 'pascal': option tasks needs at least one of {', '.join(TASK_NAMES)}")
-    for name in names:
-        if name not in TASK_NAMES:
-            raise ConfigError(
-                f"dataset 'pascal' has no task {name!r}{did_you_mean(name, TASK_NAMES)} "
-                f"(tasks: {', '.join(TASK_NAMES)}; e.g. -o dataset.tasks=semseg,parts,sal)"
-            )
-    return tuple(dict.fromkeys(names))
+#: What both ``paper`` presets share (HPS, ASPP heads, Vandenhende et al.'s optimiser, loss weights and schedule).
+_PAPER_TRAINING: Mapping[str, Any] = {
+    "arch.name": "hps",
+    "head.name": "deeplab-aspp",
+    "dataset.loss_weights": dict(PAPER_LOSS_WEIGHTS),
+    "train.optimizer": "adam",
+    "train.lr": 1e-4,
+    "train.weight_decay": 1e-4,
+    "train.batch_size": 6,
+    "train.epochs": 100,
+    "train.scheduler": "cosine",
+}
 
 
 def _float_pair(value: Sequence[float]) -> tuple[float, float]:
@@ -82,7 +81,7 @@ class PascalContext(Dataset):
             baseline_file: single-task results JSON (default ``<data root>/stl_baselines.json``).
         """
 
-        tasks: tuple[str, ...] = attrs.field(default=TASK_NAMES, converter=_task_tuple)
+        tasks: tuple[str, ...] = task_subset_field("pascal", TASK_NAMES)
         size: int = attrs.field(default=512, validator=attrs.validators.ge(8))
         augment: bool = True
         scale_range: tuple[float, float] = attrs.field(default=(0.75, 1.25), converter=_float_pair)
@@ -110,32 +109,13 @@ class PascalContext(Dataset):
         # Vandenhende et al. (TPAMI 2021) ResNet-18 multi-task baseline: batch 6, 100 epochs, Adam 1e-4,
         # fixed loss weights; their poly LR schedule is approximated by cosine.
         "paper": {
-            "arch.name": "hps",
+            **_PAPER_TRAINING,
             "backbone.name": "resnet18",
             "backbone.output_stride": 8,
-            "head.name": "deeplab-aspp",
-            "dataset.loss_weights": dict(PAPER_LOSS_WEIGHTS),
             "dataset.sal_primary": "miou",
-            "train.optimizer": "adam",
-            "train.lr": 1e-4,
-            "train.weight_decay": 1e-4,
-            "train.batch_size": 6,
-            "train.epochs": 100,
-            "train.scheduler": "cosine",
         },
         # The same with the dilated ResNet-50 of the ASTMT/MTI-Net ResNet-50 tables.
-        "paper-r50": {
-            "arch.name": "hps",
-            "backbone.name": "resnet50-dilated",
-            "head.name": "deeplab-aspp",
-            "dataset.loss_weights": dict(PAPER_LOSS_WEIGHTS),
-            "train.optimizer": "adam",
-            "train.lr": 1e-4,
-            "train.weight_decay": 1e-4,
-            "train.batch_size": 6,
-            "train.epochs": 100,
-            "train.scheduler": "cosine",
-        },
+        "paper-r50": {**_PAPER_TRAINING, "backbone.name": "resnet50-dilated"},
     }
 
     def __init__(self, config: Config, root: str | Path | None):

@@ -28,52 +28,19 @@ PAPER_LOSS_WEIGHTS = {"semseg": 1.0, "parts": 2.0, "sal": 5.0, "edge": 50.0, "no
 
 
 def _spec(name: str, *, edge_thresholds: int, edge_max_dist: float) -> TaskSpec:
-    if name == "semseg":
-        return TaskSpec(
-            name=name,
-            kind="segmentation",
-            out_channels=len(VOC_CLASSES),
-            dense=True,
-            loss=label_loss,
-            meter=partial(PascalSegmentationMeter, len(VOC_CLASSES)),
-        )
-    if name == "parts":
-        return TaskSpec(
-            name=name,
-            kind="segmentation",
-            out_channels=len(PART_CLASSES),
-            dense=True,
-            loss=label_loss,
-            meter=partial(PascalSegmentationMeter, len(PART_CLASSES), skip_background_only=True),
-        )
-    if name == "normals":
-        return TaskSpec(
-            name=name,
-            kind="normal",
-            out_channels=3,
-            dense=True,
-            loss=normals_l1_loss,
-            meter=PascalNormalMeter,
-        )
-    if name == "sal":
-        return TaskSpec(
-            name=name,
-            kind="saliency",
-            out_channels=1,
-            dense=True,
-            loss=saliency_loss,
-            meter=SaliencyMeter,
-        )
-    if name == "edge":
-        return TaskSpec(
-            name=name,
-            kind="edge",
-            out_channels=1,
-            dense=True,
-            loss=edge_loss,
-            meter=partial(EdgeMeter, num_thresholds=edge_thresholds, max_dist=edge_max_dist),
-        )
-    raise KeyError(name)
+    kind, out_channels, loss, meter = {
+        "semseg": ("segmentation", len(VOC_CLASSES), label_loss, partial(PascalSegmentationMeter, len(VOC_CLASSES))),
+        "parts": (
+            "segmentation",
+            len(PART_CLASSES),
+            label_loss,
+            partial(PascalSegmentationMeter, len(PART_CLASSES), skip_background_only=True),
+        ),
+        "normals": ("normal", 3, normals_l1_loss, PascalNormalMeter),
+        "sal": ("saliency", 1, saliency_loss, SaliencyMeter),
+        "edge": ("edge", 1, edge_loss, partial(EdgeMeter, num_thresholds=edge_thresholds, max_dist=edge_max_dist)),
+    }[name]
+    return TaskSpec(name=name, kind=kind, out_channels=out_channels, dense=True, loss=loss, meter=meter)
 
 
 def build_tasks(

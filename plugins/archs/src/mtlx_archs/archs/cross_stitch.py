@@ -11,21 +11,20 @@ representation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import MultiTaskModel, TaskSpec
-from mtlx.interfaces import BackboneFactory, HeadFactory
+from mtlx.interfaces import BackboneFactory
 
+from .base import Architecture
 from .modules import require_stages
 
 __all__ = ["CrossStitch"]
 
 
-class CrossStitch(MultiTaskModel):
+class CrossStitch(Architecture):
     """Cross-stitch: one backbone per task, linear feature mixing after every stage, one head per task."""
 
     @attrs.frozen(kw_only=True)
@@ -34,27 +33,20 @@ class CrossStitch(MultiTaskModel):
 
     has_shared_representation = False
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        tasks: Mapping[str, TaskSpec],
-        make_backbone: BackboneFactory,
-        make_head: HeadFactory,
-        input_shape: tuple[int, ...],
-    ):
-        super().__init__(tasks)
-        self.backbones = nn.ModuleDict({t: make_backbone() for t in tasks})
+    def build_shared(
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        self.backbones = nn.ModuleDict({t: make_backbone() for t in self.task_names})
         first = next(iter(self.backbones.values()))
         for backbone in self.backbones.values():
             require_stages(backbone, "cross-stitch")
-        n = len(tasks)
+        n = len(self.task_names)
         off = (1.0 - config.self_weight) / (n - 1) if n > 1 else 0.0
         init = torch.full((n, n), off).fill_diagonal_(config.self_weight if n > 1 else 1.0)
         self.alphas = nn.ParameterList(
             nn.Parameter(init[:, :, None].repeat(1, 1, c).clone()) for c in first.stage_channels
         )
-        self.heads = nn.ModuleDict({name: make_head(spec, first.out_shape) for name, spec in tasks.items()})
+        return first.out_shape
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         stages = [self.backbones[t].stages() for t in self.task_names]

@@ -8,19 +8,20 @@ multi-input data the engine calls ``encode`` on each task's input and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import MultiTaskModel, TaskSpec
-from mtlx.interfaces import BackboneFactory, HeadFactory
+from mtlx.interfaces import BackboneFactory
+
+from .base import Architecture
 
 __all__ = ["HardParameterSharing"]
 
 
-class HardParameterSharing(MultiTaskModel):
+class HardParameterSharing(Architecture):
     """Hard parameter sharing: Z = backbone(x), prediction_t = head_t(Z)."""
 
     @attrs.frozen(kw_only=True)
@@ -29,18 +30,11 @@ class HardParameterSharing(MultiTaskModel):
 
     has_shared_representation = True
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        tasks: Mapping[str, TaskSpec],
-        make_backbone: BackboneFactory,
-        make_head: HeadFactory,
-        input_shape: tuple[int, ...],
-    ):
-        super().__init__(tasks)
+    def build_shared(
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
         self.backbone = make_backbone()
-        self.heads = nn.ModuleDict({name: make_head(spec, self.backbone.out_shape) for name, spec in tasks.items()})
+        return self.backbone.out_shape
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

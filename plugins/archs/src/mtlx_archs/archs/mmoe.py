@@ -10,19 +10,19 @@ each decodes its own mixture, so there is no single shared representation.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import MultiTaskModel, TaskSpec
-from mtlx.interfaces import BackboneFactory, HeadFactory
+from mtlx.interfaces import BackboneFactory
+
+from .base import Architecture
 
 __all__ = ["MMoE"]
 
 
-class MMoE(MultiTaskModel):
+class MMoE(Architecture):
     """MMoE: shared experts (backbone copies), a softmax gate per task on the input, one head per task."""
 
     @attrs.frozen(kw_only=True)
@@ -31,20 +31,12 @@ class MMoE(MultiTaskModel):
 
     has_shared_representation = False
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        tasks: Mapping[str, TaskSpec],
-        make_backbone: BackboneFactory,
-        make_head: HeadFactory,
-        input_shape: tuple[int, ...],
-    ):
-        super().__init__(tasks)
+    def build_shared(
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
         self.experts = nn.ModuleList(make_backbone() for _ in range(config.num_experts))
-        self.gates = nn.ModuleDict({t: nn.Linear(math.prod(input_shape), config.num_experts) for t in tasks})
-        out_shape = self.experts[0].out_shape
-        self.heads = nn.ModuleDict({name: make_head(spec, out_shape) for name, spec in tasks.items()})
+        self.gates = nn.ModuleDict({t: nn.Linear(math.prod(input_shape), config.num_experts) for t in self.task_names})
+        return self.experts[0].out_shape
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         experts = torch.stack([expert(x) for expert in self.experts])  # [E, B, *Z]

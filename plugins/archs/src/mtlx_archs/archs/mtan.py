@@ -16,15 +16,14 @@ do not apply: ``has_shared_representation`` is False.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import attrs
 import torch
 from torch import nn
 
-from mtlx import MultiTaskModel, TaskSpec
-from mtlx.interfaces import BackboneFactory, HeadFactory
+from mtlx.interfaces import BackboneFactory
 
+from .base import Architecture
 from .modules import conv_block, require_stages, resize_like, sigmoid_gate
 
 __all__ = ["MTAN"]
@@ -54,7 +53,7 @@ class _TaskAttention(nn.Module):
         return attended
 
 
-class MTAN(MultiTaskModel):
+class MTAN(Architecture):
     """MTAN: shared backbone, per-task soft attention at every stage, one head per task."""
 
     @attrs.frozen(kw_only=True)
@@ -63,22 +62,17 @@ class MTAN(MultiTaskModel):
 
     has_shared_representation = False
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        tasks: Mapping[str, TaskSpec],
-        make_backbone: BackboneFactory,
-        make_head: HeadFactory,
-        input_shape: tuple[int, ...],
-    ):
-        super().__init__(tasks)
+    def build_shared(
+        self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
         self.backbone = make_backbone()
         require_stages(self.backbone, "mtan")
         spatial = len(self.backbone.out_shape) == 3
         channels = tuple(self.backbone.stage_channels)
-        self.attention = nn.ModuleDict({t: _TaskAttention(channels, config.reduction, spatial) for t in tasks})
-        self.heads = nn.ModuleDict({name: make_head(spec, self.backbone.out_shape) for name, spec in tasks.items()})
+        self.attention = nn.ModuleDict(
+            {t: _TaskAttention(channels, config.reduction, spatial) for t in self.task_names}
+        )
+        return self.backbone.out_shape
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         shared = []

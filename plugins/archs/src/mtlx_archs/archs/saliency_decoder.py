@@ -17,14 +17,12 @@ it; the masks and heads are task-specific parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import torch
 from torch import nn
-
-from mtlx import TaskSpec
-from mtlx.interfaces import BackboneFactory, HeadFactory
 
 from .hps import HardParameterSharing
 from .modules import sigmoid_gate
@@ -42,28 +40,15 @@ class SaliencyDecoder(HardParameterSharing):
 
     has_shared_representation = True
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        tasks: Mapping[str, TaskSpec],
-        make_backbone: BackboneFactory,
-        make_head: HeadFactory,
-        input_shape: tuple[int, ...],
-    ):
-        super().__init__(
-            HardParameterSharing.Config(),
-            tasks=tasks,
-            make_backbone=make_backbone,
-            make_head=make_head,
-            input_shape=input_shape,
-        )
+    def __init__(self, config: Config, **parts: Any):
+        # The masks come after the heads, so a seed gives the weights it gave before the shared base.
+        super().__init__(config, **parts)
         out_shape = self.backbone.out_shape
         spatial, c = len(out_shape) == 3, out_shape[0]
         self.saliency = nn.ModuleDict(
             {
                 t: sigmoid_gate(c, max(c // config.reduction, 1), c, spatial=spatial, kernel=config.kernel_size)
-                for t in tasks
+                for t in self.task_names
             }
         )
 

@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 
 from mtlx.build import Components, build
-from mtlx.cli.options import resolve_cli_config
+from mtlx.cli.options import component_options, config_options, resolve_cli_config
 from mtlx.config import RunConfig
 from mtlx.errors import DataError
 from mtlx.runner import seed_everything
@@ -49,14 +49,7 @@ def _build_synthetic(config: RunConfig, scratch: str) -> Components:
 
 
 @click.command()
-@click.option("--strategy", "-s", help="MTO strategy (default: ew).")
-@click.option("--dataset", "-d", help="Dataset (default: digits): gives the tasks, input size and a batch.")
-@click.option("--arch", help="Architecture (default: the dataset's recommendation, else hps).")
-@click.option("--backbone", help="Backbone (default: the dataset's recommendation).")
-@click.option("--head", help="Task head (default: the dataset's recommendation).")
-@click.option(
-    "--data-root", type=click.Path(file_okay=False), help="Dataset directory (default: $MTLX_DATA/<dataset>)."
-)
+@component_options(dataset_help="Dataset (default: digits): gives the tasks, input size and a batch.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Training batch to time (default: the run's).")
 @click.option("--device", help="auto (default), cpu, cuda, cuda:1 ...")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
@@ -84,16 +77,7 @@ def _build_synthetic(config: RunConfig, scratch: str) -> Components:
 )
 @click.option("--no-flops", is_flag=True, help="Skip the FLOP count (no fvcore needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
-@click.option("--preset", "presets", multiple=True, help="A dataset preset (e.g. paper); repeatable.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option(
-    "-o",
-    "--override",
-    "overrides",
-    multiple=True,
-    metavar="SECTION.KEY=VALUE",
-    help="Override any config value, e.g. -o strategy.mode=rep -o backbone.output_stride=16.",
-)
+@config_options("-o strategy.mode=rep -o backbone.output_stride=16")
 def profile(
     config_file: str | None,
     overrides: tuple[str, ...],
