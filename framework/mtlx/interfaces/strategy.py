@@ -166,7 +166,8 @@ class StepContext:
     def set_shared_grad(self, direction: torch.Tensor) -> None:
         """Write a ``[P]`` update direction (unscaled) into the shared parameters' ``.grad``."""
         with phase(BACKWARD):
-            write_flat_grad(self.shared_parameters(), direction * self.loss_scale)
+            scaled = direction * self.loss_scale if self.loss_scale != 1.0 else direction  # no [P] copy unscaled
+            write_flat_grad(self.shared_parameters(), scaled)
 
     def rep_grads(self, create_graph: bool = False) -> torch.Tensor:
         """Per-task gradients w.r.t. the representation, ``[T, *Z.shape]`` (fp32, unscaled).
