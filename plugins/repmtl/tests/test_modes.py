@@ -114,6 +114,19 @@ def test_paper_mode_warns_once_when_the_regularisers_outweigh_the_tasks():
     assert "strategy.lambda_csa" in messages[0] and "mode=balanced" in messages[0]
 
 
+def test_paper_mode_warns_when_a_regulariser_outweighs_the_tasks_on_the_heads_alone():
+    """On the toy model at the paper's λ_tsr, TSR is below the task losses on the encoder (0.6) but above
+    them on the heads (4.2): the heads are where TSR's shortcut acts, so that is worth the warning too."""
+    tasks, model, x, targets = _setup()
+    strategy = RepMTL(RepMTLConfig(mode="paper", lambda_csa=0.0), tasks=list(tasks))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ratios = strategy.backward(make_step(model, x, targets, tasks)).diagnostics
+    assert ratios["grad_ratio.tsr.shared"] < 1 < ratios["grad_ratio.tsr.heads"]
+    messages = [str(w.message) for w in caught if "outweighs" in str(w.message)]
+    assert len(messages) == 1 and f"grad_ratio.tsr.heads = {ratios['grad_ratio.tsr.heads']:.3g}" in messages[0]
+
+
 def test_no_warning_when_the_balance_is_fine():
     tasks, model, x, targets = _setup()
     for config in (RepMTLConfig(mode="paper", lambda_tsr=1e-4, lambda_csa=1e-4), RepMTLConfig()):

@@ -151,17 +151,17 @@ class RepMTL(MTOStrategy):
         return every > 0 and (step.iteration + 1) % every == 0  # steps k·every, 1-based as the logs count them
 
     def _warn_if_outweighed(self, ratios: Mapping[str, float]) -> None:
-        """Paper mode: say once when a regulariser's gradient on the encoder exceeds the task losses'."""
+        """Paper mode: say once when a regulariser's gradient exceeds the task losses' on the encoder or the heads."""
         if self.config.mode != "paper" or self._warned_outweighed:
             return
-        worst = {k: v for k, v in ratios.items() if k.endswith(".shared") and v > 1.0}
+        worst = {k: v for k, v in ratios.items() if v > 1.0}
         if worst:
             self._warned_outweighed = True
             listed = ", ".join(f"{k} = {v:.3g}" for k, v in worst.items())
             warnings.warn(
-                f"rep-mtl (mode=paper): the regularisers' gradient on the shared parameters outweighs the task "
-                f"losses' ({listed}; ‖∇λR‖ / ‖∇Σw_tL_t‖ > 1): they will dominate training. Lower "
-                "strategy.lambda_tsr / strategy.lambda_csa, or use the default strategy.mode=balanced",
+                f"rep-mtl (mode=paper): the regularisers' gradient outweighs the task losses' ({listed}; "
+                "‖∇λR‖ / ‖∇Σw_tL_t‖ > 1 on the shared or the task-specific parameters): they will dominate "
+                "training. Lower strategy.lambda_tsr / strategy.lambda_csa, or use the default strategy.mode=balanced",
                 RuntimeWarning,
                 stacklevel=3,
             )
