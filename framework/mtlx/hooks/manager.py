@@ -127,18 +127,16 @@ class PluginManager:
             registries = Registries(broken={})
             for impl in self._pm.hook.mtlx_register.get_hookimpls():
                 info = self.plugins[impl.plugin_name]
-                scratch = Registries(broken={})
+                scratch = Registries(broken={}, owner=info.owner)
                 try:
-                    impl.function(registry=scratch.scoped(info.owner))
-                    conflicts = registries.claim_conflicts(scratch)
+                    impl.function(registry=scratch)
+                    conflicts = registries.merge(scratch)
                     if conflicts:
                         raise PluginError("; ".join(conflicts))
                 except Exception as error:  # noqa: BLE001 - isolate the failing plugin
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
                     self._pm.unregister(name=info.name)
                     registries.mark_unavailable(scratch.kinds, self.plugins[info.name].error)
-                    continue
-                registries.merge(scratch)
             for entry in load_catalog():
                 error = self.broken.get(entry.entry_point)
                 if error is not None:
