@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import attrs
 import torch
 from torch import nn
 
@@ -65,13 +64,8 @@ class EncoderHeads(MultiTaskModel):
 class ToyModel(EncoderHeads):
     """Shared 2-layer conv encoder (Z: ``[B, C, H, W]``) and a 1x1-conv head per task."""
 
-    @attrs.frozen
-    class Config:
-        channels: int = 8
-
     def __init__(self, tasks: Mapping[str, TaskSpec], in_channels: int = 3, channels: int = 8, vector: bool = False):
         super().__init__(tasks)
-        self.vector = vector
         if vector:
             self.encoder = nn.Sequential(nn.Linear(in_channels, channels), nn.Tanh(), nn.Linear(channels, channels))
             self.heads = nn.ModuleDict({t: nn.Linear(channels, s.out_channels) for t, s in tasks.items()})
