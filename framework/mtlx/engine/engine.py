@@ -142,9 +142,7 @@ class Engine:
 
     def _complete_epoch(self) -> None:
         state = self.state
-        n = max(state.epoch_iteration, 1)
-        mean_losses = {t: v / n for t, v in state.epoch_loss_sums.items()}
-        self.strategy.on_epoch_end(state.epoch, mean_losses)
+        self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
         self.fire(Events.EPOCH_COMPLETED)
         state.epoch += 1
         state.epoch_iteration = 0
