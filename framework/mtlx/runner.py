@@ -89,8 +89,8 @@ def _record_resume(run_dir: Path, config: RunConfig, changes: Mapping[str, Any],
         log.write(dumps(record) + "\n")
 
 
-def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool = False) -> Path:
-    """The run directory, checked (a new run may not overwrite one; a resumed one needs ``last.pt``).
+def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
+    """The directory of a new run, checked: it may not overwrite one (a resumed run's is :func:`check_resumable`'s).
 
     Nothing is created here: :func:`train` makes the directory once every component
     is built and validated, so a failed start leaves nothing behind.
@@ -100,10 +100,6 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool =
         out = Path("runs") / f"{config.dataset.name}-{config.strategy.name}-{stamp}"
     run_dir = Path(out)
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if resume:
-        if not (run_dir / "last.pt").is_file():
-            raise CheckpointError(f"cannot resume {run_dir}: it has no last.pt checkpoint")
-        return run_dir
     if existing:
         raise CheckpointError(
             f"run directory {run_dir} already holds a run ({', '.join(existing)}); "
