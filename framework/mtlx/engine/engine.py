@@ -221,7 +221,7 @@ class Engine:
         return float(self.scaler.scale(torch.ones((), device=self.device)))
 
     def _grads_finite(self) -> bool:
-        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]
         if not grads:
             return True
         norms = torch.stack([g.detach().float().norm() for g in grads])
