@@ -75,16 +75,10 @@ class MtlxGroup(click.Group):
     """The core's subcommands (lazy) and the plugins' (``mtlx_commands``), did-you-mean, one-line errors."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        core = [name for name in _COMMANDS if self._available(name)]
-        return sorted({*core, *_plugin_commands(ctx)})
-
-    @staticmethod
-    def _available(name: str) -> bool:
-        module = _COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(module) is not None
+        return sorted({*_COMMANDS, *_plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in _COMMANDS and self._available(name):
+        if name in _COMMANDS:
             module, attr = _COMMANDS[name].split(":")
             return getattr(importlib.import_module(module), attr)
         return _plugin_commands(ctx).get(name)

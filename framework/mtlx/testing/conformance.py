@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..build import strategy_by_name
+from ..engine.rng import load_rng_state, rng_state
 from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, TaskSpec
 from ..runner import seed_everything
 from .checks import assert_same, assert_strategy_state_roundtrip
@@ -97,9 +96,9 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     snapshot = copy.deepcopy(
         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
     )
-    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())  # the engine checkpoints these too
+    rng = rng_state()  # what the engine checkpoints
     assert_strategy_state_roundtrip(strategy, strategy_by_name(name, options, tasks))
-    torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
+    load_rng_state(rng)
     uninterrupted = _train(strategy, model, optimizer, tasks, range(steps, 2 * steps), what)
 
     model2, strategy2, optimizer2 = setup(seed)
@@ -112,7 +111,7 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     model3.load_state_dict(snapshot["model"])
     strategy3.load_state_dict(snapshot["strategy"])
     optimizer3.load_state_dict(snapshot["optimizer"])
-    torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
+    load_rng_state(rng)
     resumed = _train(strategy3, model3, optimizer3, tasks, range(steps, 2 * steps), what)
     for it, (a, b) in enumerate(zip(uninterrupted, resumed, strict=True), start=steps):
         assert a.keys() == b.keys(), f"{what}: step {it}: gradients of {sorted(a)} vs {sorted(b)} after resume"
