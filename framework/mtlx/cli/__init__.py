@@ -41,14 +41,10 @@ def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
 
     Collected once per invocation: listing, lookup and the did-you-mean hint all ask.
     """
-    if "mtlx.plugin_commands" not in ctx.meta:
-        ctx.meta["mtlx.plugin_commands"] = _collect_plugin_commands(_plugin_manager(ctx))
-    return ctx.meta["mtlx.plugin_commands"]
-
-
-def _collect_plugin_commands(pm: PluginManager) -> dict[str, click.Command]:
+    if "mtlx.plugin_commands" in ctx.meta:
+        return ctx.meta["mtlx.plugin_commands"]
     commands: dict[str, click.Command] = {}
-    for impl in pm.hook.mtlx_commands.get_hookimpls():
+    for impl in _plugin_manager(ctx).hook.mtlx_commands.get_hookimpls():
         try:
             offered = list(impl.function())
         except Exception as error:  # noqa: BLE001 - one broken plugin does not take the CLI down
@@ -60,6 +56,7 @@ def _collect_plugin_commands(pm: PluginManager) -> dict[str, click.Command]:
                               RuntimeWarning, stacklevel=2)
                 continue
             commands[command.name] = command
+    ctx.meta["mtlx.plugin_commands"] = commands
     return commands
 
 

@@ -64,7 +64,8 @@ class PluginManager:
         if autoload:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 if ep.name not in self.blocked:
-                    self._load_entry_point(ep)
+                    dist, version = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("<unknown>", "?")
+                    self._load(ep.name, dist, version, ep.value, ep.load)
         for module in modules:
             self._load(module, "<local>", "", module, lambda m=module: importlib.import_module(m))
 
@@ -75,11 +76,6 @@ class PluginManager:
     @property
     def broken(self) -> dict[str, PluginLoadError]:
         return {name: info.error for name, info in self.plugins.items() if info.error is not None}
-
-    def _load_entry_point(self, ep: importlib.metadata.EntryPoint) -> None:
-        dist = ep.dist.name if ep.dist is not None else "<unknown>"
-        version = ep.dist.version if ep.dist is not None else "?"
-        self._load(ep.name, dist, version, ep.value, ep.load)
 
     def _load(self, name: str, dist: str, version: str, target: str, load: Any) -> None:
         if name in self.plugins:
