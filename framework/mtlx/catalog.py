@@ -23,7 +23,6 @@ class CatalogEntry:
     distribution: str
     entry_point: str
     provides: dict[str, list[str]]
-    extras: list[str]
     #: catalogue keys of the first-party plugins it needs to work (its pyproject's mtlx-* dependencies)
     requires: list[str] = attrs.field(factory=list)
 
@@ -63,7 +62,6 @@ def load_catalog(path: Path | None = None) -> list[CatalogEntry]:
                     distribution=body["distribution"],
                     entry_point=body["entry_point"],
                     provides={k: list(v) for k, v in body.get("provides", {}).items()},
-                    extras=list(body.get("extras", [])),
                     requires=list(body.get("requires", [])),
                 )
             )

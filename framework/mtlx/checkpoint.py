@@ -18,7 +18,7 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT", "atomic_write_bytes", "atomic_write_text", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "atomic_write_text", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "mtlx-checkpoint-v1"
 
@@ -37,14 +37,9 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    _atomic_write(Path(path), lambda f: f.write(data))
-
-
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode())
+    _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:

@@ -40,16 +40,12 @@ COMPONENT_SECTIONS = ("strategy", "dataset", "arch", "backbone", "head")
 _in = attrs.validators.in_
 
 
-def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
-
-
 @attrs.frozen(kw_only=True)
 class ComponentConfig:
     """Which component to use (``name``; None = the dataset's recommendation) and its options."""
 
     name: str | None = None
-    options: dict[str, Any] = attrs.field(factory=dict, converter=_mapping)
+    options: dict[str, Any] = attrs.field(factory=dict, converter=dict)
 
 
 @attrs.frozen(kw_only=True)

@@ -77,7 +77,6 @@ def make_loader(
     shuffle: bool,
     seed: int,
     num_workers: int = 0,
-    drop_last: bool = False,
     collate_fn: Any = None,
 ) -> StatefulDataLoader:
     """A StatefulDataLoader whose shuffling order depends only on ``seed`` and the epoch.
@@ -91,7 +90,6 @@ def make_loader(
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
-        drop_last=drop_last,
         collate_fn=collate_fn,
         generator=generator,
         persistent_workers=False,

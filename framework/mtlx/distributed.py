@@ -131,11 +131,8 @@ def sync_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     flat = torch.cat([p.grad.reshape(-1) for p in params])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= world_size()
-    offset = 0
-    for p in params:
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-        offset += n
+    for p, grad in zip(params, flat.split([p.grad.numel() for p in params]), strict=True):
+        p.grad.copy_(grad.view_as(p.grad))
 
 
 def broadcast_object(obj: Any) -> Any:

@@ -143,14 +143,14 @@ def flatten_grads(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
 
 
-def write_flat_grad(params: Sequence[torch.Tensor], flat: torch.Tensor, *, accumulate: bool = True) -> None:
-    """Write a flat ``[P]`` vector into ``.grad`` of ``params`` (the layout of :func:`flatten_grads`)."""
+def write_flat_grad(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
+    """Add a flat ``[P]`` vector to ``.grad`` of ``params`` (the layout of :func:`flatten_grads`)."""
     offset = 0
     for p in params:
         n = p.numel()
         chunk = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
-        if p.grad is None or not accumulate:
+        if p.grad is None:
             p.grad = chunk.clone()
         else:
             p.grad.add_(chunk)

@@ -246,22 +246,19 @@ def _true_median(values: torch.Tensor) -> torch.Tensor:
 
 
 class AccuracyMeter(Meter):
-    """Top-1 accuracy of class logits over the split (targets equal to ``ignore_index`` skipped)."""
+    """Top-1 accuracy of class logits over the split."""
 
     higher_is_better: ClassVar[Mapping[str, bool]] = {"acc": True}
 
-    def __init__(self, ignore_index: int | None = None):
-        self.ignore_index = ignore_index
+    def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         self.counts = torch.zeros(2, dtype=torch.float64)
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
-        pred = prediction.argmax(1).cpu()
-        target = target.cpu()
-        valid = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-        self.counts += torch.tensor([float((pred[valid] == target[valid]).sum()), float(valid.sum())], dtype=torch.float64)
+        correct = prediction.argmax(1).cpu() == target.cpu()
+        self.counts += torch.tensor([float(correct.sum()), float(correct.numel())], dtype=torch.float64)
 
     def compute(self) -> dict[str, float]:
         return {"acc": float(self.counts[0] / self.counts[1]) if self.counts[1] > 0 else math.nan}

@@ -45,17 +45,19 @@ def _natural_key(name: str) -> list[Any]:
 class Registry(Generic[T]):
     """Components of one kind, keyed by name."""
 
-    def __init__(self, kind: str, base: type, broken: dict[str, PluginLoadError]):
+    def __init__(self, kind: str, base: type, broken: dict[str, PluginLoadError], owner: str = "<local>"):
         self.kind = kind
         self.base = base
+        self.owner = owner  # who registers when ``register`` is not told
         self._entries: dict[str, Entry[T]] = {}
         self._conflicts: dict[str, list[str]] = {}
         self._broken = broken
         #: component name -> the error of the plugin that declares it and failed
         self.unavailable: dict[str, PluginLoadError] = {}
 
-    def register(self, name: str, obj: T, *, owner: str = "<local>") -> T:
+    def register(self, name: str, obj: T, *, owner: str | None = None) -> T:
         """Register ``obj`` (a class implementing ``base``, with an attrs ``Config``) as ``name``."""
+        owner = owner or self.owner
         where = f"{self.kind} {name!r} from {owner}"
         if not isinstance(name, str) or not _NAME.match(name):
             raise PluginError(f"{where}: names must be kebab-case (lowercase letters, digits, '-'), got {name!r}")
@@ -110,24 +112,15 @@ class Registry(Generic[T]):
         return iter(self.list())
 
 
-class _Scoped:
-    """A registry view that stamps the registering plugin as owner."""
-
-    def __init__(self, registry: Registry[Any], owner: str):
-        self._registry, self._owner = registry, owner
-
-    def register(self, name: str, obj: Any) -> Any:
-        return self._registry.register(name, obj, owner=self._owner)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._registry, attr)
-
-
 @attrs.define
 class Registries:
-    """One :class:`Registry` per component kind, plus the plugins that failed to load."""
+    """One :class:`Registry` per component kind, plus the plugins that failed to load.
+
+    ``owner`` is recorded for what is registered without one: a plugin's scratch registries carry its name.
+    """
 
     broken: dict[str, PluginLoadError] = attrs.field(factory=dict)
+    owner: str = "<local>"
     strategies: Registry[type[MTOStrategy]] = attrs.field(init=False)
     datasets: Registry[type[Dataset]] = attrs.field(init=False)
     backbones: Registry[type[Backbone]] = attrs.field(init=False)
@@ -135,11 +128,11 @@ class Registries:
     archs: Registry[type[MultiTaskModel]] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.strategies = Registry("strategy", MTOStrategy, self.broken)
-        self.datasets = Registry("dataset", Dataset, self.broken)
-        self.backbones = Registry("backbone", Backbone, self.broken)
-        self.heads = Registry("head", TaskHead, self.broken)
-        self.archs = Registry("architecture", MultiTaskModel, self.broken)
+        self.strategies = Registry("strategy", MTOStrategy, self.broken, self.owner)
+        self.datasets = Registry("dataset", Dataset, self.broken, self.owner)
+        self.backbones = Registry("backbone", Backbone, self.broken, self.owner)
+        self.heads = Registry("head", TaskHead, self.broken, self.owner)
+        self.archs = Registry("architecture", MultiTaskModel, self.broken, self.owner)
 
     @property
     def kinds(self) -> dict[str, Registry[Any]]:
@@ -151,26 +144,24 @@ class Registries:
             "heads": self.heads,
         }
 
-    def claim_conflicts(self, other: Registries) -> list[str]:
-        """Record every name ``other`` registers that these registries already hold; one message per name.
+    def merge(self, other: Registries) -> list[str]:
+        """Add every entry of ``other`` (a plugin's scratch registries) unless one of its names is taken.
 
-        A conflicting name stays ambiguous: its lookup names both owners.
+        Then nothing is added and each taken name is recorded as a conflict (its lookup names both
+        owners); the messages, one per name, are returned.
         """
+        entries = [(self.kinds[attr], entry) for attr, theirs in other.kinds.items() for entry in theirs.entries()]
         messages = []
-        for attr, theirs in other.kinds.items():
-            for entry in theirs.entries():
-                if entry.name in self.kinds[attr]:
-                    try:
-                        self.kinds[attr].register(entry.name, entry.obj, owner=entry.owner)
-                    except PluginError as error:
-                        messages.append(str(error))
+        for registry, entry in entries:
+            if entry.name in registry:
+                try:
+                    registry.register(entry.name, entry.obj, owner=entry.owner)
+                except PluginError as error:
+                    messages.append(str(error))
+        if not messages:
+            for registry, entry in entries:
+                registry.register(entry.name, entry.obj, owner=entry.owner)
         return messages
-
-    def merge(self, other: Registries) -> None:
-        """Add every entry of ``other`` (a plugin's scratch registries, free of conflicts)."""
-        for attr, theirs in other.kinds.items():
-            for entry in theirs.entries():
-                self.kinds[attr].register(entry.name, entry.obj, owner=entry.owner)
 
     def mark_unavailable(self, names: Mapping[str, Iterable[str]], error: PluginLoadError) -> None:
         """Record ``{kind: names}`` of a failed plugin so that their lookup raises ``error``."""
@@ -181,18 +172,3 @@ class Registries:
             for name in kind_names:
                 if name not in registry:
                     registry.unavailable.setdefault(name, error)
-
-    def scoped(self, owner: str) -> Any:
-        """A view of these registries whose ``register`` records ``owner``."""
-        view = _ScopedRegistries()
-        for attr, registry in self.kinds.items():
-            setattr(view, attr, _Scoped(registry, owner))
-        return view
-
-
-class _ScopedRegistries:
-    strategies: _Scoped
-    datasets: _Scoped
-    backbones: _Scoped
-    heads: _Scoped
-    archs: _Scoped

@@ -27,7 +27,7 @@ from .build import Components, build
 from .checkpoint import atomic_write_text, load_checkpoint
 from .config import RunConfig, TrainConfig
 from .data import EpochLoader, MultiInputLoader, make_loader
-from .engine import Engine
+from .engine import Engine, State
 from .errors import CheckpointError, ConfigError, RunInterrupted
 from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .jsonutil import dumps
@@ -89,8 +89,8 @@ def _record_resume(run_dir: Path, config: RunConfig, changes: Mapping[str, Any],
         log.write(dumps(record) + "\n")
 
 
-def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool = False) -> Path:
-    """The run directory, checked (a new run may not overwrite one; a resumed one needs ``last.pt``).
+def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
+    """The directory of a new run, checked: it may not overwrite one (a resumed run's is :func:`check_resumable`'s).
 
     Nothing is created here: :func:`train` makes the directory once every component
     is built and validated, so a failed start leaves nothing behind.
@@ -100,10 +100,6 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig, *, resume: bool =
         out = Path("runs") / f"{config.dataset.name}-{config.strategy.name}-{stamp}"
     run_dir = Path(out)
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if resume:
-        if not (run_dir / "last.pt").is_file():
-            raise CheckpointError(f"cannot resume {run_dir}: it has no last.pt checkpoint")
-        return run_dir
     if existing:
         raise CheckpointError(
             f"run directory {run_dir} already holds a run ({', '.join(existing)}); "
@@ -335,23 +331,25 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
         "higher_is_better": {t: s.higher_is_better for t, s in components.tasks.items()},
         "baseline": components.dataset.baseline(),
         "val_split": val,
-        "val": state.metrics.get(val),
-        "val_summary": state.summary.get(val, {}),
-        "val_details": state.details.get(val, {}),
+        **_evaluated(state, "val", val),
         "best": state.best,
     }
     if test is not None:
         results["test_split"] = test
-        results["test"] = state.metrics[test] if test == val and test in state.metrics else engine.evaluate(test)
-        results["test_summary"] = state.summary.get(test, {})
-        results["test_details"] = state.details.get(test, {})
+        if not (test == val and test in state.metrics):
+            engine.evaluate(test)
+        results.update(_evaluated(state, "test", test))
         best_path = run_dir / "best.pt"
         if state.best is not None and best_path.is_file() and state.best["epoch"] != state.epoch - 1:
             final_weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
             engine.model.load_state_dict(load_checkpoint(best_path, map_location=engine.device)["engine"]["model"])
-            at_best = f"{test}@best"
-            results["test_at_best"] = engine.evaluate(test, name=at_best)
-            results["test_at_best_summary"] = state.summary.get(at_best, {})
-            results["test_at_best_details"] = state.details.get(at_best, {})
+            engine.evaluate(test, name=f"{test}@best")
+            results.update(_evaluated(state, "test_at_best", f"{test}@best"))
             engine.model.load_state_dict(final_weights)
     return results
+
+
+def _evaluated(state: State, key: str, name: str) -> dict[str, Any]:
+    """The metrics, summary and details the engine stored under evaluation ``name``, as ``key``, ``key_summary``..."""
+    return {key: state.metrics.get(name), f"{key}_summary": state.summary.get(name, {}),
+            f"{key}_details": state.details.get(name, {})}

@@ -41,14 +41,10 @@ def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
 
     Collected once per invocation: listing, lookup and the did-you-mean hint all ask.
     """
-    if "mtlx.plugin_commands" not in ctx.meta:
-        ctx.meta["mtlx.plugin_commands"] = _collect_plugin_commands(_plugin_manager(ctx))
-    return ctx.meta["mtlx.plugin_commands"]
-
-
-def _collect_plugin_commands(pm: PluginManager) -> dict[str, click.Command]:
+    if "mtlx.plugin_commands" in ctx.meta:
+        return ctx.meta["mtlx.plugin_commands"]
     commands: dict[str, click.Command] = {}
-    for impl in pm.hook.mtlx_commands.get_hookimpls():
+    for impl in _plugin_manager(ctx).hook.mtlx_commands.get_hookimpls():
         try:
             offered = list(impl.function())
         except Exception as error:  # noqa: BLE001 - one broken plugin does not take the CLI down
@@ -60,6 +56,7 @@ def _collect_plugin_commands(pm: PluginManager) -> dict[str, click.Command]:
                               RuntimeWarning, stacklevel=2)
                 continue
             commands[command.name] = command
+    ctx.meta["mtlx.plugin_commands"] = commands
     return commands
 
 
@@ -75,16 +72,10 @@ class MtlxGroup(click.Group):
     """The core's subcommands (lazy) and the plugins' (``mtlx_commands``), did-you-mean, one-line errors."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        core = [name for name in _COMMANDS if self._available(name)]
-        return sorted({*core, *_plugin_commands(ctx)})
-
-    @staticmethod
-    def _available(name: str) -> bool:
-        module = _COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(module) is not None
+        return sorted({*_COMMANDS, *_plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in _COMMANDS and self._available(name):
+        if name in _COMMANDS:
             module, attr = _COMMANDS[name].split(":")
             return getattr(importlib.import_module(module), attr)
         return _plugin_commands(ctx).get(name)

@@ -69,7 +69,7 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
     distributed.init_from_env(select_device(config.train.device))
     try:
         main = distributed.is_main_process()
-        run_dir = prepare_run_dir(resume or out, config, resume=bool(resume)) if main else None
+        run_dir = (Path(resume) if resume else prepare_run_dir(out, config)) if main else None
         run_dir = distributed.broadcast_object(run_dir)
         _report_broken_plugins()
         console = Console(soft_wrap=True)  # a line is never wrapped or cut when output is not a terminal

@@ -32,7 +32,7 @@ import torch.utils.data
 from ..augment import RandomScaleCropFlip, resize_fields
 from ..errors import DataError
 
-__all__ = ["Field", "NpyReleaseSplit", "SplitIndex", "read_header", "scan_split"]
+__all__ = ["Field", "NpyReleaseSplit", "read_header", "scan_split"]
 
 _INDEX_NAME = re.compile(r"^(0|[1-9][0-9]*)\.npy$")
 
@@ -59,15 +59,6 @@ class Field:
 
     def shape(self, height: int, width: int) -> tuple[int, ...]:
         return (height, width) if self.channels is None else (height, width, self.channels)
-
-
-@attrs.frozen
-class SplitIndex:
-    """What :func:`scan_split` found: the sample count and the native resolution."""
-
-    count: int
-    height: int
-    width: int
 
 
 @functools.lru_cache(maxsize=256)
@@ -124,8 +115,8 @@ def _indices(directory: Path) -> list[int]:
     return sorted(found)
 
 
-def scan_split(split_dir: Path, fields: Mapping[str, Field], what: str) -> SplitIndex:
-    """Check one split of a release on disk and return its size and resolution.
+def scan_split(split_dir: Path, fields: Mapping[str, Field], what: str) -> tuple[int, tuple[int, int]]:
+    """Check one split of a release on disk and return its size and resolution ``(count, (H, W))``.
 
     ``fields`` maps sample keys to directories; the first is the image, whose
     indices every other directory must match. ``what`` prefixes messages.
@@ -174,7 +165,7 @@ def scan_split(split_dir: Path, fields: Mapping[str, Field], what: str) -> Split
     for index in reference:
         for field in fields.values():
             _check_header(split_dir / field.directory / f"{index}.npy", field, height, width)
-    return SplitIndex(len(reference), height, width)
+    return len(reference), (height, width)
 
 
 def _check_header(path: Path, field: Field, height: int, width: int) -> None:
@@ -247,9 +238,7 @@ class NpyReleaseSplit(torch.utils.data.Dataset):
         self.split_dir = Path(split_dir)
         self.fields = dict(fields)
         self.what = what
-        index = scan_split(self.split_dir, self.fields, what)
-        self.count = index.count
-        self.native_size = (index.height, index.width)
+        self.count, self.native_size = scan_split(self.split_dir, self.fields, what)
         self.size = tuple(size) if size is not None else self.native_size
         self.kinds = {key: field.kind for key, field in self.fields.items()}
         self.augment = RandomScaleCropFlip(scales) if augment else None

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
 import torch
 
 from .. import distributed
@@ -35,6 +36,7 @@ from .step import first_nonfinite, forward, task_losses, to_device
 __all__ = ["Engine"]
 
 
+@attrs.define(kw_only=True, eq=False, repr=False, slots=False)
 class Engine:
     """Runs training and evaluation and fires :class:`Events`.
 
@@ -57,46 +59,33 @@ class Engine:
             (``auto``, ``loop``, ``two-stage``; :mod:`mtlx.gradients`).
     """
 
-    def __init__(
-        self,
-        *,
-        model: MultiTaskModel,
-        strategy: MTOStrategy,
-        optimizer: torch.optim.Optimizer,
-        tasks: Mapping[str, TaskSpec],
-        train_loader: Any,
-        eval_loaders: Mapping[str, Any] | None = None,
-        device: torch.device | str = "cpu",
-        max_epochs: int = 1,
-        max_steps: int | None = None,
-        precision: str = "fp32",
-        loss_transform: str = "none",
-        on_nonfinite: str = "stop",
-        baseline: Mapping[str, Mapping[str, float]] | None = None,
-        multi_input: bool = False,
-        scheduler: Any = None,
-        max_grad_norm: float | None = None,
-        per_task_grads: str = "auto",
-    ):
-        self.model = model
-        self.strategy = strategy
-        self.optimizer = optimizer
-        self.tasks = dict(tasks)
-        self.train_loader = train_loader
-        self.eval_loaders = dict(eval_loaders or {})
-        self.device = torch.device(device)
-        self.precision = precision
-        self.loss_transform = loss_transform
-        self.on_nonfinite = on_nonfinite
-        self.baseline = baseline
-        self.multi_input = multi_input
-        self.scheduler = scheduler
-        self.max_grad_norm = max_grad_norm
-        self.grad_method = resolve_method(per_task_grads, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
-        self.state = State(max_epochs=max_epochs, max_steps=max_steps)
-        self.handlers: list[Handler] = []
-        self.last_exception: BaseException | None = None
+    model: MultiTaskModel
+    strategy: MTOStrategy
+    optimizer: torch.optim.Optimizer
+    tasks: dict[str, TaskSpec] = attrs.field(converter=dict)
+    train_loader: Any
+    eval_loaders: dict[str, Any] = attrs.field(default=None, converter=lambda loaders: dict(loaders or {}))
+    device: torch.device = attrs.field(default="cpu", converter=torch.device)
+    max_epochs: int = 1
+    max_steps: int | None = None
+    precision: str = "fp32"
+    loss_transform: str = "none"
+    on_nonfinite: str = "stop"
+    baseline: Mapping[str, Mapping[str, float]] | None = None
+    multi_input: bool = False
+    scheduler: Any = None
+    max_grad_norm: float | None = None
+    #: ``per_task_grads`` as given, resolved for the device (``auto`` -> ``loop``/``two-stage``) after init
+    grad_method: str = attrs.field(default="auto", alias="per_task_grads")
+    scaler: torch.amp.GradScaler | None = attrs.field(init=False, default=None)
+    state: State = attrs.field(init=False)
+    handlers: list[Handler] = attrs.field(init=False, factory=list)
+    last_exception: BaseException | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self.grad_method = resolve_method(self.grad_method, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.state = State(max_epochs=self.max_epochs, max_steps=self.max_steps)
 
     # -- handlers ------------------------------------------------------------
     def attach(self, handler: Handler) -> Handler:
@@ -142,9 +131,7 @@ class Engine:
 
     def _complete_epoch(self) -> None:
         state = self.state
-        n = max(state.epoch_iteration, 1)
-        mean_losses = {t: v / n for t, v in state.epoch_loss_sums.items()}
-        self.strategy.on_epoch_end(state.epoch, mean_losses)
+        self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
         self.fire(Events.EPOCH_COMPLETED)
         state.epoch += 1
         state.epoch_iteration = 0
@@ -234,7 +221,7 @@ class Engine:
         return float(self.scaler.scale(torch.ones((), device=self.device)))
 
     def _grads_finite(self) -> bool:
-        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]
         if not grads:
             return True
         norms = torch.stack([g.detach().float().norm() for g in grads])

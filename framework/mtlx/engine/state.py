@@ -52,6 +52,10 @@ class State:
 
     _PERSISTENT = ("epoch", "iteration", "epoch_iteration", "epoch_loss_sums", "metrics", "summary", "details", "best")
 
+    def epoch_mean_losses(self) -> dict[str, float]:
+        """Each task's mean loss over the current epoch's steps (the strategy's ``on_epoch_end``, the logs)."""
+        return {t: v / max(self.epoch_iteration, 1) for t, v in self.epoch_loss_sums.items()}
+
     def state_dict(self) -> dict[str, Any]:
         """The fields a resumed run needs (everything but the batch, the stop flag and ``last_eval``)."""
         return {name: getattr(self, name) for name in self._PERSISTENT}

@@ -25,27 +25,20 @@ class CheckpointHandler(Handler):
         self.meta = meta
         self.every_steps = every_steps
 
-    @property
-    def last_path(self) -> Path:
-        return self.directory / "last.pt"
-
-    @property
-    def best_path(self) -> Path:
-        return self.directory / "best.pt"
-
-    def save(self, engine: Engine, path: Path) -> None:
-        save_checkpoint(path, {**self.meta(), "engine": engine.state_dict()})
+    def save(self, engine: Engine, name: str) -> None:
+        """Write ``<directory>/<name>`` (``last.pt`` or ``best.pt``)."""
+        save_checkpoint(self.directory / name, {**self.meta(), "engine": engine.state_dict()})
 
     def iteration_completed(self, engine: Engine) -> None:
         s = engine.state
         periodic = self.every_steps is not None and s.iteration % self.every_steps == 0
         budget_end = s.max_steps is not None and s.iteration >= s.max_steps
         if periodic or budget_end or s.should_stop:
-            self.save(engine, self.last_path)
+            self.save(engine, "last.pt")
 
     def epoch_advanced(self, engine: Engine) -> None:
         # the epoch counter has moved on: the saved state resumes at the start of the next epoch
         state = engine.state
-        self.save(engine, self.last_path)
+        self.save(engine, "last.pt")
         if state.best is not None and state.best["iteration"] == state.iteration:  # this epoch's evaluation improved
-            self.save(engine, self.best_path)
+            self.save(engine, "best.pt")

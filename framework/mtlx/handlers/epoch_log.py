@@ -31,9 +31,8 @@ class EpochLog(Handler):
 
     def epoch_completed(self, engine: Engine) -> None:
         s = engine.state
-        n = max(s.epoch_iteration, 1)
         parts = [f"epoch {s.epoch + 1}/{s.max_epochs}"]
-        parts.append("train " + " ".join(f"{t}={v / n:.4g}" for t, v in s.epoch_loss_sums.items()))
+        parts.append("train " + " ".join(f"{t}={v:.4g}" for t, v in s.epoch_mean_losses().items()))
         metrics = s.metrics.get(self.split)
         if metrics is not None and evaluation_due(s, self.eval_every):  # evaluated this epoch
             parts.append(f"{self.split} " + " ".join(

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..engine import Engine, Handler, State
-from ..metrics import delta_m
+from ..engine.evaluation import summarize
 
 __all__ = ["EvaluationHandler", "evaluation_due"]
 
@@ -46,10 +46,8 @@ class EvaluationHandler(Handler):
             return summary["delta_m_task"]
         if self._reference is None:
             self._reference = {t: dict(m) for t, m in metrics.items()}
-        hib = {t: spec.higher_is_better for t, spec in engine.tasks.items()}
         ref = {t: {k: v for k, v in m.items() if v not in (0.0,) and not math.isnan(v)} for t, m in self._reference.items()}
-        ref = {t: m for t, m in ref.items() if m}
-        return delta_m(metrics, ref, hib, "task") if ref else 0.0
+        return summarize(metrics, {t: m for t, m in ref.items() if m}, engine.tasks).get("delta_m_task", 0.0)
 
     def state_dict(self) -> dict[str, Any] | None:
         return {"reference": self._reference}

@@ -61,15 +61,7 @@ class JSONLLogger(Handler):
 
     def epoch_completed(self, engine: Engine) -> None:
         s = engine.state
-        n = max(s.epoch_iteration, 1)
-        self.write(
-            {
-                "event": "epoch",
-                "epoch": s.epoch,
-                "step": s.iteration,
-                "mean_losses": {t: v / n for t, v in s.epoch_loss_sums.items()},
-            }
-        )
+        self.write({"event": "epoch", "epoch": s.epoch, "step": s.iteration, "mean_losses": s.epoch_mean_losses()})
 
     def eval_completed(self, engine: Engine) -> None:
         s = engine.state

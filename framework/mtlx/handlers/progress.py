@@ -48,12 +48,8 @@ class ProgressBar(Handler):
         self._progress.update(self._task, completed=s.iteration, epoch=s.epoch, losses=losses)
 
     def completed(self, engine: Engine) -> None:
-        self._stop()
-
-    def exception_raised(self, engine: Engine) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    exception_raised = completed

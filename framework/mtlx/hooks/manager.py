@@ -64,7 +64,8 @@ class PluginManager:
         if autoload:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 if ep.name not in self.blocked:
-                    self._load_entry_point(ep)
+                    dist, version = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("<unknown>", "?")
+                    self._load(ep.name, dist, version, ep.value, ep.load)
         for module in modules:
             self._load(module, "<local>", "", module, lambda m=module: importlib.import_module(m))
 
@@ -75,11 +76,6 @@ class PluginManager:
     @property
     def broken(self) -> dict[str, PluginLoadError]:
         return {name: info.error for name, info in self.plugins.items() if info.error is not None}
-
-    def _load_entry_point(self, ep: importlib.metadata.EntryPoint) -> None:
-        dist = ep.dist.name if ep.dist is not None else "<unknown>"
-        version = ep.dist.version if ep.dist is not None else "?"
-        self._load(ep.name, dist, version, ep.value, ep.load)
 
     def _load(self, name: str, dist: str, version: str, target: str, load: Any) -> None:
         if name in self.plugins:
@@ -127,18 +123,16 @@ class PluginManager:
             registries = Registries(broken={})
             for impl in self._pm.hook.mtlx_register.get_hookimpls():
                 info = self.plugins[impl.plugin_name]
-                scratch = Registries(broken={})
+                scratch = Registries(broken={}, owner=info.owner)
                 try:
-                    impl.function(registry=scratch.scoped(info.owner))
-                    conflicts = registries.claim_conflicts(scratch)
+                    impl.function(registry=scratch)
+                    conflicts = registries.merge(scratch)
                     if conflicts:
                         raise PluginError("; ".join(conflicts))
                 except Exception as error:  # noqa: BLE001 - isolate the failing plugin
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
                     self._pm.unregister(name=info.name)
                     registries.mark_unavailable(scratch.kinds, self.plugins[info.name].error)
-                    continue
-                registries.merge(scratch)
             for entry in load_catalog():
                 error = self.broken.get(entry.entry_point)
                 if error is not None:

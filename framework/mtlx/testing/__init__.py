@@ -4,7 +4,7 @@ Plugin test suites import from here (and from ``mtlx``) only; the shared
 pytest fixtures are in :mod:`mtlx.testing.fixtures`.
 """
 
-from .checks import assert_strategy_state_roundtrip, finite_difference_grad
+from .checks import assert_strategy_state_roundtrip
 from .cli import invoke_cli
 from .conformance import check_backbone, check_dataset, check_meter, check_strategy
 from ..threads import torch_threads
@@ -20,7 +20,6 @@ __all__ = [
     "check_dataset",
     "check_meter",
     "check_strategy",
-    "finite_difference_grad",
     "invoke_cli",
     "make_step",
     "torch_threads",

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import torch
 
 from ..interfaces import MTOStrategy
 
-__all__ = ["assert_strategy_state_roundtrip", "finite_difference_grad"]
-
-
-def finite_difference_grad(fn: Callable[[], torch.Tensor], param: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Central-difference gradient of the scalar ``fn()`` w.r.t. ``param`` (use float64)."""
-    grad = torch.zeros_like(param)
-    flat, gflat = param.data.view(-1), grad.view(-1)
-    for i in range(flat.numel()):
-        orig = flat[i].item()
-        flat[i] = orig + eps
-        up = float(fn())
-        flat[i] = orig - eps
-        down = float(fn())
-        flat[i] = orig
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
+__all__ = ["assert_same", "assert_strategy_state_roundtrip"]
 
 
 def assert_strategy_state_roundtrip(strategy: MTOStrategy, fresh: MTOStrategy) -> None:
@@ -31,19 +16,23 @@ def assert_strategy_state_roundtrip(strategy: MTOStrategy, fresh: MTOStrategy) -
     state = strategy.state_dict()
     fresh.load_state_dict(state)
     again = fresh.state_dict()
-    _assert_same(state, again, "state")
+    assert_same(state, again, "load_state_dict: state")
 
 
-def _assert_same(a: object, b: object, where: str) -> None:
+def assert_same(a: object, b: object, where: str) -> None:
+    """``a`` and ``b`` hold equal tensors and values (nested mappings, sequences, ``to_dict`` objects);
+    the assertion names the first place they differ."""
     if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs after load_state_dict"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where} keys differ: {sorted(a)} vs {sorted(b)}"
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, Mapping):
+        assert isinstance(b, Mapping) and a.keys() == b.keys(), f"{where} keys differ: {sorted(a)} vs {sorted(b)}"
         for k in a:
-            _assert_same(a[k], b[k], f"{where}.{k}")
+            assert_same(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where} length differs"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{where}[{i}]")
+            assert_same(x, y, f"{where}[{i}]")
+    elif hasattr(a, "to_dict"):
+        assert_same(a.to_dict(), b.to_dict(), where)
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..build import strategy_by_name
+from ..engine.rng import load_rng_state, rng_state
 from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, TaskSpec
 from ..runner import seed_everything
-from .checks import assert_strategy_state_roundtrip
+from .checks import assert_same, assert_strategy_state_roundtrip
 from .toy import ToyModel, make_step, toy_batch, toy_tasks
 
 __all__ = ["check_backbone", "check_dataset", "check_meter", "check_strategy"]
@@ -97,9 +96,9 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     snapshot = copy.deepcopy(
         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
     )
-    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())  # the engine checkpoints these too
+    rng = rng_state()  # what the engine checkpoints
     assert_strategy_state_roundtrip(strategy, strategy_by_name(name, options, tasks))
-    torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
+    load_rng_state(rng)
     uninterrupted = _train(strategy, model, optimizer, tasks, range(steps, 2 * steps), what)
 
     model2, strategy2, optimizer2 = setup(seed)
@@ -112,7 +111,7 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     model3.load_state_dict(snapshot["model"])
     strategy3.load_state_dict(snapshot["strategy"])
     optimizer3.load_state_dict(snapshot["optimizer"])
-    torch.set_rng_state(rng[0]), random.setstate(rng[1]), np.random.set_state(rng[2])
+    load_rng_state(rng)
     resumed = _train(strategy3, model3, optimizer3, tasks, range(steps, 2 * steps), what)
     for it, (a, b) in enumerate(zip(uninterrupted, resumed, strict=True), start=steps):
         assert a.keys() == b.keys(), f"{what}: step {it}: gradients of {sorted(a)} vs {sorted(b)} after resume"
@@ -175,16 +174,6 @@ def _prediction_for(spec: TaskSpec, target: torch.Tensor, generator: torch.Gener
     return torch.randn(batch, spec.out_channels, generator=generator)
 
 
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, Mapping):
-        return isinstance(b, Mapping) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    return a == b if not hasattr(a, "to_dict") else _equal(a.to_dict(), b.to_dict())
-
-
 def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meters: bool = True) -> None:
     """A built dataset: tasks, splits, samples, ``collate``, meters and the stored baseline.
 
@@ -218,7 +207,7 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
         where = f"{name} split {evaluation!r}" + (f" task {task!r}" if task else "")
         assert len(stream) >= samples, f"{where}: {len(stream)} samples, need {samples} for the check"
         items = [stream[i] for i in range(samples)]
-        assert _equal(items[0], stream[0]), f"{where}: reading sample 0 twice gives different values"
+        assert_same(stream[0], items[0], f"{where}: reading sample 0 twice: sample")
         batch = dataset.collate(items) if task is None else torch.utils.data.default_collate(items)
         inputs, targets = batch
         batch_targets = targets if task is None else {task: targets}

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import attrs
 import torch
 from torch import nn
 
+from ..dense.conventions import segmentation_task
 from ..engine.step import forward, task_losses
 from ..interfaces import MultiTaskModel, StepContext, TaskSpec
-from ..losses import mse_loss, segmentation_loss
-from ..metrics import MAEMeter, SegmentationMeter
+from ..losses import mse_loss
+from ..metrics import MAEMeter
 
 __all__ = ["EncoderHeads", "ToyModel", "make_step", "toy_batch", "toy_tasks"]
 
@@ -21,14 +21,7 @@ def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
     tasks = {}
     for i in range(num_tasks):
         if i % 2 == 0:
-            tasks[f"seg{i}"] = TaskSpec(
-                name=f"seg{i}",
-                kind="segmentation",
-                out_channels=num_classes,
-                dense=True,
-                loss=segmentation_loss,
-                meter=lambda: SegmentationMeter(num_classes),
-            )
+            tasks[f"seg{i}"] = segmentation_task(num_classes, name=f"seg{i}")
         else:
             tasks[f"reg{i}"] = TaskSpec(
                 name=f"reg{i}", kind="regression", out_channels=1, dense=True, loss=mse_loss, meter=MAEMeter
@@ -65,13 +58,8 @@ class EncoderHeads(MultiTaskModel):
 class ToyModel(EncoderHeads):
     """Shared 2-layer conv encoder (Z: ``[B, C, H, W]``) and a 1x1-conv head per task."""
 
-    @attrs.frozen
-    class Config:
-        channels: int = 8
-
     def __init__(self, tasks: Mapping[str, TaskSpec], in_channels: int = 3, channels: int = 8, vector: bool = False):
         super().__init__(tasks)
-        self.vector = vector
         if vector:
             self.encoder = nn.Sequential(nn.Linear(in_channels, channels), nn.Tanh(), nn.Linear(channels, channels))
             self.heads = nn.ModuleDict({t: nn.Linear(channels, s.out_channels) for t, s in tasks.items()})

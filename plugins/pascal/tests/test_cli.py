@@ -27,10 +27,18 @@ TINY = (
 )
 
 
+#: A small backbone and plain heads instead of the recommended ResNet-18 with ASPP.
+SMALL = ("--backbone", "digits-cnn", "--head", "conv")
+
+
 @pytest.fixture
-def run():
-    """``run(...)`` is ``mtlx run ...`` in-process (in a fresh plugin manager: the autouse fixture)."""
-    return lambda *args: invoke_cli("run", *args)
+def run(pascal):
+    """``run(strategy, out, ...)`` is ``mtlx run`` of ``strategy`` on the fixture tree into ``out``, with
+    :data:`TINY`, in-process (in a fresh plugin manager: the autouse fixture)."""
+    return lambda strategy, out, *args: invoke_cli(
+        "run", "--strategy", strategy, "--dataset", "pascal", "--data-root", str(pascal.root), "--out", str(out),
+        *args, *TINY,
+    )
 
 
 def test_the_plugin_registers_the_pascal_dataset():
@@ -49,21 +57,7 @@ def test_ew_run_reports_every_task_and_delta_m_against_stored_baselines(run, pas
     }
     pascal.path("stl_baselines.json").write_text(json.dumps(stored))
     out = tmp_path / "run"
-    result = run(
-        "--strategy",
-        "ew",
-        "--dataset",
-        "pascal",
-        "--data-root",
-        str(pascal.root),
-        "--backbone",
-        "digits-cnn",
-        "--head",
-        "conv",
-        "--out",
-        str(out),
-        *TINY,
-    )
+    result = run("ew", out, *SMALL)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["tasks"] == ["semseg", "parts", "normals", "sal", "edge"]
@@ -86,23 +80,9 @@ def test_ew_run_reports_every_task_and_delta_m_against_stored_baselines(run, pas
 
 
 @pytest.mark.slow
-def test_rep_mtl_run_on_a_task_subset_with_the_recommended_resnet18_aspp(run, pascal, tmp_path):
+def test_rep_mtl_run_on_a_task_subset_with_the_recommended_resnet18_aspp(run, tmp_path):
     out = tmp_path / "run"
-    result = run(
-        "--strategy",
-        "rep-mtl",
-        "--dataset",
-        "pascal",
-        "--data-root",
-        str(pascal.root),
-        "--out",
-        str(out),
-        "-o",
-        "dataset.tasks=semseg,parts,sal",
-        "-o",
-        "train.log_every=1",
-        *TINY,
-    )
+    result = run("rep-mtl", out, "-o", "dataset.tasks=semseg,parts,sal", "-o", "train.log_every=1")
     assert result.exit_code == 0, result.output
     config = (out / "config.toml").read_text()
     assert 'name = "resnet18"' in config and 'name = "deeplab-aspp"' in config
@@ -113,52 +93,22 @@ def test_rep_mtl_run_on_a_task_subset_with_the_recommended_resnet18_aspp(run, pa
     assert train and {"tsr", "csa"} <= set(train[-1]["diagnostics"])
 
 
-def test_rep_mtl_run_with_a_small_backbone(run, pascal, tmp_path):
+def test_rep_mtl_run_with_a_small_backbone(run, tmp_path):
     out = tmp_path / "run"
-    result = run(
-        "--strategy",
-        "rep-mtl",
-        "--dataset",
-        "pascal",
-        "--data-root",
-        str(pascal.root),
-        "--backbone",
-        "digits-cnn",
-        "--head",
-        "conv",
-        "--out",
-        str(out),
-        "-o",
-        "dataset.tasks=normals,sal",
-        "-o",
-        "backbone.channels=8",
-        *TINY,
-    )
+    result = run("rep-mtl", out, *SMALL, "-o", "dataset.tasks=normals,sal", "-o", "backbone.channels=8")
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 2 and results["tasks"] == ["normals", "sal"]
 
 
-def test_missing_data_root_is_a_one_line_data_error(run, tmp_path, monkeypatch):
+def test_missing_data_root_is_a_one_line_data_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MTLX_DATA", raising=False)
-    result = run("--strategy", "ew", "--dataset", "pascal", "--out", str(tmp_path / "r"), *TINY)
+    result = invoke_cli("run", "--strategy", "ew", "--dataset", "pascal", "--out", str(tmp_path / "r"), *TINY)
     assert result.exit_code == 5
     assert "dataset 'pascal' needs its files: pass --data-root PATH" in result.output
 
 
-def test_unknown_task_is_a_config_error(run, pascal, tmp_path):
-    result = run(
-        "--strategy",
-        "ew",
-        "--dataset",
-        "pascal",
-        "--data-root",
-        str(pascal.root),
-        "--out",
-        str(tmp_path / "r"),
-        "-o",
-        "dataset.tasks=semseg,human_parts",
-        *TINY,
-    )
+def test_unknown_task_is_a_config_error(run, tmp_path):
+    result = run("ew", tmp_path / "r", "-o", "dataset.tasks=semseg,human_parts")
     assert result.exit_code == 2
     assert "unknown task 'human_parts'" in result.output

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlx.testing.dense import random_unit_normals, write_npy_release
+from mtlx.testing.dense import write_npy_release
 
 __all__ = ["nyuv2_sample", "write_nyuv2"]
+
+
+def _unit_normals(rng: np.random.Generator, height: int, width: int, invalid: float = 0.05) -> np.ndarray:
+    """``H x W x 3`` float32 unit vectors with about ``invalid`` of the pixels all-zero."""
+    normal = rng.normal(size=(height, width, 3))
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    normal[rng.random((height, width)) < invalid] = 0.0
+    return normal.astype(np.float32)
 
 
 def nyuv2_sample(rng: np.random.Generator, height: int, width: int) -> dict[str, np.ndarray]:
@@ -21,7 +29,7 @@ def nyuv2_sample(rng: np.random.Generator, height: int, width: int) -> dict[str,
         "image": rng.uniform(0.0, 1.0, size=(height, width, 3)),
         "label": label,
         "depth": depth,
-        "normal": random_unit_normals(rng, height, width),
+        "normal": _unit_normals(rng, height, width),
     }
 
 
