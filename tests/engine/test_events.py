@@ -103,6 +103,24 @@ def test_epoch_checkpoint_records_the_advanced_epoch_without_moving_the_counter(
     assert best["epoch_iteration"] == 0 and best["epoch"] == best["best"]["epoch"] + 1
 
 
+def test_a_stop_requested_after_the_step_was_checkpointed_still_leaves_a_checkpoint_of_that_step(tmp_path):
+    """A signal lands between steps: after the checkpoint handler saw the step, before the loop checks the
+    flag. The run still stops with a ``last.pt`` of the step it stopped at (the message says one is there)."""
+
+    class StopAfterTheCheckpointSawTheStep(Handler):  # what SIGTERM's handler does, at the worst moment
+        def iteration_completed(self, engine):
+            if engine.state.iteration == 3:
+                engine.state.should_stop = True
+
+    engine = _engine(max_epochs=5, batches=4)
+    engine.attach(CheckpointHandler(tmp_path, lambda: {}))
+    engine.attach(StopAfterTheCheckpointSawTheStep())
+    state = engine.run()
+    assert state.iteration == 3
+    last = load_checkpoint(tmp_path / "last.pt")["engine"]["state"]
+    assert (last["iteration"], last["epoch"], last["epoch_iteration"]) == (3, 0, 3)
+
+
 def test_max_steps_stops_mid_epoch():
     engine = _engine(max_epochs=5, batches=3, max_steps=4)
     state = engine.run()

@@ -14,8 +14,9 @@ __all__ = ["CheckpointHandler"]
 
 class CheckpointHandler(Handler):
     """Writes ``<dir>/last.pt`` after every epoch (EPOCH_ADVANCED), every ``every_steps`` steps and when
-    the run stops early (step budget, or ``should_stop`` set by a signal), and
-    ``<dir>/best.pt`` after an evaluation that improved the selection score.
+    the loop ends anywhere else (COMPLETED: the step budget, or ``should_stop`` set by a signal, which may
+    land after this handler saw the step), and ``<dir>/best.pt`` after an evaluation that improved the
+    selection score.
 
     ``meta`` returns what is stored beside the engine state (config, versions).
     """
@@ -24,16 +25,21 @@ class CheckpointHandler(Handler):
         self.directory = Path(directory)
         self.meta = meta
         self.every_steps = every_steps
+        self._last_saved: tuple[int, int] | None = None  # (epoch, iteration) of the state in last.pt
 
     def save(self, engine: Engine, name: str) -> None:
         """Write ``<directory>/<name>`` (``last.pt`` or ``best.pt``)."""
         save_checkpoint(self.directory / name, {**self.meta(), "engine": engine.state_dict()})
+        if name == "last.pt":
+            self._last_saved = (engine.state.epoch, engine.state.iteration)
 
     def iteration_completed(self, engine: Engine) -> None:
         s = engine.state
-        periodic = self.every_steps is not None and s.iteration % self.every_steps == 0
-        budget_end = s.max_steps is not None and s.iteration >= s.max_steps
-        if periodic or budget_end or s.should_stop:
+        if self.every_steps is not None and s.iteration % self.every_steps == 0:
+            self.save(engine, "last.pt")
+
+    def completed(self, engine: Engine) -> None:
+        if self._last_saved != (engine.state.epoch, engine.state.iteration):
             self.save(engine, "last.pt")
 
     def epoch_advanced(self, engine: Engine) -> None:
