@@ -22,7 +22,7 @@ def _engine(max_epochs=2, batches=2, max_steps=None):
     strategy = ToyWeighted(ToyWeighted.Config(), tasks=list(tasks))
     return Engine(
         model=model, strategy=strategy, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), tasks=tasks,
-        train_loader=loader, eval_loaders={"val": loader}, max_epochs=max_epochs, max_steps=max_steps,
+        train_loader=loader, eval_loaders={"val": loader}, state=State(max_epochs=max_epochs, max_steps=max_steps),
     )
 
 

@@ -8,7 +8,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mtlx import phases
-from mtlx.engine import Engine
+from mtlx.engine import Engine, State
 from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
 from mtlx.testing.plugin import ToyWeighted, _Samples
 
@@ -36,7 +36,7 @@ def test_engine_step_labels_its_three_phases_once_per_step_in_order():
     engine = Engine(
         model=model, strategy=ToyWeighted(ToyWeighted.Config(), tasks=list(tasks)),
         optimizer=torch.optim.SGD(model.parameters(), lr=0.01), tasks=tasks,
-        train_loader=loader, eval_loaders={}, max_epochs=1,
+        train_loader=loader, eval_loaders={}, state=State(max_epochs=1),
     )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         engine.run()

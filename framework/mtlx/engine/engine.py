@@ -47,7 +47,7 @@ class Engine:
         tasks: task specs in order.
         train_loader: resumable loader of ``(inputs, {task: target})`` batches.
         eval_loaders: ``{split: loader}`` for :meth:`evaluate`.
-        max_epochs / max_steps: the training budget.
+        state: the loop's state, created with the training budget (``State(max_epochs=..., max_steps=...)``).
         precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + GradScaler).
         loss_transform: ``none`` or ``log`` (applied to every task loss).
         on_nonfinite: ``stop`` raises :class:`NonFiniteLossError`; ``skip`` drops the step.
@@ -66,8 +66,6 @@ class Engine:
     train_loader: Any
     eval_loaders: dict[str, Any] = attrs.field(default=None, converter=lambda loaders: dict(loaders or {}))
     device: torch.device = attrs.field(default="cpu", converter=torch.device)
-    max_epochs: int = 1
-    max_steps: int | None = None
     precision: str = "fp32"
     loss_transform: str = "none"
     on_nonfinite: str = "stop"
@@ -78,14 +76,13 @@ class Engine:
     #: ``per_task_grads`` as given, resolved for the device (``auto`` -> ``loop``/``two-stage``) after init
     grad_method: str = attrs.field(default="auto", alias="per_task_grads")
     scaler: torch.amp.GradScaler | None = attrs.field(init=False, default=None)
-    state: State = attrs.field(init=False)
+    state: State = attrs.field(factory=lambda: State(max_epochs=1))
     handlers: list[Handler] = attrs.field(init=False, factory=list)
     last_exception: BaseException | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.grad_method = resolve_method(self.grad_method, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
-        self.state = State(max_epochs=self.max_epochs, max_steps=self.max_steps)
 
     # -- handlers ------------------------------------------------------------
     def attach(self, handler: Handler) -> Handler:
