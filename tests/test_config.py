@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import attrs
 import pytest
 
+import mtlx
 from mtlx import ConfigError
-from mtlx.config import RunConfig, build_component_config, load_toml, parse_override, resolve, resume_config
+from mtlx.build import with_defaults
+from mtlx.config import RunConfig, build_component_config, flatten, load_toml, parse_override, resolve, resume_config
 
 
 @pytest.mark.parametrize(
@@ -138,3 +142,18 @@ def test_a_saved_config_with_a_retired_key_still_loads(tmp_path):
     config, changed = resume_config(load_toml(saved), {}, where=str(tmp_path))
     assert config == resolve([]) and changed == {}
     assert "select_metric" not in config.to_toml()
+
+
+def _every_component() -> list[tuple[str, str]]:
+    by_section = mtlx.get_plugin_manager().registries.by_section
+    return [(section, name) for section, registry in by_section.items() for name in registry.list()]
+
+
+@pytest.mark.parametrize(("section", "name"), _every_component())
+def test_the_recorded_defaults_of_every_installed_component_read_back_as_its_defaults(section, name):
+    """``config.toml`` writes out every default (:func:`mtlx.build.with_defaults`): TOML must carry them back."""
+    cls = mtlx.get_plugin_manager().registries.by_section[section].get(name)
+    config = resolve([{"arch.name": "hps", "backbone.name": "digits-cnn", "head.name": "conv", f"{section}.name": name}])
+    recorded = resolve([flatten(tomllib.loads(with_defaults(config).to_toml()))])
+    options = getattr(recorded, section).options
+    assert build_component_config(cls.Config, options, where=name) == cls.Config()

@@ -19,7 +19,7 @@ from .hooks import get_plugin_manager
 from .registry import Registries
 
 __all__ = [
-    "Components", "build", "build_dataset", "build_model", "build_strategy", "resolve_run_config", "strategy_by_name",
+    "Components", "build", "with_defaults", "build_dataset", "build_model", "build_strategy", "resolve_run_config", "strategy_by_name",
 ]
 
 
@@ -81,6 +81,25 @@ def _component(registry: Any, section: str, config: RunConfig) -> tuple[type, An
         )
     cls = registry.get(comp.name)
     return cls, build_component_config(cls.Config, comp.options, where=f"{registry.kind} {comp.name!r}")
+
+
+def with_defaults(config: RunConfig, registries: Registries | None = None) -> RunConfig:
+    """``config`` with every component option it leaves unset written out at its default.
+
+    What a run records is what it ran: a plugin that later changes a default changes
+    neither an old run's ``config.toml`` nor what resuming it trains. Options the user
+    gave are kept as given (``tasks="seg,depth"`` stays a string), so a resume that
+    repeats them matches.
+    """
+    regs = _registries(registries)
+    resolved = {}
+    for section, registry in regs.by_section.items():
+        comp = getattr(config, section)
+        _, cfg = _component(registry, section, config)
+        defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(cfg, recurse=False).items()
+                    if k not in comp.options and v is not None}
+        resolved[section] = attrs.evolve(comp, options={**defaults, **comp.options})
+    return attrs.evolve(config, **resolved)
 
 
 def build_dataset(config: RunConfig, registries: Registries | None = None) -> Dataset:
@@ -150,4 +169,4 @@ def build(config: RunConfig, registries: Registries | None = None) -> Components
     dataset = build_dataset(config, registries)
     model = build_model(config, dataset.tasks, dataset.input_shape, registries)
     strategy = build_strategy(config, list(dataset.tasks), model, registries)
-    return Components(config=config, dataset=dataset, model=model, strategy=strategy)
+    return Components(config=with_defaults(config, registries), dataset=dataset, model=model, strategy=strategy)

@@ -144,6 +144,12 @@ class Registries:
             "heads": self.heads,
         }
 
+    @property
+    def by_section(self) -> dict[str, Registry[Any]]:
+        """The registry behind each component section of a run config (``strategy``, ``dataset``, ...)."""
+        return {"strategy": self.strategies, "dataset": self.datasets, "arch": self.archs,
+                "backbone": self.backbones, "head": self.heads}
+
     def merge(self, other: Registries) -> list[str]:
         """Add every entry of ``other`` (a plugin's scratch registries) unless one of its names is taken.
 

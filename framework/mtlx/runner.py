@@ -268,6 +268,7 @@ def _train(
 ) -> dict[str, Any]:
     seed_everything(config.train.seed)
     components = build(config)
+    config = components.config  # with every default written out
     main = distributed.is_main_process()
     if main and not resume:  # only now that everything is built and validated
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ def _files(run_dir):
         (("-s", "ew"), "strategy.name ('toy-weighted' -> 'ew')"),
         (("-o", "train.lr=0.5"), "train.lr (0.001 -> 0.5)"),
         (("--seed", "3"), "train.seed (0 -> 3)"),
-        (("-o", "arch.channels=4", "-o", "train.optimizer=sgd"), "arch.channels (None -> 4), train.optimizer"),
+        (("-o", "arch.channels=4", "-o", "train.optimizer=sgd"), "arch.channels (8 -> 4), train.optimizer"),
     ],
 )
 def test_options_that_define_the_experiment_cannot_change(cli, stopped, args, named):

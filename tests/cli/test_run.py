@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 import torch
@@ -176,3 +177,13 @@ def test_threads_option_leaves_the_process_as_it_was(cli, tmp_path):
     result = cli(*RUN, "--epochs", "1", "--threads", str(before + 1), "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     assert torch.get_num_threads() == before
+
+
+def test_config_toml_records_every_option_at_the_value_the_run_used(cli, tmp_path):
+    """Defaults are written out: a plugin that changes a default later changes neither the record nor a resume."""
+    out = tmp_path / "run"
+    assert cli(*RUN, "--epochs", "1", "--out", str(out), "-o", "arch.channels=4").exit_code == 0
+    recorded = tomllib.loads((out / "config.toml").read_text())
+    assert recorded["dataset"] == {"name": "toy", "num_tasks": 2, "size": 16, "seed": 0}
+    assert recorded["arch"] == {"name": "toy", "channels": 4}
+    assert load_checkpoint(out / "last.pt")["config"]["dataset"] == recorded["dataset"]
