@@ -38,6 +38,14 @@ class ToyDataset(Dataset):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o dataset.KEY=VALUE``.
+
+        Attributes:
+            num_tasks: tasks, alternating segmentation and regression (``seg0``, ``reg1``, ...).
+            size: samples per split.
+            seed: seed of the data (each split draws its own).
+        """
+
         num_tasks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
         size: int = attrs.field(default=16, validator=attrs.validators.ge(1))
         seed: int = 0
@@ -89,6 +97,12 @@ class ToyArch(ToyModel):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o arch.KEY=VALUE``.
+
+        Attributes:
+            channels: channels of Z (the encoder's output).
+        """
+
         channels: int = 8
 
     def __init__(self, config: Config, *, tasks: Mapping[str, TaskSpec], make_backbone: Any, make_head: Any,
