@@ -78,7 +78,6 @@ class Engine:
     scaler: torch.amp.GradScaler | None = attrs.field(init=False, default=None)
     state: State = attrs.field(factory=lambda: State(max_epochs=1))
     handlers: list[Handler] = attrs.field(init=False, factory=list)
-    last_exception: BaseException | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.grad_method = resolve_method(self.grad_method, self.device)
@@ -120,9 +119,8 @@ class Engine:
                 if state.epoch_iteration >= num_batches:
                     self._complete_epoch()
             self.fire(Events.COMPLETED)
-        except BaseException as error:
-            self.last_exception = error
-            self.fire(Events.EXCEPTION_RAISED)
+        except BaseException:
+            self.fire(Events.EXCEPTION_RAISED)  # handlers read the error from sys.exception()
             raise
         return state
 
