@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
+import types
 
 import pytest
 import torch
@@ -32,6 +34,26 @@ def test_run_writes_config_metrics_checkpoints_and_results(cli, tmp_path):
     assert 'channels = 4' in (out / "config.toml").read_text()
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["config"]["arch"] == {"name": "toy", "channels": 4}
+
+
+def test_tensorboard_flag_logs_the_scalars_to_the_run_directory(cli, tmp_path, monkeypatch):
+    scalars: dict[str, list] = {}
+
+    class Writer:  # torch.utils.tensorboard.SummaryWriter's calls the logger makes (tensorboard is an extra)
+        def __init__(self, log_dir):
+            scalars[log_dir] = []
+
+        def add_scalar(self, tag, value, step):
+            scalars[str(out / "tensorboard")].append(tag)
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    out = tmp_path / "run"
+    result = cli(*RUN, "--epochs", "1", "--out", str(out), "--tensorboard", "-o", "train.log_every=1")
+    assert result.exit_code == 0, result.output
+    assert {"train/losses/seg0", "val/seg0/miou"} <= set(scalars[str(out / "tensorboard")])
 
 
 def test_existing_run_directory_is_never_overwritten(cli, tmp_path):

@@ -75,7 +75,8 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         console = Console(soft_wrap=True)  # a line is never wrapped or cut when output is not a terminal
         if main:
             console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
-        results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet)
+        results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet,
+                        tensorboard=tensorboard)
         if main and "nothing_to_do" in results:
             console.print(results["nothing_to_do"])
         elif main:
