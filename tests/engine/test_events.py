@@ -6,20 +6,21 @@ import sys
 
 import pytest
 import torch
+from torch.utils.data import StackDataset
 
 from mtlx.checkpoint import load_checkpoint
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, Events, Handler, State
 from mtlx.handlers import CheckpointHandler, EvaluationHandler
 from mtlx.testing import ToyModel, toy_batch, toy_tasks
-from mtlx.testing.plugin import ToyWeighted, _Samples
+from mtlx.testing.plugin import ToyWeighted
 
 
 def _engine(max_epochs=2, batches=2, max_steps=None):
     tasks = toy_tasks(2)
     model = ToyModel(tasks)
     x, targets = toy_batch(tasks, batch_size=2 * batches)
-    data = _Samples(x, targets)
+    data = StackDataset(x, StackDataset(**targets))
     loader = EpochLoader(data, batch_size=2, seed=0)
     strategy = ToyWeighted(ToyWeighted.Config(), tasks=list(tasks))
     return Engine(

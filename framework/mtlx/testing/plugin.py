@@ -22,17 +22,6 @@ from .toy import ToyModel, toy_batch, toy_tasks
 __all__ = ["ToyArch", "ToyDataset", "ToyWeighted"]
 
 
-class _Samples(torch.utils.data.Dataset):
-    def __init__(self, x: torch.Tensor, targets: dict[str, torch.Tensor]):
-        self.x, self.targets = x, targets
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.x[i], {t: v[i] for t, v in self.targets.items()}
-
-
 class ToyDataset(Dataset):
     """Random dense data: segmentation and regression tasks on 6x6 inputs."""
 
@@ -70,7 +59,7 @@ class ToyDataset(Dataset):
     def split(self, name: str) -> torch.utils.data.Dataset:
         offset = {"train": 0, "val": 1, "test": 2}[name]
         x, targets = toy_batch(self._tasks, batch_size=self.config.size, seed=self.config.seed * 3 + offset)
-        return _Samples(x, targets)
+        return torch.utils.data.StackDataset(x, torch.utils.data.StackDataset(**targets))  # (x[i], {task: y[i]})
 
     def baseline(self) -> Mapping[str, Mapping[str, float]]:
         return {"seg0": {"miou": 0.25, "pixacc": 0.3}, "reg1": {"mae": 1.0}}
