@@ -67,14 +67,6 @@ class _UserModel(MultiTaskModel):
         return list(self.heads[task].parameters())
 
 
-def _no_grad(fn: Callable[[], Mapping[str, torch.Tensor]]) -> Callable[[], dict[str, torch.Tensor]]:
-    def run() -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            return dict(fn())
-
-    return run
-
-
 class MTL:
     """A registered strategy (``name``, e.g. ``"rep-mtl"``, ``"mgda"``) driving a user's training loop.
 
@@ -151,8 +143,7 @@ class MTL:
             iteration=self.iteration,
             epoch=self.epoch,
             loss_scale=loss_scale,
-            average_across_processes=distributed.all_reduce_mean,
-            recompute_losses=_no_grad(recompute_losses) if recompute_losses is not None else None,
+            recompute_losses=torch.no_grad()(recompute_losses) if recompute_losses is not None else None,
             grad_method=self.per_task_grads,
         )
         result = self.strategy.backward(step)

@@ -162,11 +162,6 @@ class Engine:
             value = float(losses[bad].detach()) if bad in losses else float("nan")
             self._nonfinite(f"the loss of task {bad!r} is {value}", losses)
             return
-
-        def recompute() -> dict[str, torch.Tensor]:
-            with torch.no_grad():
-                return self._forward_losses(inputs, targets)[0]
-
         ctx = StepContext(
             model=self.model,
             losses=losses,
@@ -174,8 +169,7 @@ class Engine:
             iteration=state.iteration - 1,
             epoch=state.epoch,
             loss_scale=self._loss_scale(),
-            average_across_processes=distributed.all_reduce_mean,
-            recompute_losses=recompute,
+            recompute_losses=torch.no_grad()(lambda: self._forward_losses(inputs, targets)[0]),
             grad_method=self.grad_method,
         )
         with phase(STRATEGY):

@@ -104,12 +104,7 @@ def make_step(
 ) -> StepContext:
     """Forward ``x`` exactly as the engine does and return the step context a strategy sees."""
     preds, rep = forward(model, x)
-
-    def recompute() -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            p, _ = forward(model, x)
-            return task_losses(p, targets, tasks, transform)
-
+    recompute = torch.no_grad()(lambda: task_losses(forward(model, x)[0], targets, tasks, transform))
     losses = task_losses(preds, targets, tasks, transform)
     return StepContext(
         model=model, losses=losses, representation=rep, iteration=iteration, recompute_losses=recompute,
