@@ -3,10 +3,9 @@
 from .dataset import Dataset, task_subset_field
 from .model import Backbone, BackboneFactory, HeadFactory, MultiTaskModel, TaskHead
 from .strategy import LossWeighting, MTOStrategy, Need, StepContext, StepResult
-from .task import TASK_KINDS, Meter, TaskSpec
+from .task import Meter, TaskSpec
 
 __all__ = [
-    "TASK_KINDS",
     "Backbone",
     "BackboneFactory",
     "Dataset",
