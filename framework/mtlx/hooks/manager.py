@@ -86,15 +86,11 @@ class PluginManager:
             self._mark_broken(name, dist, version, target, error)
             return
         try:
-            plugin = load()
-            self._pm.register(plugin, name=name)
+            self._pm.register(load(), name=name)
+            self._pm.check_pending()  # a misspelt mtlx_* hook
         except Exception as error:  # noqa: BLE001 - any plugin failure is reported, never fatal
-            self._mark_broken(name, dist, version, target, error)
-            return
-        try:
-            self._pm.check_pending()
-        except pluggy.PluginValidationError as error:
-            self._pm.unregister(plugin)
+            if self._pm.has_plugin(name):
+                self._pm.unregister(name=name)
             self._mark_broken(name, dist, version, target, error)
             return
         self.plugins[name] = PluginInfo(name, dist, version, target)
