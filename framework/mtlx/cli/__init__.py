@@ -90,16 +90,14 @@ class MtlxGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MtlxError as error:
+        except (MtlxError, KeyboardInterrupt) as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {error}", err=True)
-            ctx.exit(error.exit_code)
-        except KeyboardInterrupt:  # Ctrl-C outside training (start-up, final evaluation): 130, as a training interrupt
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo("Interrupted (Ctrl-C)", err=True)
-            ctx.exit(130)
+            if isinstance(error, MtlxError):
+                click.echo(f"Error: {error}", err=True)
+                ctx.exit(error.exit_code)
+            click.echo("Interrupted (Ctrl-C)", err=True)  # Ctrl-C outside training (start-up, final evaluation)
+            ctx.exit(130)  # as a training interrupt
 
 
 @click.group(cls=MtlxGroup, context_settings={"help_option_names": ["-h", "--help"]})
