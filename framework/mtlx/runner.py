@@ -15,14 +15,13 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import distributed
+from . import __version__, distributed
 from .build import Components, build
 from .checkpoint import atomic_write_text, load_checkpoint
 from .config import RunConfig, TrainConfig
@@ -109,13 +108,9 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    pm = get_plugin_manager()
-    versions = {info.dist: info.version for info in pm.plugins.values() if info.error is None}
-    try:
-        versions["mtlx"] = dist_version("mtlx")
-    except Exception:  # noqa: BLE001 - a source checkout without metadata
-        versions["mtlx"] = "unknown"
-    return versions
+    """mtlx's and every loaded plugin's version, stored in checkpoints."""
+    plugins = get_plugin_manager().plugins.values()
+    return {**{info.dist: info.version for info in plugins if info.error is None}, "mtlx": __version__}
 
 
 def make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Optimizer:
