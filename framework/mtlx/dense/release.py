@@ -35,6 +35,7 @@ from ..errors import DataError
 __all__ = ["Field", "NpyReleaseSplit", "read_header", "scan_split"]
 
 _INDEX_NAME = re.compile(r"^(0|[1-9][0-9]*)\.npy$")
+_DTYPE_KINDS = {"f": "floating point", "i": "signed integer"}
 
 
 @attrs.frozen(kw_only=True)
@@ -176,12 +177,8 @@ def _check_header(path: Path, field: Field, height: int, width: int) -> None:
             f"{path}: shape {shape}, expected {expected} ({field.what}; the split's images are {height}x{width})"
         )
     if dtype.kind not in field.dtype_kinds:
-        raise DataError(f"{path}: dtype {dtype}, expected {_kinds(field.dtype_kinds)} ({field.what})")
-
-
-def _kinds(dtype_kinds: str) -> str:
-    names = {"f": "floating point", "i": "signed integer"}
-    return " or ".join(names[k] for k in dtype_kinds)
+        kinds = " or ".join(_DTYPE_KINDS[k] for k in field.dtype_kinds)
+        raise DataError(f"{path}: dtype {dtype}, expected {kinds} ({field.what})")
 
 
 def _check_values(path: Path, array: np.ndarray, field: Field) -> None:
