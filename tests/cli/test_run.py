@@ -209,3 +209,18 @@ def test_config_toml_records_every_option_at_the_value_the_run_used(cli, tmp_pat
     assert recorded["dataset"] == {"name": "toy", "num_tasks": 2, "size": 16, "seed": 0}
     assert recorded["arch"] == {"name": "toy", "channels": 4}
     assert load_checkpoint(out / "last.pt")["config"]["dataset"] == recorded["dataset"]
+
+
+def test_every_run_flag_sets_the_config_key_of_its_name():
+    """``--batch-size`` is ``train.batch_size``, ``--strategy`` is ``strategy.name`` (cli_settings' rule)."""
+    import attrs
+
+    from mtlx.cli.options import cli_settings
+    from mtlx.cli.run import run
+    from mtlx.config import COMPONENT_SECTIONS, TrainConfig
+
+    own = {"config_file", "overrides", "presets", "out", "resume", "tensorboard", "quiet", "nproc"}
+    flags = {p.name: 1 for p in run.params if p.name not in own}
+    keys = set(cli_settings(None, flags, ()))
+    known = {f"train.{f.name}" for f in attrs.fields(TrainConfig)} | {f"{s}.name" for s in COMPONENT_SECTIONS}
+    assert len(keys) == len(flags) and keys <= known | {"backbone.weights"}
