@@ -30,9 +30,8 @@ def _plugin_manager(ctx: click.Context) -> PluginManager:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported by the commands
         if (plugins or blocked) and not ctx.meta.get("mtlx.plugins_loaded"):
-            reset_plugin_manager()
             ctx.meta["mtlx.plugins_loaded"] = True
-            return get_plugin_manager(modules=plugins, blocked=blocked)
+            reset_plugin_manager(PluginManager(modules=plugins, blocked=blocked))
         return get_plugin_manager()
 
 
