@@ -15,8 +15,7 @@ def assert_strategy_state_roundtrip(strategy: MTOStrategy, fresh: MTOStrategy) -
     """``fresh.load_state_dict(strategy.state_dict())`` reproduces the state exactly."""
     state = strategy.state_dict()
     fresh.load_state_dict(state)
-    again = fresh.state_dict()
-    assert_same(state, again, "load_state_dict: state")
+    assert_same(state, fresh.state_dict(), "load_state_dict: state")
 
 
 def assert_same(a: object, b: object, where: str) -> None:

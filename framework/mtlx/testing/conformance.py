@@ -160,11 +160,8 @@ def _same_metrics(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
 
 def _prediction_for(spec: TaskSpec, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random raw head output of the shape the engine would give for ``target``."""
-    batch = target.shape[0]
-    if spec.dense:
-        height, width = target.shape[-2:]
-        return torch.randn(batch, spec.out_channels, height, width, generator=generator)
-    return torch.randn(batch, spec.out_channels, generator=generator)
+    size = (target.shape[0], spec.out_channels, *(target.shape[-2:] if spec.dense else ()))
+    return torch.randn(size, generator=generator)
 
 
 def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meters: bool = True) -> None:
