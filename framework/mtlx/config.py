@@ -162,9 +162,7 @@ DEFAULTS: dict[str, Any] = {"strategy.name": "ew", "dataset.name": "digits", "ar
 
 def resolve(layers: list[Mapping[str, Any]]) -> RunConfig:
     """Merge flat override layers (later wins, :data:`DEFAULTS` first) into a validated :class:`RunConfig`."""
-    merged: dict[str, Any] = dict(DEFAULTS)
-    for layer in layers:
-        merged.update(layer)
+    merged = {key: value for layer in (DEFAULTS, *layers) for key, value in layer.items()}
     for key in RETIRED_KEYS:
         merged.pop(key, None)
     sections: dict[str, dict[str, Any]] = {s: {} for s in (*COMPONENT_SECTIONS, "train")}
