@@ -65,16 +65,8 @@ class ToyDataset(Dataset):
         return {"seg0": {"miou": 0.25, "pixacc": 0.3}, "reg1": {"mae": 1.0}}
 
 
-class _Unused(Backbone):
-    """Placeholder: the toy architecture builds its own encoder."""
-
-    @attrs.frozen
-    class Config:
-        pass
-
-
-class _UnusedHead(TaskHead):
-    """Placeholder: the toy architecture builds its own heads."""
+class _Unused(Backbone, TaskHead):
+    """Placeholder backbone and head: the toy architecture builds its own encoder and heads."""
 
     @attrs.frozen
     class Config:
@@ -116,5 +108,5 @@ def mtlx_register(registry: Any) -> None:
     registry.datasets.register("toy", ToyDataset)
     registry.archs.register("toy", ToyArch)
     registry.backbones.register("toy", _Unused)
-    registry.heads.register("toy", _UnusedHead)
+    registry.heads.register("toy", _Unused)
     registry.strategies.register("toy-weighted", ToyWeighted)
