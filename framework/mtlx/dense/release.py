@@ -58,9 +58,6 @@ class Field:
     what: str
     num_classes: int | None = None
 
-    def shape(self, height: int, width: int) -> tuple[int, ...]:
-        return (height, width) if self.channels is None else (height, width, self.channels)
-
 
 @functools.lru_cache(maxsize=256)
 def _parse_header(text: bytes, encoding: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -171,7 +168,7 @@ def scan_split(split_dir: Path, fields: Mapping[str, Field], what: str) -> tuple
 
 def _check_header(path: Path, field: Field, height: int, width: int) -> None:
     shape, dtype = read_header(path)
-    expected = field.shape(height, width)
+    expected = (height, width) if field.channels is None else (height, width, field.channels)
     if shape != expected:
         raise DataError(
             f"{path}: shape {shape}, expected {expected} ({field.what}; the split's images are {height}x{width})"
