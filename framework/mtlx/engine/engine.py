@@ -117,20 +117,16 @@ class Engine:
                     if state.epoch_iteration < num_batches and self._budget_reached():
                         break
                 if state.epoch_iteration >= num_batches:
-                    self._complete_epoch()
+                    self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
+                    self.fire(Events.EPOCH_COMPLETED)
+                    state.epoch += 1
+                    state.epoch_iteration = 0
+                    self.fire(Events.EPOCH_ADVANCED)
             self.fire(Events.COMPLETED)
         except BaseException:
             self.fire(Events.EXCEPTION_RAISED)  # handlers read the error from sys.exception()
             raise
         return state
-
-    def _complete_epoch(self) -> None:
-        state = self.state
-        self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
-        self.fire(Events.EPOCH_COMPLETED)
-        state.epoch += 1
-        state.epoch_iteration = 0
-        self.fire(Events.EPOCH_ADVANCED)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast context of the configured precision (a no-op for fp32)."""
@@ -205,9 +201,7 @@ class Engine:
 
     def _loss_scale(self) -> float:
         """The fp16 GradScaler's current scale (initialised on first use), 1.0 otherwise."""
-        if self.scaler is None:
-            return 1.0
-        return float(self.scaler.scale(torch.ones((), device=self.device)))
+        return 1.0 if self.scaler is None else float(self.scaler.scale(torch.ones((), device=self.device)))
 
     def _grads_finite(self) -> bool:
         grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]
