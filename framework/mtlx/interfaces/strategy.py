@@ -117,10 +117,8 @@ class StepContext:
             scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss
             if inputs is None:
                 scaled.backward()
-            else:
-                inputs = list(inputs)
-                if inputs:
-                    torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
+            elif inputs := list(inputs):  # no inputs: nothing to populate
+                torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
 
     def backward_heads(self, weights: torch.Tensor | None = None) -> None:
         """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default)."""
