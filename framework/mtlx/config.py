@@ -140,13 +140,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
     """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}`` (one level of sections)."""
-    flat: dict[str, Any] = {}
     for section, body in data.items():
         if not isinstance(body, Mapping):
             raise ConfigError(f"{where}: top-level key {section!r} must be a [section] table")
-        for key, value in body.items():
-            flat[f"{section}.{key}"] = value
-    return flat
+    return {f"{section}.{key}": value for section, body in data.items() for key, value in body.items()}
 
 
 _TRAIN_FIELDS = {f.name: f for f in attrs.fields(TrainConfig)}
