@@ -77,8 +77,7 @@ def describe_options(config_cls: type) -> list[OptionDoc]:
     rows = []
     for field in attrs.fields(config_cls):
         kind = field.type.__name__ if type(field.type) is type else str(field.type or "").replace("typing.", "")
-        choices = _choices(field.validator)
-        if choices is not None:
+        if (choices := _choices(field.validator)) is not None:
             kind = " | ".join(str(c) for c in choices)
         doc = docs.get(field.name, "").replace("``", "")
         rows.append(OptionDoc(field.name, str(kind or ""), _default(field), doc))
