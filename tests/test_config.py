@@ -86,9 +86,10 @@ def test_default_run_config_is_ew_on_digits():
 def test_recommended_options_follow_their_component():
     """The toy dataset recommends arch 'toy'; its options must not leak onto another arch."""
     from mtlx.build import resolve_run_config
-    from mtlx.hooks import get_plugin_manager
+    from mtlx.hooks import PluginManager, reset_plugin_manager
 
-    pm = get_plugin_manager(modules=["mtlx.testing.plugin"])
+    pm = PluginManager(modules=["mtlx.testing.plugin"])
+    reset_plugin_manager(pm)
     regs = pm.registries
     toy = regs.datasets.get("toy")
     original = toy.recommended

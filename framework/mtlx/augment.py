@@ -9,8 +9,8 @@ component on a flip. Every field is transformed with one ``F.interpolate``
 call; nothing loops over pixels.
 
 A field's *kind* says how it transforms: ``"image"`` (the input) or a task
-kind of :data:`mtlx.interfaces.task.TASK_KINDS` (``segmentation``, ``depth``,
-``normal``). Shapes are ``[C, H, W]``, except segmentation labels ``[H, W]``.
+kind (:attr:`mtlx.TaskSpec.kind`: ``segmentation``, ``depth``, ``normal``).
+Shapes are ``[C, H, W]``, except segmentation labels ``[H, W]``.
 
 It lives in the core because any dense dataset plugin can use it (NYUv2,
 Cityscapes and GTA5 do); :class:`RandomScaleCropFlip` is resumable, so a

@@ -35,9 +35,7 @@ def resolve_run_config(
     When the user picks another component than the recommended one (``--backbone``),
     the options recommended for that section are dropped with it.
     """
-    chosen_by_user: dict[str, Any] = {}
-    for layer in user_layers:
-        chosen_by_user.update(layer)
+    chosen_by_user = {key: value for layer in user_layers for key, value in layer.items()}
     dataset_name = chosen_by_user.get("dataset.name", DEFAULTS["dataset.name"])
     dataset_cls = _registries(registries).datasets.get(str(dataset_name))
     recommended = dict(dataset_cls.recommended)

@@ -23,8 +23,6 @@ class CatalogEntry:
     distribution: str
     entry_point: str
     provides: dict[str, list[str]]
-    #: catalogue keys of the first-party plugins it needs to work (its pyproject's mtlx-* dependencies)
-    requires: list[str] = attrs.field(factory=list)
 
     def install_command(self, source_root: Path | None) -> str:
         if source_root is not None and (source_root / self.dir).is_dir():
@@ -62,7 +60,6 @@ def load_catalog(path: Path | None = None) -> list[CatalogEntry]:
                     distribution=body["distribution"],
                     entry_point=body["entry_point"],
                     provides={k: list(v) for k, v in body.get("provides", {}).items()},
-                    requires=list(body.get("requires", [])),
                 )
             )
         except KeyError as error:

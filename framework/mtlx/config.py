@@ -140,13 +140,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
     """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}`` (one level of sections)."""
-    flat: dict[str, Any] = {}
     for section, body in data.items():
         if not isinstance(body, Mapping):
             raise ConfigError(f"{where}: top-level key {section!r} must be a [section] table")
-        for key, value in body.items():
-            flat[f"{section}.{key}"] = value
-    return flat
+    return {f"{section}.{key}": value for section, body in data.items() for key, value in body.items()}
 
 
 _TRAIN_FIELDS = {f.name: f for f in attrs.fields(TrainConfig)}
@@ -162,9 +159,7 @@ DEFAULTS: dict[str, Any] = {"strategy.name": "ew", "dataset.name": "digits", "ar
 
 def resolve(layers: list[Mapping[str, Any]]) -> RunConfig:
     """Merge flat override layers (later wins, :data:`DEFAULTS` first) into a validated :class:`RunConfig`."""
-    merged: dict[str, Any] = dict(DEFAULTS)
-    for layer in layers:
-        merged.update(layer)
+    merged = {key: value for layer in (DEFAULTS, *layers) for key, value in layer.items()}
     for key in RETIRED_KEYS:
         merged.pop(key, None)
     sections: dict[str, dict[str, Any]] = {s: {} for s in (*COMPONENT_SECTIONS, "train")}

@@ -23,7 +23,6 @@ __all__ = ["DATA_ENV", "EpochLoader", "MultiInputLoader", "make_loader", "requir
 DATA_ENV = "MTLX_DATA"
 
 
-
 def _stateful_loader(dataset: torch.utils.data.Dataset, **options: Any) -> StatefulDataLoader:
     """A StatefulDataLoader, built without the warning its constructor triggers.
 
@@ -84,15 +83,13 @@ def make_loader(
     Its ``state_dict`` captures the position inside the epoch, so a resumed
     run continues with the exact next batch.
     """
-    generator = torch.Generator().manual_seed(seed)
     return _stateful_loader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
         collate_fn=collate_fn,
-        generator=generator,
-        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -21,7 +21,6 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "all_gather_with_grad",
     "all_reduce_mean",
     "broadcast_object",
     "init_from_env",
@@ -85,40 +84,6 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / world_size()
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` from every process along dim 0, keeping the autograd graph.
-
-    Gradients flowing into other processes' slices are sent back to them
-    (``torch.distributed.nn`` implements the backward as a reduce-scatter).
-    """
-    if not is_distributed():
-        return tensor
-    return _AllGather.apply(tensor)
-
-
-class _AllGather(torch.autograd.Function):
-    """All-gather along dim 0 whose backward sums every process's gradient of this process's slice.
-
-    Written here rather than taken from ``torch.distributed.nn``: with gloo its
-    backward gave wrong gradients for non-contiguous incoming gradients (a
-    transposed view of the gathered tensor), found by the Rep-MTL equality test.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor.contiguous()
-        parts = [torch.empty_like(tensor) for _ in range(world_size())]
-        dist.all_gather(parts, tensor)
-        ctx.start, ctx.stop = rank() * tensor.shape[0], (rank() + 1) * tensor.shape[0]
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.start : ctx.stop]
 
 
 def sync_gradients(params: Iterable[torch.nn.Parameter]) -> None:

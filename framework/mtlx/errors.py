@@ -87,6 +87,4 @@ class RunInterrupted(MtlxError):
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for close matches of ``name``, else ``""``."""
     matches = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    if not matches:
-        return ""
-    return "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
+    return f"; did you mean {' or '.join(map(repr, matches))}?" if matches else ""

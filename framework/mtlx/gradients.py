@@ -145,14 +145,12 @@ def flatten_grads(grads: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def write_flat_grad(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
     """Add a flat ``[P]`` vector to ``.grad`` of ``params`` (the layout of :func:`flatten_grads`)."""
-    offset = 0
-    for p in params:
-        n = p.numel()
-        chunk = flat[offset : offset + n].view_as(p).to(p.dtype)
-        offset += n
+    sizes = [p.numel() for p in params]
+    if sum(sizes) != flat.numel():
+        raise ValueError(f"gradient vector has {flat.numel()} elements, parameters need {sum(sizes)}")
+    for p, chunk in zip(params, flat.split(sizes), strict=True):
+        chunk = chunk.view_as(p).to(p.dtype)
         if p.grad is None:
             p.grad = chunk.clone()
         else:
             p.grad.add_(chunk)
-    if offset != flat.numel():
-        raise ValueError(f"gradient vector has {flat.numel()} elements, parameters need {offset}")

@@ -33,7 +33,7 @@ from . import distributed
 from .build import strategy_by_name
 from .errors import ConfigError
 from .gradients import METHODS
-from .interfaces import MTOStrategy, MultiTaskModel, Need, StepContext, StepResult
+from .interfaces import EncoderHeads, MTOStrategy, Need, StepContext, StepResult
 
 __all__ = ["MTL"]
 
@@ -49,30 +49,13 @@ def _as_module(params: Parameters) -> nn.Module:
     return holder
 
 
-class _UserModel(MultiTaskModel):
-    """The user's shared part and heads, seen through the MultiTaskModel interface strategies use."""
+class _UserModel(EncoderHeads):
+    """The user's shared part and heads, seen through the MultiTaskModel interface strategies use (never run)."""
 
     def __init__(self, tasks: Sequence[str], shared: Parameters, heads: Mapping[str, Parameters]):
         super().__init__(dict.fromkeys(tasks))  # only the task names are read
-        self.shared = _as_module(shared)
+        self.encoder = _as_module(shared)
         self.heads = nn.ModuleDict({t: _as_module(heads[t]) for t in tasks})
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError("mtlx.MTL never runs the model: the user's loop does")
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.shared.parameters())
-
-    def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return list(self.heads[task].parameters())
-
-
-def _no_grad(fn: Callable[[], Mapping[str, torch.Tensor]]) -> Callable[[], dict[str, torch.Tensor]]:
-    def run() -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            return dict(fn())
-
-    return run
 
 
 class MTL:
@@ -151,8 +134,7 @@ class MTL:
             iteration=self.iteration,
             epoch=self.epoch,
             loss_scale=loss_scale,
-            average_across_processes=distributed.all_reduce_mean,
-            recompute_losses=_no_grad(recompute_losses) if recompute_losses is not None else None,
+            recompute_losses=torch.no_grad()(recompute_losses) if recompute_losses is not None else None,
             grad_method=self.per_task_grads,
         )
         result = self.strategy.backward(step)

@@ -1,24 +1,23 @@
 """A component's options as a user reads them: name, type, default, choices and doc, from its ``Config``.
 
-The doc of an option is taken where plugin authors write it: an ``Attributes:``
-section of the ``Config`` docstring (``name: text`` or ``a, b: text``, with
-indented continuation lines), a ``#:`` comment right above the field, or the
-field's ``metadata={"doc": ...}`` (for fields made by a shared helper).
+An option is documented in one way: an entry of the ``Attributes:`` section of
+the ``Config`` docstring (``name: text``, or ``a, b: text`` for several, with
+indented continuation lines), which ``help()`` shows too. Options a ``Config``
+inherits are documented in its base's docstring.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-import textwrap
 from typing import Any
 
 import attrs
 
 __all__ = ["OptionDoc", "describe_options"]
 
-_ATTRIBUTE = re.compile(r"^(?P<names>[A-Za-z_][\w]*(?:\s*,\s*[A-Za-z_][\w]*)*)\s*:\s*(?P<text>.*)$")
-_FIELD = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*:")
+_SECTION = re.compile(r"^Attributes:$", re.MULTILINE)
+_ENTRY = re.compile(r"^    (?P<names>[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*:\s*(?P<text>.*)$")
 
 
 @attrs.frozen
@@ -31,46 +30,22 @@ class OptionDoc:
     doc: str
 
 
-def _docstring_attributes(cls: type) -> dict[str, str]:
-    doc = inspect.getdoc(cls) or ""
-    lines = doc.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() in ("Attributes:", "Options:"))
-    except StopIteration:
-        return {}
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The ``Attributes:`` entries of ``cls`` and of its bases (a subclass's entry wins)."""
     found: dict[str, str] = {}
-    names: list[str] = []
-    for line in lines[start + 1 :]:
-        if line.strip() and not line.startswith(" "):
-            break  # the next section
-        body = line[4:] if line.startswith("    ") else line.strip()
-        match = _ATTRIBUTE.match(body) if not body.startswith(" ") else None
-        if match:
-            names = [n.strip() for n in match["names"].split(",")]
-            for name in names:
-                found[name] = match["text"].strip()
-        elif body.strip() and names:
-            for name in names:
-                found[name] = f"{found[name]} {body.strip()}"
-    return found
-
-
-def _comment_docs(cls: type) -> dict[str, str]:
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    found: dict[str, str] = {}
-    comment: list[str] = []
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#:"):
-            comment.append(stripped[2:].strip())
-            continue
-        match = _FIELD.match(line)
-        if match and comment:
-            found[match["name"]] = " ".join(comment)
-        comment = []
+    for klass in reversed(cls.__mro__):
+        doc = inspect.cleandoc(klass.__dict__.get("__doc__") or "")
+        section = _SECTION.search(doc)
+        names: list[str] = []
+        for line in doc[section.end() :].splitlines() if section else ():
+            if line.strip() and not line.startswith(" "):
+                break  # the next section
+            if match := _ENTRY.match(line):
+                names = [n.strip() for n in match["names"].split(",")]
+                found.update(dict.fromkeys(names, match["text"].strip()))
+            elif line.strip():
+                for name in names:
+                    found[name] = f"{found[name]} {line.strip()}"
     return found
 
 
@@ -98,13 +73,12 @@ def _default(field: attrs.Attribute) -> str:
 
 def describe_options(config_cls: type) -> list[OptionDoc]:
     """Every field of the attrs class ``config_cls``, in declaration order."""
-    docs = {**_comment_docs(config_cls), **_docstring_attributes(config_cls)}
+    docs = _attribute_docs(config_cls)
     rows = []
     for field in attrs.fields(config_cls):
         kind = field.type.__name__ if type(field.type) is type else str(field.type or "").replace("typing.", "")
-        choices = _choices(field.validator)
-        if choices is not None:
+        if (choices := _choices(field.validator)) is not None:
             kind = " | ".join(str(c) for c in choices)
-        doc = (docs.get(field.name) or field.metadata.get("doc", "")).replace("``", "")
+        doc = docs.get(field.name, "").replace("``", "")
         rows.append(OptionDoc(field.name, str(kind or ""), _default(field), doc))
     return rows

@@ -80,10 +80,8 @@ class Registry(Generic[T]):
         if name in self._conflicts:
             owners = " and ".join(self._conflicts[name])
             raise PluginError(f"{self.kind} {name!r} is registered by more than one plugin: {owners}")
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            pass
         error = self.unavailable.get(name) or self._broken.get(name)
         if error is not None:
             raise PluginError(f"{self.kind} {name!r} is unavailable: {error}") from error.cause

@@ -15,14 +15,13 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import distributed
+from . import __version__, distributed
 from .build import Components, build
 from .checkpoint import atomic_write_text, load_checkpoint
 from .config import RunConfig, TrainConfig
@@ -109,13 +108,9 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    pm = get_plugin_manager()
-    versions = {info.dist: info.version for info in pm.plugins.values() if info.error is None}
-    try:
-        versions["mtlx"] = dist_version("mtlx")
-    except Exception:  # noqa: BLE001 - a source checkout without metadata
-        versions["mtlx"] = "unknown"
-    return versions
+    """mtlx's and every loaded plugin's version, stored in checkpoints."""
+    plugins = get_plugin_manager().plugins.values()
+    return {**{info.dist: info.version for info in plugins if info.error is None}, "mtlx": __version__}
 
 
 def make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Optimizer:
@@ -253,50 +248,37 @@ def train(
     no step left returns its results with ``nothing_to_do`` saying why.
     """
     with torch_threads(config.train.threads):  # restored afterwards: the caller's process is left as it was
-        return _train(config, run_dir, resume=resume, resume_changes=resume_changes, progress=progress,
-                      tensorboard=tensorboard)
-
-
-def _train(
-    config: RunConfig,
-    run_dir: Path,
-    *,
-    resume: bool,
-    resume_changes: Mapping[str, Any] | None,
-    progress: bool,
-    tensorboard: bool,
-) -> dict[str, Any]:
-    seed_everything(config.train.seed)
-    components = build(config)
-    config = components.config  # with every default written out
-    main = distributed.is_main_process()
-    if main and not resume:  # only now that everything is built and validated
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.toml", config.to_toml())
-    engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
-    if resume:
-        engine.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=engine.device)["engine"])
-        if main and resume_changes:
-            _record_resume(run_dir, config, resume_changes, engine.state.iteration)
-        reason = _nothing_left(engine)
-        if reason is not None and (run_dir / "results.json").is_file():
-            previous = json.loads((run_dir / "results.json").read_text())
-            return {**previous, "nothing_to_do": f"nothing left to do in {run_dir}: {reason}"}
-    start = time.perf_counter()
-    with _stop_on_signals(engine) as received:
-        engine.run()
-    if received:
-        raise RunInterrupted(
-            f"stopped by {received[0]} at step {engine.state.iteration}; a resumable checkpoint is in "
-            f"{run_dir / 'last.pt'}: continue with mtlx run --resume {run_dir}"
-        )
-    if not main:
-        return {}
-    results = _final_results(engine, components, run_dir)
-    results["train_time_s"] = round(time.perf_counter() - start, 2)
-    results["world_size"] = distributed.world_size()
-    atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
-    return results
+        seed_everything(config.train.seed)
+        components = build(config)
+        config = components.config  # with every default written out
+        main = distributed.is_main_process()
+        if main and not resume:  # only now that everything is built and validated
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.toml", config.to_toml())
+        engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
+        if resume:
+            engine.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=engine.device)["engine"])
+            if main and resume_changes:
+                _record_resume(run_dir, config, resume_changes, engine.state.iteration)
+            reason = _nothing_left(engine)
+            if reason is not None and (run_dir / "results.json").is_file():
+                previous = json.loads((run_dir / "results.json").read_text())
+                return {**previous, "nothing_to_do": f"nothing left to do in {run_dir}: {reason}"}
+        start = time.perf_counter()
+        with _stop_on_signals(engine) as received:
+            engine.run()
+        if received:
+            raise RunInterrupted(
+                f"stopped by {received[0]} at step {engine.state.iteration}; a resumable checkpoint is in "
+                f"{run_dir / 'last.pt'}: continue with mtlx run --resume {run_dir}"
+            )
+        if not main:
+            return {}
+        results = _final_results(engine, components, run_dir)
+        results["train_time_s"] = round(time.perf_counter() - start, 2)
+        results["world_size"] = distributed.world_size()
+        atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
+        return results
 
 
 @contextlib.contextmanager

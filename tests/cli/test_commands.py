@@ -50,3 +50,15 @@ def test_a_missing_catalogued_command_names_its_distribution(catalogue):
     result = invoke_cli("sweep")
     assert result.exit_code == 2
     assert "no command 'sweep'; it comes with mtlx-fancy-tools: pip install mtlx-fancy-tools" in result.output
+
+
+@click.command("interrupted")
+def interrupted() -> None:
+    """A command the user stops with Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_outside_training_exits_130_in_one_line():
+    mtlx.get_plugin_manager().register_object(_commands_plugin(interrupted), "ctrl-c")
+    result = invoke_cli("interrupted")
+    assert result.exit_code == 130 and result.output == "Interrupted (Ctrl-C)\n"

@@ -33,25 +33,37 @@ def _documented_plugin():
 
     import mtlx
 
+    @attrs.frozen(kw_only=True)
+    class BaseOptions:
+        """Options several components share.
+
+        Attributes:
+            tags: free-form labels
+        """
+
+        tags: tuple[str, ...] = ()
+
     class Documented(mtlx.LossWeighting):
-        """A weighting whose options are documented in every supported way."""
+        """A weighting whose options are documented in its Config's docstring and its base's."""
 
         @attrs.frozen(kw_only=True)
-        class Config:
+        class Config(BaseOptions):
             """Options.
 
             Attributes:
                 scale: multiplies every loss; the doc
                     continues on an indented line.
                 low, high: the clamp of the weights.
+                norm: how the weights are ``normalised``
+
+            Raises:
+                ValueError: not an option (the next section).
             """
 
             scale: float = 1.0
             low: float = 0.0
             high: float = 9.0
-            #: how the weights are ``normalised``
             norm: str = attrs.field(default="sum", validator=attrs.validators.in_(("sum", "max")))
-            tags: tuple[str, ...] = attrs.field(default=(), metadata={"doc": "free-form labels"})
 
         presets: ClassVar = {"paper": {"strategy.scale": 2.0}}
 
@@ -74,12 +86,33 @@ def test_details_show_each_option_with_type_default_choices_and_doc(cli, monkeyp
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "strategy documented <local> (documented-plugin)" in text
-    assert "A weighting whose options are documented in every supported way." in text
-    for needle in ("scale │ float │ 1.0 │ multiplies every loss; the doc continues on an indented line.",
+    assert "A weighting whose options are documented in its Config's docstring and its base's." in text
+    for needle in ("tags │ tuple[str, ...] │ () │ free-form labels",
+                   "scale │ float │ 1.0 │ multiplies every loss; the doc continues on an indented line.",
                    "low │ float │ 0.0 │ the clamp of the weights.", "high │ float │ 9.0 │ the clamp of the weights.",
-                   "norm │ sum | max │ 'sum' │ how the weights are normalised", "tags │ tuple[str, ...] │ () │ free-form labels",
+                   "norm │ sum | max │ 'sum' │ how the weights are normalised",
                    "--preset paper: -o strategy.scale=2.0"):
         assert needle in text, needle
+    assert "not an option" not in text
+
+
+def test_every_option_of_every_installed_component_is_documented():
+    """What ``mtlx list --details`` shows for each option: its entry in the ``Attributes:`` of the Config (or a base)."""
+    import importlib
+
+    import mtlx
+    from mtlx.option_docs import describe_options
+
+    pm = mtlx.get_plugin_manager()
+    pm.register_object(importlib.import_module("mtlx.testing.plugin"), "toy")
+    undocumented = [
+        f"{registry.kind} {entry.name}: {option.name}"
+        for registry in pm.registries.kinds.values()
+        for entry in registry.entries()
+        for option in describe_options(entry.obj.Config)
+        if not option.doc
+    ]
+    assert undocumented == []
 
 
 def test_details_of_a_dataset_show_its_recommended_settings_and_presets(cli):

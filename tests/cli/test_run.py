@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
+import types
 
 import pytest
 import torch
@@ -32,6 +34,26 @@ def test_run_writes_config_metrics_checkpoints_and_results(cli, tmp_path):
     assert 'channels = 4' in (out / "config.toml").read_text()
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["config"]["arch"] == {"name": "toy", "channels": 4}
+
+
+def test_tensorboard_flag_logs_the_scalars_to_the_run_directory(cli, tmp_path, monkeypatch):
+    scalars: dict[str, list] = {}
+
+    class Writer:  # torch.utils.tensorboard.SummaryWriter's calls the logger makes (tensorboard is an extra)
+        def __init__(self, log_dir):
+            scalars[log_dir] = []
+
+        def add_scalar(self, tag, value, step):
+            scalars[str(out / "tensorboard")].append(tag)
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    out = tmp_path / "run"
+    result = cli(*RUN, "--epochs", "1", "--out", str(out), "--tensorboard", "-o", "train.log_every=1")
+    assert result.exit_code == 0, result.output
+    assert {"train/losses/seg0", "val/seg0/miou"} <= set(scalars[str(out / "tensorboard")])
 
 
 def test_existing_run_directory_is_never_overwritten(cli, tmp_path):
@@ -187,3 +209,18 @@ def test_config_toml_records_every_option_at_the_value_the_run_used(cli, tmp_pat
     assert recorded["dataset"] == {"name": "toy", "num_tasks": 2, "size": 16, "seed": 0}
     assert recorded["arch"] == {"name": "toy", "channels": 4}
     assert load_checkpoint(out / "last.pt")["config"]["dataset"] == recorded["dataset"]
+
+
+def test_every_run_flag_sets_the_config_key_of_its_name():
+    """``--batch-size`` is ``train.batch_size``, ``--strategy`` is ``strategy.name`` (cli_settings' rule)."""
+    import attrs
+
+    from mtlx.cli.options import cli_settings
+    from mtlx.cli.run import run
+    from mtlx.config import COMPONENT_SECTIONS, TrainConfig
+
+    own = {"config_file", "overrides", "presets", "out", "resume", "tensorboard", "quiet", "nproc"}
+    flags = {p.name: 1 for p in run.params if p.name not in own}
+    keys = set(cli_settings(None, flags, ()))
+    known = {f"train.{f.name}" for f in attrs.fields(TrainConfig)} | {f"{s}.name" for s in COMPONENT_SECTIONS}
+    assert len(keys) == len(flags) and keys <= known | {"backbone.weights"}

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
+from torch.utils.data import StackDataset
 
 from mtlx.checkpoint import load_checkpoint
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, Events, Handler, State
 from mtlx.handlers import CheckpointHandler, EvaluationHandler
 from mtlx.testing import ToyModel, toy_batch, toy_tasks
-from mtlx.testing.plugin import ToyWeighted, _Samples
+from mtlx.testing.plugin import ToyWeighted
 
 
 def _engine(max_epochs=2, batches=2, max_steps=None):
     tasks = toy_tasks(2)
     model = ToyModel(tasks)
     x, targets = toy_batch(tasks, batch_size=2 * batches)
-    data = _Samples(x, targets)
+    data = StackDataset(x, StackDataset(**targets))
     loader = EpochLoader(data, batch_size=2, seed=0)
     strategy = ToyWeighted(ToyWeighted.Config(), tasks=list(tasks))
     return Engine(
@@ -68,7 +71,7 @@ def test_exception_fires_exception_raised_and_propagates():
                 raise KeyError("handler failed")
 
         def exception_raised(self, engine):
-            seen.append(type(engine.last_exception).__name__)
+            seen.append(type(sys.exception()).__name__)
 
     engine.attach(Failing())
     with pytest.raises(KeyError, match="handler failed"):

@@ -6,11 +6,12 @@ import itertools
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.data import StackDataset
 
 from mtlx import phases
 from mtlx.engine import Engine, State
 from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
-from mtlx.testing.plugin import ToyWeighted, _Samples
+from mtlx.testing.plugin import ToyWeighted
 
 LABELS = (phases.FORWARD, phases.STRATEGY, phases.OPTIMIZER, phases.PER_TASK_GRADS, phases.BACKWARD)
 
@@ -32,7 +33,7 @@ def test_engine_step_labels_its_three_phases_once_per_step_in_order():
     tasks = toy_tasks(2)
     model = ToyModel(tasks)
     x, targets = toy_batch(tasks, batch_size=4)
-    loader = torch.utils.data.DataLoader(_Samples(x, targets), batch_size=2)
+    loader = torch.utils.data.DataLoader(StackDataset(x, StackDataset(**targets)), batch_size=2)
     engine = Engine(
         model=model, strategy=ToyWeighted(ToyWeighted.Config(), tasks=list(tasks)),
         optimizer=torch.optim.SGD(model.parameters(), lr=0.01), tasks=tasks,

@@ -30,9 +30,8 @@ def _plugin_manager(ctx: click.Context) -> PluginManager:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported by the commands
         if (plugins or blocked) and not ctx.meta.get("mtlx.plugins_loaded"):
-            reset_plugin_manager()
             ctx.meta["mtlx.plugins_loaded"] = True
-            return get_plugin_manager(modules=plugins, blocked=blocked)
+            reset_plugin_manager(PluginManager(modules=plugins, blocked=blocked))
         return get_plugin_manager()
 
 
@@ -90,16 +89,14 @@ class MtlxGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MtlxError as error:
+        except (MtlxError, KeyboardInterrupt) as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {error}", err=True)
-            ctx.exit(error.exit_code)
-        except KeyboardInterrupt:  # Ctrl-C outside training (start-up, final evaluation): 130, as a training interrupt
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo("Interrupted (Ctrl-C)", err=True)
-            ctx.exit(130)
+            if isinstance(error, MtlxError):
+                click.echo(f"Error: {error}", err=True)
+                ctx.exit(error.exit_code)
+            click.echo("Interrupted (Ctrl-C)", err=True)  # Ctrl-C outside training (start-up, final evaluation)
+            ctx.exit(130)  # as a training interrupt
 
 
 @click.group(cls=MtlxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -78,8 +78,7 @@ def _print_details(console: Console, registries: Any, name: str, kinds: list[str
         raise UnknownComponentError(f"no component {name!r}{did_you_mean(name, known)} (see mtlx list)")
     for kind, entry in found:
         console.print(Text(f"{registries.kinds[kind].kind} {entry.name}  {entry.owner}", style="bold"))
-        doc = inspect.getdoc(entry.obj) or ""
-        if doc:
+        if doc := inspect.getdoc(entry.obj):
             console.print(doc, markup=False)
         table = Table(show_edge=False)
         for column in ("option", "type / choices", "default", "doc"):

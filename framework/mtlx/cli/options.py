@@ -7,46 +7,31 @@ run`` does, so the same flags always give the same config.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
 
 from ..build import resolve_run_config
-from ..config import RunConfig, load_toml, parse_override
+from ..config import COMPONENT_SECTIONS, RunConfig, load_toml, parse_override
 
-__all__ = ["FLAG_KEYS", "cli_settings", "component_options", "config_options", "resolve_cli_config"]
+__all__ = ["cli_settings", "component_options", "config_options", "resolve_cli_config"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: CLI flag (click's parameter name) -> dotted config key.
-FLAG_KEYS = {
-    "strategy": "strategy.name",
-    "dataset": "dataset.name",
-    "arch": "arch.name",
-    "backbone": "backbone.name",
-    "head": "head.name",
-    "backbone_weights": "backbone.weights",
-    "data_root": "train.data_root",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "seed": "train.seed",
-    "device": "train.device",
-    "threads": "train.threads",
-    "precision": "train.precision",
-    "loss_transform": "train.loss_transform",
-    "num_workers": "train.num_workers",
-    "max_steps": "train.max_steps",
-    "checkpoint_every": "train.checkpoint_every",
-    "on_nonfinite": "train.on_nonfinite",
-}
+#: The flags that set something else than the ``train`` option of their (click parameter) name.
+_FLAG_KEYS = {**{section: f"{section}.name" for section in COMPONENT_SECTIONS}, "backbone_weights": "backbone.weights"}
 
 
 def cli_settings(config_file: str | None, flags: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """The user's layer as dotted keys: the ``--config`` file < the flags that were given < ``-o`` overrides."""
+    """The user's layer as dotted keys: the ``--config`` file < the flags that were given < ``-o`` overrides.
+
+    A flag sets the ``train`` option of its name (``--batch-size``: ``train.batch_size``), a component flag
+    the component's name (``--strategy``: ``strategy.name``).
+    """
     user: dict[str, Any] = load_toml(config_file) if config_file else {}
-    user.update({FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
+    user.update({_FLAG_KEYS.get(k, f"train.{k}"): v for k, v in flags.items() if v is not None})
     user.update(parse_override(o) for o in overrides)
     return user
 
@@ -59,14 +44,8 @@ def resolve_cli_config(
 
 
 def _stack(*options: Callable[[F], F]) -> Callable[[F], F]:
-    """Apply click options so that ``--help`` lists them in the order given."""
-
-    def apply(command: F) -> F:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return apply
+    """Apply click options so that ``--help`` lists them in the order given (the last applied is listed first)."""
+    return lambda command: functools.reduce(lambda decorated, option: option(decorated), reversed(options), command)
 
 
 def component_options(dataset_help: str = "Dataset (default: digits). See `mtlx list datasets`.") -> Callable[[F], F]:

@@ -71,11 +71,13 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         main = distributed.is_main_process()
         run_dir = (Path(resume) if resume else prepare_run_dir(out, config)) if main else None
         run_dir = distributed.broadcast_object(run_dir)
-        _report_broken_plugins()
+        for name, error in get_plugin_manager().broken.items():
+            warnings.warn(f"plugin {name} is broken and was skipped: {error}", RuntimeWarning, stacklevel=1)
         console = Console(soft_wrap=True)  # a line is never wrapped or cut when output is not a terminal
         if main:
             console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
-        results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet)
+        results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet,
+                        tensorboard=tensorboard)
         if main and "nothing_to_do" in results:
             console.print(results["nothing_to_do"])
         elif main:
@@ -101,11 +103,6 @@ def _relaunch_under_torchrun(nproc: int) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "mtlx", *args]
     raise SystemExit(subprocess.call(command))
-
-
-def _report_broken_plugins() -> None:
-    for name, error in get_plugin_manager().broken.items():
-        warnings.warn(f"plugin {name} is broken and was skipped: {error}", RuntimeWarning, stacklevel=1)
 
 
 def print_results(console: Console, results: dict[str, Any]) -> None:

@@ -94,30 +94,28 @@ class DenseOptions(SceneOptions):
     metric_aggregation: str = attrs.field(default="global", validator=_in(("global", "batch")))
 
 
-def dense_recommended(batch_size: int) -> dict[str, object]:
-    """A dense dataset's ``recommended``: LibMTL's model and optimiser (HPS, dilated ResNet-50, ASPP heads,
-    Adam 1e-4, weight decay 1e-5) at the dataset's ``batch_size``."""
-    return {
-        "arch.name": "hps",
-        "backbone.name": "resnet50-dilated",
-        "head.name": "deeplab-aspp",
-        "train.batch_size": batch_size,
-        "train.lr": 1e-4,
-        "train.weight_decay": 1e-5,
-    }
-
-
-#: Training settings of the Rep-MTL paper's dense experiments (LibMTL's NYUv2/Cityscapes examples):
-#: DeepLabV3+ (ASPP) on a dilated ResNet-50 with hard sharing, Adam 1e-4, weight decay 1e-5, 200 epochs,
-#: StepLR halving at epoch 100, log loss transform. Each dataset's ``paper`` preset adds its own part.
-PAPER_TRAINING: Mapping[str, object] = {
+#: LibMTL's dense setup (its NYUv2/Cityscapes examples): hard sharing, a dilated ResNet-50 with ASPP heads (DeepLabV3+),
+#: Adam 1e-4 with weight decay 1e-5.
+_LIBMTL_DENSE: Mapping[str, object] = {
     "arch.name": "hps",
     "backbone.name": "resnet50-dilated",
     "head.name": "deeplab-aspp",
-    "train.epochs": 200,
-    "train.optimizer": "adam",
     "train.lr": 1e-4,
     "train.weight_decay": 1e-5,
+}
+
+
+def dense_recommended(batch_size: int) -> dict[str, object]:
+    """A dense dataset's ``recommended``: LibMTL's model and optimiser at the dataset's ``batch_size``."""
+    return {**_LIBMTL_DENSE, "train.batch_size": batch_size}
+
+
+#: Training settings of the Rep-MTL paper's dense experiments: LibMTL's setup for 200 epochs, StepLR halving
+#: at epoch 100, log loss transform. Each dataset's ``paper`` preset adds its own part.
+PAPER_TRAINING: Mapping[str, object] = {
+    **_LIBMTL_DENSE,
+    "train.epochs": 200,
+    "train.optimizer": "adam",
     "train.scheduler": "step",
     "train.step_size": 100,
     "train.gamma": 0.5,

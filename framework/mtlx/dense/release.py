@@ -35,6 +35,7 @@ from ..errors import DataError
 __all__ = ["Field", "NpyReleaseSplit", "read_header", "scan_split"]
 
 _INDEX_NAME = re.compile(r"^(0|[1-9][0-9]*)\.npy$")
+_DTYPE_KINDS = {"f": "floating point", "i": "signed integer"}
 
 
 @attrs.frozen(kw_only=True)
@@ -56,9 +57,6 @@ class Field:
     dtype_kinds: str
     what: str
     num_classes: int | None = None
-
-    def shape(self, height: int, width: int) -> tuple[int, ...]:
-        return (height, width) if self.channels is None else (height, width, self.channels)
 
 
 @functools.lru_cache(maxsize=256)
@@ -170,18 +168,14 @@ def scan_split(split_dir: Path, fields: Mapping[str, Field], what: str) -> tuple
 
 def _check_header(path: Path, field: Field, height: int, width: int) -> None:
     shape, dtype = read_header(path)
-    expected = field.shape(height, width)
+    expected = (height, width) if field.channels is None else (height, width, field.channels)
     if shape != expected:
         raise DataError(
             f"{path}: shape {shape}, expected {expected} ({field.what}; the split's images are {height}x{width})"
         )
     if dtype.kind not in field.dtype_kinds:
-        raise DataError(f"{path}: dtype {dtype}, expected {_kinds(field.dtype_kinds)} ({field.what})")
-
-
-def _kinds(dtype_kinds: str) -> str:
-    names = {"f": "floating point", "i": "signed integer"}
-    return " or ".join(names[k] for k in dtype_kinds)
+        kinds = " or ".join(_DTYPE_KINDS[k] for k in field.dtype_kinds)
+        raise DataError(f"{path}: dtype {dtype}, expected {kinds} ({field.what})")
 
 
 def _check_values(path: Path, array: np.ndarray, field: Field) -> None:

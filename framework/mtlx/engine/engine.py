@@ -78,7 +78,6 @@ class Engine:
     scaler: torch.amp.GradScaler | None = attrs.field(init=False, default=None)
     state: State = attrs.field(factory=lambda: State(max_epochs=1))
     handlers: list[Handler] = attrs.field(init=False, factory=list)
-    last_exception: BaseException | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.grad_method = resolve_method(self.grad_method, self.device)
@@ -118,21 +117,16 @@ class Engine:
                     if state.epoch_iteration < num_batches and self._budget_reached():
                         break
                 if state.epoch_iteration >= num_batches:
-                    self._complete_epoch()
+                    self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
+                    self.fire(Events.EPOCH_COMPLETED)
+                    state.epoch += 1
+                    state.epoch_iteration = 0
+                    self.fire(Events.EPOCH_ADVANCED)
             self.fire(Events.COMPLETED)
-        except BaseException as error:
-            self.last_exception = error
-            self.fire(Events.EXCEPTION_RAISED)
+        except BaseException:
+            self.fire(Events.EXCEPTION_RAISED)  # handlers read the error from sys.exception()
             raise
         return state
-
-    def _complete_epoch(self) -> None:
-        state = self.state
-        self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
-        self.fire(Events.EPOCH_COMPLETED)
-        state.epoch += 1
-        state.epoch_iteration = 0
-        self.fire(Events.EPOCH_ADVANCED)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast context of the configured precision (a no-op for fp32)."""
@@ -164,11 +158,6 @@ class Engine:
             value = float(losses[bad].detach()) if bad in losses else float("nan")
             self._nonfinite(f"the loss of task {bad!r} is {value}", losses)
             return
-
-        def recompute() -> dict[str, torch.Tensor]:
-            with torch.no_grad():
-                return self._forward_losses(inputs, targets)[0]
-
         ctx = StepContext(
             model=self.model,
             losses=losses,
@@ -176,8 +165,7 @@ class Engine:
             iteration=state.iteration - 1,
             epoch=state.epoch,
             loss_scale=self._loss_scale(),
-            average_across_processes=distributed.all_reduce_mean,
-            recompute_losses=recompute,
+            recompute_losses=torch.no_grad()(lambda: self._forward_losses(inputs, targets)[0]),
             grad_method=self.grad_method,
         )
         with phase(STRATEGY):
@@ -213,9 +201,7 @@ class Engine:
 
     def _loss_scale(self) -> float:
         """The fp16 GradScaler's current scale (initialised on first use), 1.0 otherwise."""
-        if self.scaler is None:
-            return 1.0
-        return float(self.scaler.scale(torch.ones((), device=self.device)))
+        return 1.0 if self.scaler is None else float(self.scaler.scale(torch.ones((), device=self.device)))
 
     def _grads_finite(self) -> bool:
         grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]

@@ -17,7 +17,7 @@ qualified class name. The loop, as pseudo-code::
         epoch_completed()          # evaluation handlers fire eval_completed()
         [state.epoch += 1]
         epoch_advanced()           # the state resumes at the next epoch: checkpoint here
-    completed()                    # or exception_raised() on error
+    completed()                    # or exception_raised() on error, which sys.exception() returns
 """
 
 from __future__ import annotations

@@ -11,14 +11,13 @@ __all__ = ["ProgressBar"]
 
 
 class ProgressBar(Handler):
-    """One bar for the whole run (steps), refreshed every ``refresh_every`` steps.
+    """One bar for the whole run (steps), with the latest losses.
 
-    Schedule: STARTED, ITERATION_COMPLETED every ``refresh_every`` steps, COMPLETED / EXCEPTION_RAISED.
+    Schedule: STARTED, ITERATION_COMPLETED, COMPLETED / EXCEPTION_RAISED.
     """
 
-    def __init__(self, console: Console | None = None, refresh_every: int = 1):
+    def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
-        self.refresh_every = refresh_every
         self._progress: Progress | None = None
         self._task = None
 
@@ -42,7 +41,7 @@ class ProgressBar(Handler):
 
     def iteration_completed(self, engine: Engine) -> None:
         s = engine.state
-        if self._progress is None or s.iteration % self.refresh_every:
+        if self._progress is None:
             return
         losses = " ".join(f"{t}={v:.3f}" for t, v in s.losses.items())
         self._progress.update(self._task, completed=s.iteration, epoch=s.epoch, losses=losses)

@@ -86,15 +86,11 @@ class PluginManager:
             self._mark_broken(name, dist, version, target, error)
             return
         try:
-            plugin = load()
-            self._pm.register(plugin, name=name)
+            self._pm.register(load(), name=name)
+            self._pm.check_pending()  # a misspelt mtlx_* hook
         except Exception as error:  # noqa: BLE001 - any plugin failure is reported, never fatal
-            self._mark_broken(name, dist, version, target, error)
-            return
-        try:
-            self._pm.check_pending()
-        except pluggy.PluginValidationError as error:
-            self._pm.unregister(plugin)
+            if self._pm.has_plugin(name):
+                self._pm.unregister(name=name)
             self._mark_broken(name, dist, version, target, error)
             return
         self.plugins[name] = PluginInfo(name, dist, version, target)
@@ -143,28 +139,18 @@ class PluginManager:
 
 
 _MANAGER: PluginManager | None = None
-_MANAGER_OPTIONS: dict[str, Any] = {}
 
 
-def get_plugin_manager(**options: Any) -> PluginManager:
-    """The process-wide plugin manager, created on first call with ``options`` (see :class:`PluginManager`).
-
-    Asking for other options than it was created with is an error, not a
-    silent reuse: call :func:`reset_plugin_manager` first.
-    """
-    global _MANAGER, _MANAGER_OPTIONS
-    normalised = {key: tuple(value) if isinstance(value, list | tuple) else value for key, value in options.items()}
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager: the installed plugins, loaded on first call, or the manager
+    :func:`reset_plugin_manager` installed (the CLI's, with its ``--plugin``/``--no-plugin``)."""
+    global _MANAGER
     if _MANAGER is None:
-        _MANAGER, _MANAGER_OPTIONS = PluginManager(**options), normalised
-    elif options and normalised != _MANAGER_OPTIONS:
-        raise PluginError(
-            f"the process-wide plugin manager already exists with options {_MANAGER_OPTIONS or 'none'}, "
-            f"not {normalised}; call mtlx.hooks.reset_plugin_manager() first"
-        )
+        _MANAGER = PluginManager()
     return _MANAGER
 
 
-def reset_plugin_manager() -> None:
-    """Forget the process-wide manager (tests; the CLI after ``--plugin`` options)."""
-    global _MANAGER, _MANAGER_OPTIONS
-    _MANAGER, _MANAGER_OPTIONS = None, {}
+def reset_plugin_manager(manager: PluginManager | None = None) -> None:
+    """Make ``manager`` the process-wide one, or forget it (None: tests, between CLI invocations)."""
+    global _MANAGER
+    _MANAGER = manager

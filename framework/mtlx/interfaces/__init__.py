@@ -1,15 +1,15 @@
 """The core interfaces every plugin implements (see docs in each module)."""
 
 from .dataset import Dataset, task_subset_field
-from .model import Backbone, BackboneFactory, HeadFactory, MultiTaskModel, TaskHead
+from .model import Backbone, BackboneFactory, EncoderHeads, HeadFactory, MultiTaskModel, TaskHead
 from .strategy import LossWeighting, MTOStrategy, Need, StepContext, StepResult
-from .task import TASK_KINDS, Meter, TaskSpec
+from .task import Meter, TaskSpec
 
 __all__ = [
-    "TASK_KINDS",
     "Backbone",
     "BackboneFactory",
     "Dataset",
+    "EncoderHeads",
     "HeadFactory",
     "LossWeighting",
     "MTOStrategy",

@@ -17,7 +17,7 @@ from torch import nn
 
 from .task import TaskSpec
 
-__all__ = ["Backbone", "BackboneFactory", "HeadFactory", "MultiTaskModel", "TaskHead"]
+__all__ = ["Backbone", "BackboneFactory", "EncoderHeads", "HeadFactory", "MultiTaskModel", "TaskHead"]
 
 
 class Backbone(nn.Module, ABC):
@@ -82,3 +82,30 @@ class MultiTaskModel(nn.Module, ABC):
     @abstractmethod
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         """Parameters only ``task``'s loss depends on."""
+
+
+class EncoderHeads(MultiTaskModel):
+    """A model ``heads[t](encoder(x))``: subclasses set ``self.encoder`` and ``self.heads`` (a ModuleDict).
+
+    Z is the encoder's output, so every representation-level strategy applies (the test models of
+    :mod:`mtlx.testing` and the user's modules that :class:`mtlx.MTL` drives).
+    """
+
+    has_shared_representation = True
+    encoder: nn.Module
+    heads: nn.ModuleDict
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.decode(self.encode(x))
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())

@@ -24,6 +24,7 @@ import attrs
 import torch
 from torch import nn
 
+from ..distributed import all_reduce_mean
 from ..gradients import flatten_grads, per_task_grads, resolve_method, write_flat_grad
 from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
@@ -53,10 +54,6 @@ class StepResult:
     diagnostics: Mapping[str, float] = attrs.field(factory=dict)
 
 
-def _identity(t: torch.Tensor) -> torch.Tensor:
-    return t
-
-
 @attrs.define(eq=False)
 class StepContext:
     """One training step, as a strategy sees it.
@@ -72,7 +69,7 @@ class StepContext:
         loss_scale: the AMP loss scale (1.0 without fp16 scaling); ``.grad``
             holds scaled gradients, which the engine unscales before stepping.
         average_across_processes: all-reduce (mean) used on per-task gradients
-            under DDP so that the update is that of the global batch.
+            under DDP so that the update is that of the global batch (the identity on one process).
         recompute_losses: re-runs the forward on the same batch without grad
             (for ``after_step`` of methods such as FAMO).
         grad_method: how :meth:`shared_grads` computes the per-task gradients; set to
@@ -87,8 +84,8 @@ class StepContext:
     iteration: int = 0
     epoch: int = 0
     loss_scale: float = 1.0
-    average_across_processes: Callable[[torch.Tensor], torch.Tensor] = _identity
-    recompute_losses: Callable[[], dict[str, torch.Tensor]] | None = None
+    average_across_processes: Callable[[torch.Tensor], torch.Tensor] = all_reduce_mean
+    recompute_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
     grad_method: str = "auto"
     _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)
 
@@ -120,10 +117,8 @@ class StepContext:
             scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss
             if inputs is None:
                 scaled.backward()
-            else:
-                inputs = list(inputs)
-                if inputs:
-                    torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
+            elif inputs := list(inputs):  # no inputs: nothing to populate
+                torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
 
     def backward_heads(self, weights: torch.Tensor | None = None) -> None:
         """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default)."""

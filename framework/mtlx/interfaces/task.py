@@ -15,18 +15,7 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
-__all__ = ["TASK_KINDS", "Meter", "TaskSpec"]
-
-#: Kinds known to the first-party heads and metrics; plugins may add others.
-TASK_KINDS = (
-    "segmentation",
-    "depth",
-    "normal",
-    "classification",
-    "regression",
-    "edge",
-    "saliency",
-)
+__all__ = ["Meter", "TaskSpec"]
 
 
 class Meter(ABC):
@@ -67,7 +56,8 @@ class TaskSpec:
 
     Attributes:
         name: unique task name within the dataset (``"seg"``, ``"depth"``).
-        kind: one of :data:`TASK_KINDS` or a plugin-defined kind.
+        kind: what the first-party heads and metrics know (``segmentation``, ``depth``, ``normal``,
+            ``classification``, ``regression``, ``edge``, ``saliency``) or a plugin-defined kind.
         out_channels: channels (dense) or outputs (image-level) of the head.
         dense: True when the prediction is per pixel and must match the input size.
         loss: ``(prediction, target) -> scalar`` mean loss over valid elements.

@@ -15,8 +15,7 @@ def assert_strategy_state_roundtrip(strategy: MTOStrategy, fresh: MTOStrategy) -
     """``fresh.load_state_dict(strategy.state_dict())`` reproduces the state exactly."""
     state = strategy.state_dict()
     fresh.load_state_dict(state)
-    again = fresh.state_dict()
-    assert_same(state, again, "load_state_dict: state")
+    assert_same(state, fresh.state_dict(), "load_state_dict: state")
 
 
 def assert_same(a: object, b: object, where: str) -> None:
@@ -27,7 +26,7 @@ def assert_same(a: object, b: object, where: str) -> None:
     elif isinstance(a, Mapping):
         assert isinstance(b, Mapping) and a.keys() == b.keys(), f"{where} keys differ: {sorted(a)} vs {sorted(b)}"
         for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
+            assert_same(a[k], b[k], f"{where}.{k}" if isinstance(k, str) else f"{where}[{k!r}]")
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where} length differs"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):

@@ -38,9 +38,9 @@ STEPS_PER_EPOCH = 2
 
 
 def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimizer, tasks: Mapping[str, TaskSpec],
-           iterations: range, what: str) -> list[dict[str, torch.Tensor]]:
+           iterations: range, what: str) -> dict[int, dict[str, torch.Tensor]]:
     """The engine's loop on toy batches (2 steps per epoch); every step's gradients, checked finite and complete."""
-    record, epoch_losses = [], []
+    record, epoch_losses = {}, []
     params = dict(model.named_parameters()) | {f"<extra {i}>": p for i, p in enumerate(strategy.extra_parameters())}
     for it in iterations:
         x, targets = toy_batch(tasks, seed=it)
@@ -57,7 +57,7 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
         assert not missing, f"{what}: step {it} left no gradient in {missing[:5]}"
         bad = [n for n, g in grads.items() if not bool(torch.isfinite(g).all())]
         assert not bad, f"{what}: step {it}: non-finite gradient in {bad[:5]}"
-        record.append(grads)
+        record[it] = grads
         optimizer.step()
         strategy.after_step(step)
         epoch_losses.append(losses)
@@ -103,9 +103,7 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
 
     model2, strategy2, optimizer2 = setup(seed)
     again = _train(strategy2, model2, optimizer2, tasks, range(steps), what)
-    for it, (a, b) in enumerate(zip(first, again, strict=True)):
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{what}: step {it} differs between two runs with one seed ({key})"
+    assert_same(first, again, f"{what}: two runs with one seed: the gradient of step")
 
     model3, strategy3, optimizer3 = setup(seed + 1)  # other initial state: everything must come from the snapshot
     model3.load_state_dict(snapshot["model"])
@@ -113,12 +111,7 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     optimizer3.load_state_dict(snapshot["optimizer"])
     load_rng_state(rng)
     resumed = _train(strategy3, model3, optimizer3, tasks, range(steps, 2 * steps), what)
-    for it, (a, b) in enumerate(zip(uninterrupted, resumed, strict=True), start=steps):
-        assert a.keys() == b.keys(), f"{what}: step {it}: gradients of {sorted(a)} vs {sorted(b)} after resume"
-        for key in a:
-            assert torch.equal(a[key], b[key]), (
-                f"{what}: step {it}: gradient of {key} differs after resume (state_dict misses some state)"
-            )
+    assert_same(uninterrupted, resumed, f"{what}: after resume (state_dict misses some state): the gradient of step")
 
 
 # -- meters -------------------------------------------------------------------------------------
@@ -167,11 +160,8 @@ def _same_metrics(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
 
 def _prediction_for(spec: TaskSpec, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random raw head output of the shape the engine would give for ``target``."""
-    batch = target.shape[0]
-    if spec.dense:
-        height, width = target.shape[-2:]
-        return torch.randn(batch, spec.out_channels, height, width, generator=generator)
-    return torch.randn(batch, spec.out_channels, generator=generator)
+    size = (target.shape[0], spec.out_channels, *(target.shape[-2:] if spec.dense else ()))
+    return torch.randn(size, generator=generator)
 
 
 def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meters: bool = True) -> None:

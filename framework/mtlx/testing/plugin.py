@@ -22,22 +22,19 @@ from .toy import ToyModel, toy_batch, toy_tasks
 __all__ = ["ToyArch", "ToyDataset", "ToyWeighted"]
 
 
-class _Samples(torch.utils.data.Dataset):
-    def __init__(self, x: torch.Tensor, targets: dict[str, torch.Tensor]):
-        self.x, self.targets = x, targets
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.x[i], {t: v[i] for t, v in self.targets.items()}
-
-
 class ToyDataset(Dataset):
     """Random dense data: segmentation and regression tasks on 6x6 inputs."""
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o dataset.KEY=VALUE``.
+
+        Attributes:
+            num_tasks: tasks, alternating segmentation and regression (``seg0``, ``reg1``, ...).
+            size: samples per split.
+            seed: seed of the data (each split draws its own).
+        """
+
         num_tasks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
         size: int = attrs.field(default=16, validator=attrs.validators.ge(1))
         seed: int = 0
@@ -62,22 +59,14 @@ class ToyDataset(Dataset):
     def split(self, name: str) -> torch.utils.data.Dataset:
         offset = {"train": 0, "val": 1, "test": 2}[name]
         x, targets = toy_batch(self._tasks, batch_size=self.config.size, seed=self.config.seed * 3 + offset)
-        return _Samples(x, targets)
+        return torch.utils.data.StackDataset(x, torch.utils.data.StackDataset(**targets))  # (x[i], {task: y[i]})
 
     def baseline(self) -> Mapping[str, Mapping[str, float]]:
         return {"seg0": {"miou": 0.25, "pixacc": 0.3}, "reg1": {"mae": 1.0}}
 
 
-class _Unused(Backbone):
-    """Placeholder: the toy architecture builds its own encoder."""
-
-    @attrs.frozen
-    class Config:
-        pass
-
-
-class _UnusedHead(TaskHead):
-    """Placeholder: the toy architecture builds its own heads."""
+class _Unused(Backbone, TaskHead):
+    """Placeholder backbone and head: the toy architecture builds its own encoder and heads."""
 
     @attrs.frozen
     class Config:
@@ -89,6 +78,12 @@ class ToyArch(ToyModel):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o arch.KEY=VALUE``.
+
+        Attributes:
+            channels: channels of Z (the encoder's output).
+        """
+
         channels: int = 8
 
     def __init__(self, config: Config, *, tasks: Mapping[str, TaskSpec], make_backbone: Any, make_head: Any,
@@ -113,5 +108,5 @@ def mtlx_register(registry: Any) -> None:
     registry.datasets.register("toy", ToyDataset)
     registry.archs.register("toy", ToyArch)
     registry.backbones.register("toy", _Unused)
-    registry.heads.register("toy", _UnusedHead)
+    registry.heads.register("toy", _Unused)
     registry.strategies.register("toy-weighted", ToyWeighted)

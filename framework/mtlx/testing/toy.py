@@ -9,7 +9,7 @@ from torch import nn
 
 from ..dense.conventions import segmentation_task
 from ..engine.step import forward, task_losses
-from ..interfaces import MultiTaskModel, StepContext, TaskSpec
+from ..interfaces import EncoderHeads, MultiTaskModel, StepContext, TaskSpec
 from ..losses import mse_loss
 from ..metrics import MAEMeter
 
@@ -27,32 +27,6 @@ def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
                 name=f"reg{i}", kind="regression", out_channels=1, dense=True, loss=mse_loss, meter=MAEMeter
             )
     return tasks
-
-
-class EncoderHeads(MultiTaskModel):
-    """A test model ``heads[t](encoder(x))``: subclasses set ``self.encoder`` and ``self.heads`` (a ModuleDict).
-
-    Z is the encoder's output, so every representation-level strategy applies.
-    """
-
-    has_shared_representation = True
-    encoder: nn.Module
-    heads: nn.ModuleDict
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.decode(self.encode(x))
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
-
-    def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return list(self.heads[task].parameters())
 
 
 class ToyModel(EncoderHeads):
@@ -104,12 +78,7 @@ def make_step(
 ) -> StepContext:
     """Forward ``x`` exactly as the engine does and return the step context a strategy sees."""
     preds, rep = forward(model, x)
-
-    def recompute() -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            p, _ = forward(model, x)
-            return task_losses(p, targets, tasks, transform)
-
+    recompute = torch.no_grad()(lambda: task_losses(forward(model, x)[0], targets, tasks, transform))
     losses = task_losses(preds, targets, tasks, transform)
     return StepContext(
         model=model, losses=losses, representation=rep, iteration=iteration, recompute_losses=recompute,

@@ -29,7 +29,8 @@ def test_run_writes_config_metrics_checkpoints_and_results_with_delta_m(tmp_path
     assert {p.name for p in run_dir.iterdir()} >= {"config.toml", "metrics.jsonl", "last.pt", "best.pt", "results.json"}
 
     config = tomllib.loads((run_dir / "config.toml").read_text())
-    assert config["dataset"] == {"name": "digits", "train_size": 32, "val_size": 16, "test_size": 16}
+    # the options given, and every other one written out at its default (what the run used)
+    assert config["dataset"] == {"name": "digits", **TINY_OPTIONS, "tasks": ["seg", "depth", "cls"]}
     assert (config["backbone"]["name"], config["head"]["name"], config["arch"]["name"]) == ("digits-cnn", "conv", "hps")
 
     events = [json.loads(line)["event"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

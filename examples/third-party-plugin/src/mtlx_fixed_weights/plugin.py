@@ -15,6 +15,13 @@ class FixedWeights(mtlx.LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            weights: ``{task: weight}`` (``-o 'strategy.weights={seg = 1.0, depth = 0.5}'``)
+            default: the weight of every task not in ``weights``
+        """
+
         weights: Mapping[str, float] = attrs.field(factory=dict)
         default: float = 1.0
 

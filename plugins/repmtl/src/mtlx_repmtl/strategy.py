@@ -30,6 +30,7 @@ from mtlx.registry import Registries
 
 from .balance import flat_grad, gradient_balance
 from .config import RepMTLConfig
+from .gather import all_gather_with_grad
 from .losses import csa_terms, full_precision, stack_saliencies, tsr_loss
 
 __all__ = ["RepMTL", "build_base"]
@@ -182,7 +183,7 @@ class RepMTL(MTOStrategy):
             parallel = distributed.is_distributed()  # negatives come from the global batch
             terms = csa_terms(
                 saliencies, temperature=cfg.temperature, eps=cfg.eps, denominator=cfg.csa_denominator,
-                gather=distributed.all_gather_with_grad if parallel else None,
+                gather=all_gather_with_grad if parallel else None,
                 offset=distributed.rank() * batch,
             )
             regularisers["csa"] = terms.loss

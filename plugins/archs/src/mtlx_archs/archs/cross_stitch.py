@@ -29,6 +29,13 @@ class CrossStitch(Architecture):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o arch.KEY=VALUE``.
+
+        Attributes:
+            self_weight: initial weight of a task's own features in each cross-stitch unit (per channel); each
+                other task starts at ``(1 - self_weight) / (T - 1)``
+        """
+
         self_weight: float = attrs.field(default=0.9, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
 
     has_shared_representation = False

@@ -27,6 +27,12 @@ class MMoE(Architecture):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o arch.KEY=VALUE``.
+
+        Attributes:
+            num_experts: number of experts (backbone copies) the task gates mix
+        """
+
         num_experts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
 
     has_shared_representation = False

@@ -58,6 +58,12 @@ class MTAN(Architecture):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o arch.KEY=VALUE``.
+
+        Attributes:
+            reduction: the feature carried to the next stage has C_{j+1} / reduction channels
+        """
+
         reduction: int = attrs.field(default=4, validator=attrs.validators.ge(1))
 
     has_shared_representation = False

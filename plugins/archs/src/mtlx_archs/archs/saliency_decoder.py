@@ -35,6 +35,13 @@ class SaliencyDecoder(HardParameterSharing):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o arch.KEY=VALUE``.
+
+        Attributes:
+            reduction: each mask decoder narrows C to C / reduction channels
+            kernel_size: kernel of its first conv: 1, or 3 for spatial context (9x the cost)
+        """
+
         reduction: int = attrs.field(default=8, validator=attrs.validators.ge(1))
         kernel_size: int = attrs.field(default=1, validator=attrs.validators.in_((1, 3)))
 

@@ -34,6 +34,14 @@ class DigitsCNN(StagedBackbone):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o backbone.KEY=VALUE``.
+
+        Attributes:
+            channels: channels of Z (the last two blocks; the first has half)
+            output_stride: input size / Z size (2 or 4)
+            weights: a local file of weights (this backbone's own ``state_dict``) to start from; None: random init
+        """
+
         channels: int = attrs.field(default=64, validator=attrs.validators.ge(2))
         output_stride: int = attrs.field(default=2, validator=attrs.validators.in_((2, 4)))
         weights: str | None = None

@@ -25,6 +25,15 @@ class MLP(StagedBackbone):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o backbone.KEY=VALUE``.
+
+        Attributes:
+            hidden_sizes: width of each layer; the last is Z
+            activation: the nonlinearity after each layer
+            dropout: dropout probability after each activation (0: none)
+            weights: a local file of weights (this backbone's own ``state_dict``) to start from; None: random init
+        """
+
         hidden_sizes: tuple[int, ...] = attrs.field(
             default=(256, 256), converter=_int_tuple, validator=attrs.validators.min_len(1)
         )

@@ -98,6 +98,14 @@ class ResNet(StagedBackbone):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o backbone.KEY=VALUE``.
+
+        Attributes:
+            output_stride: input size / Z size: 32 (plain), 16 or 8 (the last stages dilated instead of strided)
+            weights: a local file of torchvision ImageNet weights (``-o backbone.weights=resnet50.pth``; ``fc.*``
+                skipped); None: random init
+        """
+
         output_stride: int = attrs.field(default=32, validator=attrs.validators.in_(tuple(_DILATED_LAYERS)))
         weights: str | None = None
 

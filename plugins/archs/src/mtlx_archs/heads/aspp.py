@@ -72,6 +72,14 @@ class ASPPHead(DenseOrImageHead):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o head.KEY=VALUE``.
+
+        Attributes:
+            channels: channels of every ASPP branch and of the 3x3 conv after it
+            rates: dilation rates of the 3x3 ASPP branches (besides the 1x1 branch and the image pooling)
+            dropout: dropout probability after the ASPP projection
+        """
+
         channels: int = attrs.field(default=256, validator=attrs.validators.ge(1))
         rates: tuple[int, ...] = attrs.field(default=(12, 24, 36), converter=_int_tuple)
         dropout: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])

@@ -19,6 +19,13 @@ class ConvHead(DenseOrImageHead):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o head.KEY=VALUE``.
+
+        Attributes:
+            hidden_channels: channels of each 3x3 conv-BN-ReLU layer
+            num_layers: 3x3 conv-BN-ReLU layers before the 1x1 classifier (0: the classifier alone)
+        """
+
         hidden_channels: int = attrs.field(default=64, validator=attrs.validators.ge(1))
         num_layers: int = attrs.field(default=1, validator=attrs.validators.ge(0))
 

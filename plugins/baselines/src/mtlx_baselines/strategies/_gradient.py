@@ -42,12 +42,11 @@ GRAD_MODES = ("shared", "rep")
 
 
 def grad_mode_field() -> Any:
-    """The ``grad_mode`` option: ``shared`` (parameters, default) or ``rep`` (representation Z)."""
-    return attrs.field(
-        default="shared",
-        validator=attrs.validators.in_(GRAD_MODES),
-        metadata={"doc": "aggregate the per-task gradients of the shared parameters (shared) or of Z (rep)"},
-    )
+    """The ``grad_mode`` option: ``shared`` (parameters, default) or ``rep`` (representation Z).
+
+    Each ``Config`` that has it documents it in its ``Attributes:`` section, as every option.
+    """
+    return attrs.field(default="shared", validator=attrs.validators.in_(GRAD_MODES))
 
 
 def needs_for(grad_mode: str) -> Need | None:

@@ -40,6 +40,14 @@ class AlignedMTL(GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            scale_mode: singular values of the aligned system: √λ_min (``min``, the paper), the median or the RMS of the
+                √λ (torchjd's ``scale_mode``)
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         scale_mode: str = attrs.field(default="min", validator=attrs.validators.in_(SCALE_MODES))
         grad_mode: str = grad_mode_field()
 

@@ -73,9 +73,15 @@ class CAGrad(GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: radius of the ball around g_0 (LibMTL ``calpha``; the paper uses 0.4 on NYUv2/Cityscapes)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            c: radius of the ball around g_0 (LibMTL ``calpha``; the paper uses 0.4 on NYUv2/Cityscapes)
+            rescale: 0: d, 1: d/(1+c²) (LibMTL default), 2: d/(1+c)
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         c: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
-        #: 0: d, 1: d/(1+c²) (LibMTL default), 2: d/(1+c)
         rescale: int = attrs.field(default=1, validator=attrs.validators.in_(RESCALES))
         grad_mode: str = grad_mode_field()
 

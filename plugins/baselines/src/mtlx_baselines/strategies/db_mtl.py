@@ -49,9 +49,14 @@ class DBMTL(WithAggregatorState, GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: EMA rate of the gradient buffer (LibMTL ``DB_beta``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            beta: EMA rate of the gradient buffer (LibMTL ``DB_beta``)
+            beta_sigma: decay exponent of the rate, β_k = β / k^σ (LibMTL ``DB_beta_sigma``)
+        """
+
         beta: float = attrs.field(default=0.9, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
-        #: decay exponent of the rate, β_k = β / k^σ (LibMTL ``DB_beta_sigma``)
         beta_sigma: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
 
     aggregate = staticmethod(aggregate)

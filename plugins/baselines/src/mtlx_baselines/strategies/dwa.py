@@ -23,7 +23,12 @@ class DynamicWeightAverage(LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: softmax temperature τ (LibMTL ``T``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            temperature: softmax temperature τ (LibMTL ``T``)
+        """
+
         temperature: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):

@@ -59,7 +59,12 @@ class ExcessMTL(WithAggregatorState, GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: η of the exponentiated update (LibMTL ``robust_step_size``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            robust_step_size: η of the exponentiated update (LibMTL ``robust_step_size``)
+        """
+
         robust_step_size: float = attrs.field(default=1e-2, validator=attrs.validators.gt(0))
 
     aggregate = staticmethod(aggregate)

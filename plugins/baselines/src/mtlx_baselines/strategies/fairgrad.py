@@ -31,7 +31,13 @@ class FairGrad(GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: fairness: 1 proportional (LibMTL default), 2 minimum potential delay (the paper's runs), → ∞ max-min
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            alpha: fairness: 1 proportional (LibMTL default), 2 minimum potential delay (the paper's runs), → ∞ max-min
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         alpha: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
         grad_mode: str = grad_mode_field()
 

@@ -31,9 +31,14 @@ class FAMO(LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: Adam learning rate of the logits ξ (LibMTL ``FAMO_w_lr``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            w_lr: Adam learning rate of the logits ξ (LibMTL ``FAMO_w_lr``)
+            gamma: Adam weight decay of ξ (LibMTL ``FAMO_w_gamma``; the paper's runs: 1e-3, Cityscapes 1e-2)
+        """
+
         w_lr: float = attrs.field(default=0.025, validator=attrs.validators.gt(0))
-        #: Adam weight decay of ξ (LibMTL ``FAMO_w_gamma``; the paper's runs: 1e-3, Cityscapes 1e-2)
         gamma: float = attrs.field(default=1e-3, validator=attrs.validators.ge(0))
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):

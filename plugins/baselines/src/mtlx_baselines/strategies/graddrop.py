@@ -42,7 +42,13 @@ class GradDrop(Seeded, MTOStrategy):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: ℓ: how much of every gradient always passes (LibMTL ``leak``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            leak: ℓ: how much of every gradient always passes (LibMTL ``leak``)
+            seed: seed of the random thresholds U (default: drawn from the run's seed)
+        """
+
         leak: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
         seed: int | None = None
 

@@ -34,9 +34,14 @@ class GradNorm(WithAggregatorState, MTOStrategy):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: restoring-force exponent α (LibMTL ``alpha``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            alpha: restoring-force exponent α (LibMTL ``alpha``)
+            initial_loss: where L(0) comes from: epoch-0 mean (LibMTL) or the first step (paper)
+        """
+
         alpha: float = attrs.field(default=1.5, validator=attrs.validators.ge(0))
-        #: where L(0) comes from: epoch-0 mean (LibMTL) or the first step (paper)
         initial_loss: str = attrs.field(default="epoch0", validator=attrs.validators.in_(("epoch0", "first-step")))
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):

@@ -104,9 +104,16 @@ class GradVac(WithAggregatorState, Seeded, GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: EMA rate of the cosine targets (LibMTL ``GradVac_beta``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            beta: EMA rate of the cosine targets (LibMTL ``GradVac_beta``)
+            group_type: 0 whole model, 1 per module, 2 per parameter tensor (LibMTL ``GradVac_group_type``)
+            seed: seed of the task-order permutations (default: drawn from the run's seed)
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         beta: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
-        #: 0 whole model, 1 per module, 2 per parameter tensor (LibMTL ``GradVac_group_type``)
         group_type: int = attrs.field(default=0, validator=attrs.validators.in_((0, 1, 2)))
         seed: int | None = None
         grad_mode: str = grad_mode_field()

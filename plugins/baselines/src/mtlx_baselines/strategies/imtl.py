@@ -42,7 +42,13 @@ class IMTL(LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: hybrid = IMTL-L + IMTL-G (LibMTL's IMTL), loss = IMTL-L only, gradient = IMTL-G only
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            variant: hybrid = IMTL-L + IMTL-G (LibMTL's IMTL), loss = IMTL-L only, gradient = IMTL-G only
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         variant: str = attrs.field(default="hybrid", validator=attrs.validators.in_(VARIANTS))
         grad_mode: str = grad_mode_field()
 

@@ -51,7 +51,13 @@ class MGDA(GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: LibMTL ``mgda_gn``: none | l2 | loss | loss+
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            normalization: LibMTL ``mgda_gn``: none | l2 | loss | loss+
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         normalization: str = attrs.field(default="none", validator=attrs.validators.in_(NORMALIZATIONS))
         grad_mode: str = grad_mode_field()
 

@@ -58,11 +58,21 @@ class MoCo(WithAggregatorState, GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        beta: float = 0.5  # LibMTL MoCo_beta
-        beta_sigma: float = 0.5  # MoCo_beta_sigma
-        gamma: float = 0.1  # MoCo_gamma
-        gamma_sigma: float = 0.5  # MoCo_gamma_sigma
-        rho: float = 0.0  # MoCo_rho
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            beta: tracking rate β of ``β_k = β/k^σβ`` (LibMTL ``MoCo_beta``)
+            beta_sigma: its decay exponent σβ (LibMTL ``MoCo_beta_sigma``)
+            gamma: step γ of the λ update, ``γ_k = γ/k^σγ`` (LibMTL ``MoCo_gamma``)
+            gamma_sigma: its decay exponent σγ (LibMTL ``MoCo_gamma_sigma``)
+            rho: ridge ρ added to ``YYᵀ`` in the λ update (LibMTL ``MoCo_rho``)
+        """
+
+        beta: float = 0.5
+        beta_sigma: float = 0.5
+        gamma: float = 0.1
+        gamma_sigma: float = 0.5
+        rho: float = 0.0
 
     aggregate = staticmethod(aggregate)
 

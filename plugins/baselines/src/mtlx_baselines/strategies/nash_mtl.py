@@ -51,9 +51,15 @@ class NashMTL(WithAggregatorState, GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: solve for α every k steps, reusing it (and skipping per-task gradients) in between
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            update_weights_every: solve for α every k steps, reusing it (and skipping per-task gradients) in between
+            max_norm: clip the shared update to this norm (0: off); LibMTL and the paper use 1.0
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         update_weights_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-        #: clip the shared update to this norm (0: off); LibMTL and the paper use 1.0
         max_norm: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
         grad_mode: str = grad_mode_field()
 

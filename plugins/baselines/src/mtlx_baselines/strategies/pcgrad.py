@@ -36,7 +36,13 @@ class PCGrad(Seeded, GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: seed of the task-order permutations (default: drawn from the run's seed)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            seed: seed of the task-order permutations (default: drawn from the run's seed)
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         seed: int | None = None
         grad_mode: str = grad_mode_field()
 

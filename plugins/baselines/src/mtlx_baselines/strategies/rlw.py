@@ -22,7 +22,12 @@ class RandomLossWeighting(Seeded, LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: seed of the weight draws (default: drawn from the run's seed)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            seed: seed of the weight draws (default: drawn from the run's seed)
+        """
+
         seed: int | None = None
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):

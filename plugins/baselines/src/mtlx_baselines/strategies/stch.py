@@ -36,9 +36,15 @@ class STCH(WithAggregatorState, LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: smoothing μ (LibMTL ``STCH_mu``)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            mu: smoothing μ (LibMTL ``STCH_mu``)
+            warmup_epoch: epochs of log-loss training; the nadir is the mean loss of the last one (LibMTL
+                ``warmup_epoch``)
+        """
+
         mu: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-        #: epochs of log-loss training; the nadir is the mean loss of the last one (LibMTL ``warmup_epoch``)
         warmup_epoch: int = attrs.field(default=4, validator=attrs.validators.ge(0))
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):

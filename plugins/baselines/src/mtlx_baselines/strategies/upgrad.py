@@ -39,7 +39,13 @@ class UPGrad(GradientAggregation):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: ridge added to K / tr K so the QP is strictly convex (torchjd/LibMTL default)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            reg_eps: ridge added to K / tr K so the QP is strictly convex (torchjd/LibMTL default)
+            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
+        """
+
         reg_eps: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0))
         grad_mode: str = grad_mode_field()
 

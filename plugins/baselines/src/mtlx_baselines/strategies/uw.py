@@ -22,7 +22,12 @@ class UncertaintyWeighting(LossWeighting):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        #: initial s (LibMTL: -0.5, weight ≈ 0.82; the Nash-MTL/FAMO code and the paper's form start at 0)
+        """Options of ``-o strategy.KEY=VALUE``.
+
+        Attributes:
+            init: initial s (LibMTL: -0.5, weight ≈ 0.82; the Nash-MTL/FAMO code and the paper's form start at 0)
+        """
+
         init: float = -0.5
 
     def __init__(self, config: Config, *, tasks: Sequence[str]):
