@@ -158,3 +158,14 @@ def test_plot_labels_are_short_keys_with_shortened_labels(toy_runs):
     assert keys == [f"R{i + 1}" for i in range(len(table.rows))]
     labels = _legend_labels(table, width=20)
     assert all(label.startswith(f"{key} ") and len(label) <= 3 + 1 + 20 for key, label in zip(keys, labels))
+
+
+def test_a_retired_config_key_does_not_split_the_seeds_of_a_row(toy_runs, tmp_path):
+    """Runs recorded before a key was retired (``train.select_metric``, never read) pool with the runs after."""
+    old = tmp_path / "old"
+    shutil.copytree(toy_runs["a2"], old)
+    config = old / "config.toml"
+    config.write_text(config.read_text().replace("[train]\n", '[train]\nselect_metric = "delta_m"\n'))
+    assert "select_metric" in config.read_text()
+    (table,) = build_tables([load_run(toy_runs["a1"]), load_run(old)])
+    assert [(row.label, len(row.runs)) for row in table.rows] == [("toy-weighted", 2)]

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from mtlx.config import load_toml
+from mtlx.config import RETIRED_KEYS, load_toml
 from mtlx.errors import ConfigError
 from mtlx.metrics import delta_m
 
@@ -119,7 +119,8 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"run directory {path} does not exist")
-    config = load_toml(path / "config.toml")
+    # a key retired since (never read by a run) does not make a run another experiment
+    config = {k: v for k, v in load_toml(path / "config.toml").items() if k not in RETIRED_KEYS}
     results = _read_json(path / "results.json")
     missing = [k for k in ("dataset", "strategy", "tasks", "higher_is_better") if not isinstance(results, dict)
                or k not in results]
