@@ -8,27 +8,22 @@ multi-input data the engine calls ``encode`` on each task's input and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import attrs
-import torch
 from torch import nn
 
-from mtlx.interfaces import BackboneFactory
+from mtlx.interfaces import BackboneFactory, EncoderHeads
 
 from .base import Architecture
 
 __all__ = ["HardParameterSharing"]
 
 
-class HardParameterSharing(Architecture):
-    """Hard parameter sharing: Z = backbone(x), prediction_t = head_t(Z)."""
+class HardParameterSharing(Architecture, EncoderHeads):
+    """Hard parameter sharing: Z = backbone(x), prediction_t = head_t(Z) (the encode/decode of EncoderHeads)."""
 
     @attrs.frozen(kw_only=True)
     class Config:
         pass
-
-    has_shared_representation = True
 
     def build_shared(
         self, config: Config, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
@@ -36,17 +31,7 @@ class HardParameterSharing(Architecture):
         self.backbone = make_backbone()
         return self.backbone.out_shape
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
-    def decode(self, z: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        return {t: self.heads[t](z) for t in (tasks or self.task_names)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.decode(self.encode(x))
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters())
-
-    def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return list(self.heads[task].parameters())
+    @property
+    def encoder(self) -> nn.Module:
+        """The backbone, under EncoderHeads' name (the module stays ``backbone``: checkpoint keys unchanged)."""
+        return self.backbone
