@@ -89,14 +89,16 @@ class MtlxGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (MtlxError, KeyboardInterrupt) as error:
+        except MtlxError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            if isinstance(error, MtlxError):
-                click.echo(f"Error: {error}", err=True)
-                ctx.exit(error.exit_code)
-            click.echo("Interrupted (Ctrl-C)", err=True)  # Ctrl-C outside training (start-up, final evaluation)
-            ctx.exit(130)  # as a training interrupt
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C outside training (start-up, final evaluation): 130, as a training interrupt
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("Interrupted (Ctrl-C)", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=MtlxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,7 +7,6 @@ run`` does, so the same flags always give the same config.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -44,8 +43,14 @@ def resolve_cli_config(
 
 
 def _stack(*options: Callable[[F], F]) -> Callable[[F], F]:
-    """Apply click options so that ``--help`` lists them in the order given (the last applied is listed first)."""
-    return lambda command: functools.reduce(lambda decorated, option: option(decorated), reversed(options), command)
+    """Apply click options so that ``--help`` lists them in the order given."""
+
+    def apply(command: F) -> F:
+        for option in reversed(options):  # the option applied last is listed first
+            command = option(command)
+        return command
+
+    return apply
 
 
 def component_options(dataset_help: str = "Dataset (default: digits). See `mtlx list datasets`.") -> Callable[[F], F]:
