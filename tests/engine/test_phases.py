@@ -60,7 +60,7 @@ def test_step_context_labels_are_disjoint_and_never_nested_in_themselves():
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         grads = step.shared_grads()  # per_task_grads inside: one region, not two
         step.set_shared_grad(grads.mean(0))
-        step.backward_heads()  # calls step.backward: one region, not two
+        step.backward_heads(retain_graph=True)  # calls step.backward: one region, not two
         step.rep_grads()
     regions = _regions(prof)
     assert len(regions[phases.PER_TASK_GRADS]) == 2

@@ -111,20 +111,27 @@ class StepContext:
     # -- backward helpers -------------------------------------------------
     # Profiler labels (mtlx.phases): the backward passes and gradient writes run under ``mtlx/backward``,
     # the per-task gradients under ``mtlx/per-task-grads``; the rest of strategy.backward is the strategy's own.
-    def backward(self, loss: torch.Tensor, inputs: Sequence[torch.Tensor] | None = None) -> None:
-        """``loss.backward()`` with the AMP loss scale applied; optionally only into ``inputs``."""
+    def backward(
+        self, loss: torch.Tensor, inputs: Sequence[torch.Tensor] | None = None, *, retain_graph: bool = False
+    ) -> None:
+        """``loss.backward()`` with the AMP loss scale applied; optionally only into ``inputs``.
+
+        As in torch, the pass frees the graph's buffers as it goes unless ``retain_graph``: a
+        step's last backward should free them (a retained graph costs a few per cent of a step).
+        """
         with phase(BACKWARD):
             scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss
-            if inputs is None:
-                scaled.backward()
-            elif inputs := list(inputs):  # no inputs: nothing to populate
-                torch.autograd.backward(scaled, inputs=inputs, retain_graph=True)
+            if inputs is None or (inputs := list(inputs)):  # an empty inputs list: nothing to populate
+                torch.autograd.backward(scaled, inputs=inputs, retain_graph=retain_graph)
 
-    def backward_heads(self, weights: torch.Tensor | None = None) -> None:
-        """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default)."""
+    def backward_heads(self, weights: torch.Tensor | None = None, *, retain_graph: bool = False) -> None:
+        """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default).
+
+        Usually a step's last backward, so it frees the graph unless ``retain_graph``.
+        """
         losses = self.loss_vector()
         total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
-        self.backward(total, inputs=self.task_parameters())  # labelled mtlx/backward there
+        self.backward(total, inputs=self.task_parameters(), retain_graph=retain_graph)  # labelled mtlx/backward
 
     def shared_grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled.

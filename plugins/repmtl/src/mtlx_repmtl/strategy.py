@@ -116,7 +116,7 @@ class RepMTL(MTOStrategy):
                 step.backward(total + sum(regularisers.values()))
             else:  # the regularisers reach the encoder only (not the heads)
                 step.backward(total, inputs=[*step.shared_parameters(), *step.task_parameters(),
-                                             *self.extra_parameters()])
+                                             *self.extra_parameters()], retain_graph=True)
                 step.backward(sum(regularisers.values()), inputs=step.shared_parameters())
         return StepResult(weights=self._named(weights), diagnostics=diagnostics)
 
