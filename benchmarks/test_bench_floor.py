@@ -122,7 +122,10 @@ AGGREGATORS = ["aligned-mtl", "cagrad", "excess-mtl", "fairgrad", "gradvac", "mg
 OWN_STEPS = ["db-mtl", "imtl", "gradnorm"]
 #: options that make a step do its full work from the first step (GradNorm is EW until it has initial losses)
 OPTIONS = {"gradnorm": {"initial_loss": "first-step"}}
-METHOD_RESULTS: dict[str, dict[str, tuple[float, float]]] = {}
+#: the control row: one method's straightforward step against a second copy of itself (true ratio 1)
+CONTROL_METHOD = "mgda"
+CONTROL = f"control: {CONTROL_METHOD} straightforward vs itself"
+METHOD_RESULTS: dict[str, dict[str, tuple[float, float, tuple[float, float, float]]]] = {}
 
 
 def straightforward_aggregation(strategy: mtlx.MTOStrategy, p: Problem) -> None:
@@ -198,11 +201,11 @@ TWINS: dict[str, Callable[[mtlx.MTOStrategy, Problem], None]] = {
 def report() -> Iterator[None]:
     yield
     if METHOD_RESULTS:
-        print("\n\n| problem | method | ours CPU ms | straightforward CPU ms | ours / straightforward |")
-        print("|---|---|---:|---:|---:|")
+        print("\n\n| problem | method | ours CPU ms | straightforward CPU ms | ours / straightforward | quartiles |")
+        print("|---|---|---:|---:|---:|---|")
         for problem, rows in METHOD_RESULTS.items():
-            for method, (ours, floor) in rows.items():
-                print(f"| {problem} | {method} | {ours:.0f} | {floor:.0f} | {ours / floor:.2f} |")
+            for method, (ours, floor, (q1, median, q3)) in rows.items():
+                print(f"| {problem} | {method} | {ours:.0f} | {floor:.0f} | {median:.2f} | {q1:.2f}–{q3:.2f} |")
     if not RESULTS:
         return
     print("\n\n| problem | step | CPU ms | × ew | × straightforward |")
@@ -247,7 +250,7 @@ def test_floor(benchmark, name, one_thread):
 
 @pytest.mark.parametrize("name", ["digits", "resnet18-64"])
 def test_gradient_methods_against_their_straightforward_loop(benchmark, name, one_thread):
-    """Every generic gradient method: our step vs its straightforward twin, interleaved, rotating order."""
+    """Every gradient method: our step vs its straightforward twin, timed back to back in each round."""
     problem = PROBLEMS[name]()
     tasks = list(problem.tasks)
     ours = {m: _build(m, tasks) for m in TWINS}
@@ -258,12 +261,18 @@ def test_gradient_methods_against_their_straightforward_loop(benchmark, name, on
     for m in TWINS:
         steps[(m, "ours")] = lambda m=m: _our_step(ours[m], problem)
         steps[(m, "floor")] = lambda m=m: TWINS[m](twins[m], problem)
+    # the noise floor of the ratio: the same straightforward step timed against a second copy of itself
+    control = _build(CONTROL_METHOD, tasks)
+    steps[(CONTROL, "ours")] = lambda: TWINS[CONTROL_METHOD](control, problem)
+    steps[(CONTROL, "floor")] = lambda: TWINS[CONTROL_METHOD](twins[CONTROL_METHOD], problem)
     times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
-    order = list(steps)
+    methods = [*TWINS, CONTROL]
+    sides = ["ours", "floor"]
 
-    def one_round() -> None:
-        order.append(order.pop(0))
-        for key in order:
+    def one_round() -> None:  # the methods' order turns by one, and which side of a pair goes first alternates
+        methods.append(methods.pop(0))
+        sides.reverse()
+        for key in ((m, side) for m in methods for side in sides):
             problem.model.zero_grad(set_to_none=True)
             start = time.process_time()
             steps[key]()
@@ -273,10 +282,24 @@ def test_gradient_methods_against_their_straightforward_loop(benchmark, name, on
     rounds = METHOD_ROUNDS[name] if not benchmark.disabled else 1
     benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1 if not benchmark.disabled else 0, iterations=1)
     METHOD_RESULTS[name] = {
-        m: (1e3 * statistics.median(times[(m, "ours")][-rounds:]), 1e3 * statistics.median(times[(m, "floor")][-rounds:]))
-        for m in TWINS
+        m: (
+            1e3 * statistics.median(times[(m, "ours")][-rounds:]),
+            1e3 * statistics.median(times[(m, "floor")][-rounds:]),
+            _paired_ratio_quartiles(times[(m, "ours")][-rounds:], times[(m, "floor")][-rounds:]),
+        )
+        for m in [*TWINS, CONTROL]
     }
-    benchmark.extra_info.update({m: o / f for m, (o, f) in METHOD_RESULTS[name].items()})
+    benchmark.extra_info.update({m: ratios[1] for m, (_, _, ratios) in METHOD_RESULTS[name].items()})
+
+
+def _paired_ratio_quartiles(ours: list[float], floor: list[float]) -> tuple[float, float, float]:
+    """Quartiles of the per-round ratios: the two steps of a round ran one after the other, so a ratio
+    of one round is immune to the load changing between rounds (a ratio of medians is not)."""
+    ratios = [o / f for o, f in zip(ours, floor, strict=True)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    return q1, median, q3
 
 
 def _build(name: str, tasks: list[str]) -> mtlx.MTOStrategy:
