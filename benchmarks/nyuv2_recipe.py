@@ -17,7 +17,10 @@ each step of a second, gauged run (``balance_every=1``, not timed)::
     python benchmarks/nyuv2_recipe.py --device cpu --batch 2 --steps 4 --skip-timing   # the balance on a CPU
 
 Strategies: ``ew``, ``rep-mtl:paper`` (λ = 0.9, τ = 0.1), ``rep-mtl`` (balanced, the default),
-``nash-mtl``, ``fairgrad`` (``--strategies`` picks).
+``nash-mtl``, ``fairgrad`` (``--strategies`` picks). The two gradient methods are timed with each way of
+computing their per-task gradients (``--grad-methods``, ``train.per_task_grads``: ``loop`` and
+``two-stage``), so the same command says which one ``auto`` should pick on that device
+(``mtlx.gradients.AUTO_METHOD``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from mtlx.config import build_component_config
 from mtlx.testing import make_step
 from mtlx.dense.conventions import depth_task, normal_task, segmentation_task
 
+#: the strategies whose step takes per-task gradients on the shared parameters (timed per grad method)
+PER_TASK = {"nash-mtl", "fairgrad"}
 STRATEGIES = {
     "ew": ("ew", {}),
     "rep-mtl:paper": ("rep-mtl", {"mode": "paper"}),
@@ -71,7 +76,7 @@ def make_strategy(label: str, tasks, extra: dict) -> mtlx.MTOStrategy:
     return cls(config, tasks=list(tasks))
 
 
-def train(label, tasks, model, x, targets, steps, device, extra=None):
+def train(label, tasks, model, x, targets, steps, device, extra=None, grad_method="auto"):
     """``steps`` engine steps; returns per-step seconds and each step's diagnostics."""
     model = copy.deepcopy(model)
     strategy = make_strategy(label, tasks, extra or {})
@@ -83,7 +88,7 @@ def train(label, tasks, model, x, targets, steps, device, extra=None):
             torch.cuda.synchronize()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        step = make_step(model, x, targets, tasks, iteration=it, transform="log")
+        step = make_step(model, x, targets, tasks, iteration=it, transform="log", grad_method=grad_method)
         result = strategy.backward(step)
         optimizer.step()
         strategy.after_step(step)
@@ -102,6 +107,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=288)
     parser.add_argument("--width", type=int, default=384)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--grad-methods", default="loop,two-stage",
+                        help="per-task gradient methods to time nash-mtl and fairgrad with (train.per_task_grads)")
     parser.add_argument("--skip-timing", action="store_true", help="only the gauged runs (the balance)")
     args = parser.parse_args()
     tasks, model, x, targets = build(args)
@@ -112,12 +119,15 @@ def main() -> None:
         print("\n| strategy | step ms (median) | × ew | peak memory MB | × ew |")
         print("|---|---:|---:|---:|---:|")
         rows = {}
-        for label in labels:
+        runs = [(label, method) for label in labels
+                for method in (args.grad_methods.split(",") if STRATEGIES[label][0] in PER_TASK else ["auto"])]
+        for label, method in runs:
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            times, _ = train(label, tasks, model, x, targets, args.steps, args.device)
+            times, _ = train(label, tasks, model, x, targets, args.steps, args.device, grad_method=method)
             peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else float("nan")
-            rows[label] = (1e3 * statistics.median(times[1:] or times), peak)
+            row = label if method == "auto" else f"{label} ({method})"
+            rows[row] = (1e3 * statistics.median(times[1:] or times), peak)
         base = rows.get("ew", next(iter(rows.values())))
         for label, (ms, mb) in rows.items():
             print(f"| {label} | {ms:.0f} | {ms / base[0]:.2f} | {mb:.0f} | {mb / base[1]:.2f} |")
