@@ -195,6 +195,18 @@ def test_diagnostics_report_the_regularisers():
         assert d[f"saliency_norm.{t}"] == pytest.approx(float(sal[i].norm()))
 
 
+@pytest.mark.parametrize("options", [{"mode": "paper"}, {"reg_params": "shared"}, {"balance_every": 1}])
+def test_a_step_frees_the_graph_in_its_last_backward(options):
+    """Like a plain ``loss.backward()``: nothing of the step's graph (saliency graph included) outlives its
+    last pass, whatever passes the options add (two for reg_params=shared, the gauge's)."""
+    tasks, model, x, targets = _setup(3)
+    step = make_step(model, x, targets, tasks)
+    RepMTL(RepMTLConfig(**options), tasks=list(tasks)).backward(step)
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        torch.autograd.grad(step.losses[next(iter(tasks))], list(model.encoder.parameters()))
+
+
 def test_amp_loss_scale_is_undone_in_the_saliency():
     """With an fp16 loss scale s, .grad is s times the unscaled gradient and the regularisers are unchanged."""
     tasks, model, x, targets = _setup(3)
