@@ -266,7 +266,8 @@ def test_gradient_methods_against_their_straightforward_loop(benchmark, name, on
     steps[(CONTROL, "ours")] = lambda: TWINS[CONTROL_METHOD](control, problem)
     steps[(CONTROL, "floor")] = lambda: TWINS[CONTROL_METHOD](twins[CONTROL_METHOD], problem)
     times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
-    methods = [*TWINS, CONTROL]
+    names = (*TWINS, CONTROL)
+    methods = list(names)  # turned each round
     sides = ["ours", "floor"]
 
     def one_round() -> None:  # the methods' order turns by one, and which side of a pair goes first alternates
@@ -281,25 +282,17 @@ def test_gradient_methods_against_their_straightforward_loop(benchmark, name, on
     benchmark.group = "floor: gradient methods"
     rounds = METHOD_ROUNDS[name] if not benchmark.disabled else 1
     benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1 if not benchmark.disabled else 0, iterations=1)
-    METHOD_RESULTS[name] = {
-        m: (
-            1e3 * statistics.median(times[(m, "ours")][-rounds:]),
-            1e3 * statistics.median(times[(m, "floor")][-rounds:]),
-            _paired_ratio_quartiles(times[(m, "ours")][-rounds:], times[(m, "floor")][-rounds:]),
-        )
-        for m in [*TWINS, CONTROL]
-    }
+    METHOD_RESULTS[name] = {m: _summary(times[(m, "ours")][-rounds:], times[(m, "floor")][-rounds:]) for m in names}
     benchmark.extra_info.update({m: ratios[1] for m, (_, _, ratios) in METHOD_RESULTS[name].items()})
 
 
-def _paired_ratio_quartiles(ours: list[float], floor: list[float]) -> tuple[float, float, float]:
-    """Quartiles of the per-round ratios: the two steps of a round ran one after the other, so a ratio
-    of one round is immune to the load changing between rounds (a ratio of medians is not)."""
+def _summary(ours: list[float], floor: list[float]) -> tuple[float, float, tuple[float, float, float]]:
+    """Median ms of each side and the quartiles of the per-round ratios: the two steps of a round ran one
+    after the other, so a ratio of one round is immune to the load changing between rounds (a ratio of
+    medians is not)."""
     ratios = [o / f for o, f in zip(ours, floor, strict=True)]
-    if len(ratios) < 2:
-        return ratios[0], ratios[0], ratios[0]
-    q1, median, q3 = statistics.quantiles(ratios, n=4)
-    return q1, median, q3
+    quartiles = (ratios[0],) * 3 if len(ratios) < 2 else tuple(statistics.quantiles(ratios, n=4))
+    return 1e3 * statistics.median(ours), 1e3 * statistics.median(floor), quartiles
 
 
 def _build(name: str, tasks: list[str]) -> mtlx.MTOStrategy:
