@@ -11,8 +11,8 @@ import statistics
 import attrs
 import pytest
 
-from mtlx_tools.report import build_tables, find_runs, load_run
 from mtlx.errors import ConfigError
+from mtlx_tools.report import build_tables, find_runs, load_run
 
 
 def results(path):

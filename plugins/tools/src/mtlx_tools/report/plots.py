@@ -139,7 +139,6 @@ def plot_delta_m(table: Table, path: Path) -> Path | None:
     """
     if not any(row.delta_m[c].n for row in table.rows for c in CONVENTIONS):
         return None
-    keys = plot_keys(table)
     fig = new_figure(9.5, 1.0 + 0.42 * len(table.rows) * len(CONVENTIONS))
     ax = fig.add_subplot(1, 1, 1)
     height = 0.38

@@ -23,8 +23,10 @@ from mtlx.metrics import delta_m
 __all__ = ["NOT_EXPERIMENT", "SPLITS", "Run", "find_runs", "load_run"]
 
 #: Settings that do not change what is trained: runs differing only in these (and the seed) share a row.
+#: ``train.threads``: a sweep gives each run its share of the CPU, which may differ between its cells.
 NOT_EXPERIMENT = frozenset(
-    {"train.seed", "train.device", "train.data_root", "train.num_workers", "train.log_every", "train.checkpoint_every"}
+    {"train.seed", "train.device", "train.data_root", "train.num_workers", "train.log_every", "train.checkpoint_every",
+     "train.threads"}
 )
 
 #: ``--split`` -> (metrics key, summary key) in ``results.json``. ``test-at-best`` is the test result of the
@@ -129,29 +131,43 @@ def load_run(path: str | Path) -> Run:
     return Run(path=path, config=config, results=results, records=_read_records(path / "metrics.jsonl"))
 
 
-def find_runs(paths: Iterable[str | Path], skip: Callable[[str], None] | None = None) -> list[Run]:
-    """Load each run directory; a directory that holds run directories (not itself a run) stands for them.
+def _run_dirs(folder: Path) -> list[Path]:
+    """The directories holding a ``config.toml`` at any depth below ``folder`` (a sweep's cells, a folder of
+    runs), sorted; the search does not enter a run directory."""
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found.extend([path] if (path / "config.toml").is_file() else _run_dirs(path))
+    return found
 
-    A folder that is not a run, or a run that has not finished (no results.json), is skipped with one
+
+def find_runs(paths: Iterable[str | Path], skip: Callable[[str], None] | None = None) -> list[Run]:
+    """Load each run directory; a directory that is not itself a run stands for the runs at any depth below it
+    (a sweep directory, a folder of runs). A run named twice is loaded once.
+
+    A folder that holds no run, or a run that has not finished (no results.json), is skipped with one
     line to ``skip`` (default: a warning) so that one stale folder does not stop a report of the rest;
     a :class:`ConfigError` only when nothing is left to report.
     """
     skip = skip or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
+    given = [Path(p) for p in paths]
     candidates: list[Path] = []
-    for path in map(Path, paths):
+    for path in given:
         if path.is_dir() and not (path / "config.toml").exists():
-            inner = sorted(p for p in path.iterdir() if (p / "config.toml").is_file())
+            inner = _run_dirs(path)
             if not inner:
                 skip(f"skipping {path}: neither a run directory (no config.toml) nor a folder of runs")
             candidates.extend(inner)
         else:
             candidates.append(path)
-    runs = []
+    runs, seen = [], set()
     for path in candidates:
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
         if path.is_dir() and not (path / "results.json").exists():
             skip(f"skipping {path}: an unfinished run (no results.json yet)")
             continue
         runs.append(load_run(path))
     if not runs:
-        raise ConfigError(f"no finished run to report in {', '.join(map(str, paths))}")
+        raise ConfigError(f"no finished run to report in {', '.join(map(str, given))}")
     return runs

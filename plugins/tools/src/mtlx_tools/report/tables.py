@@ -1,10 +1,12 @@
-"""Runs pooled into tables: one per dataset, one row per strategy + config, mean ± sample std over seeds.
+"""Runs pooled into tables: one per dataset, one row per setting (strategy + config), mean ± std over seeds.
 
 A cell is the mean ± sample standard deviation (n - 1) over the seeds, so that
 a table reads like the papers' "mean ± std over 3 seeds". Delta_m comes in
 both conventions (positive = better): ``task`` averages within each task
 first (LibMTL's Δp), ``metric`` weighs every metric the same (Nash-MTL,
-CAGrad and FAMO publish its negative).
+CAGrad and FAMO publish its negative). The leaderboard's statistics (the
+t-interval of Delta_m, the mean rank over metrics, the test against a
+reference row) come from :mod:`.stats`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import attrs
 from mtlx.errors import ConfigError
 
 from .runs import NOT_EXPERIMENT, SPLITS, Run
+from .stats import Comparison, compare, mean_ranks, t_interval
 
 __all__ = ["CONVENTIONS", "Row", "Stat", "Table", "build_tables"]
 
@@ -53,13 +56,16 @@ class Stat:
 
 @attrs.frozen(kw_only=True)
 class Row:
-    """One strategy + config of a dataset: its seeds and their statistics."""
+    """One setting of a dataset (strategy + config): its seeds and their statistics."""
 
     label: str
     strategy: str
     runs: tuple[Run, ...]
     cells: dict[tuple[str, str], Stat]
     delta_m: dict[str, Stat]
+    delta_ci: dict[str, tuple[float, float] | None]  # 95 % t-interval of Delta_m's mean; None below 2 seeds
+    mean_rank: float | None = None  # over the metrics, among the dataset's rows (1 = best)
+    versus: Comparison | None = None  # the test against the reference row (None: no reference, or this is it)
 
     @property
     def seeds(self) -> list[int]:
@@ -68,7 +74,8 @@ class Row:
 
 @attrs.frozen(kw_only=True)
 class Table:
-    """All rows of one dataset, on one split."""
+    """All rows of one dataset, on one split; ``reference`` is the label of the row the others are tested
+    against, on Delta_m in the ``test_on`` convention."""
 
     dataset: str
     split: str
@@ -76,27 +83,91 @@ class Table:
     higher_is_better: dict[str, dict[str, bool]]
     baseline: dict[str, dict[str, float]] | None
     rows: list[Row]
+    reference: str | None = None
+    test_on: str = "task"
 
     def header(self, task: str, metric: str) -> str:
         return f"{task} {metric} {'↑' if self.higher_is_better[task][metric] else '↓'}"
 
 
+def _peers_key(key: str, config: dict[str, Any]) -> tuple[str, Any] | None:
+    """Which rows a key is compared among: a component's own option (``strategy.rho``) only among rows of the
+    same component (``strategy.name``); the rest (``train.epochs``, ``strategy.name``) among all rows."""
+    section, _, option = key.partition(".")
+    if option != "name" and f"{section}.name" in config:
+        return section, config[f"{section}.name"]
+    return None
+
+
 def _labels(groups: Sequence[list[Run]]) -> list[str]:
-    """Strategy name, plus the settings that tell apart rows of the same strategy."""
+    """Strategy name, plus every setting that differs between the dataset's rows (issue 28: runs of 10 and 2
+    epochs must not both read "ew"); a strategy's own options only where that strategy's rows differ."""
+    configs = [g[0].config for g in groups]
     labels = []
-    for runs in groups:
-        siblings = [g[0].config for g in groups if g[0].strategy == runs[0].strategy]
-        keys = sorted({k for c in siblings for k in c if k not in NOT_EXPERIMENT
-                       and len({repr(s.get(k)) for s in siblings}) > 1})
-        extra = ", ".join(f"{k}={runs[0].config[k]}" for k in keys if k in runs[0].config)
-        labels.append(f"{runs[0].strategy} ({extra})" if extra else runs[0].strategy)
+    for config in configs:
+        keys = []
+        for key in sorted(config):
+            if key in NOT_EXPERIMENT or key == "strategy.name":
+                continue
+            peers = [c for c in configs if _peers_key(key, c) == _peers_key(key, config)]
+            if len({repr(c.get(key)) for c in peers}) > 1:
+                keys.append(key)
+        extra = ", ".join(f"{k}={config[k]}" for k in keys)
+        strategy = str(config.get("strategy.name", ""))
+        labels.append(f"{strategy} ({extra})" if extra else strategy)
     return labels
 
 
-def build_tables(runs: Sequence[Run], split: str = "test") -> list[Table]:
-    """One :class:`Table` per dataset; rows sorted by strategy, seeds of a row pooled."""
+def _reference(tables: Sequence[Table], reference: str) -> list[str | None]:
+    """Per table, the label of the row ``reference`` names: a row's label, else a strategy with one row there."""
+    found: list[str | None] = []
+    for table in tables:
+        labels = [row.label for row in table.rows if row.label == reference]
+        labels = labels or [row.label for row in table.rows if row.strategy == reference]
+        if len(labels) > 1:
+            raise ConfigError(f"--reference {reference!r} matches {len(labels)} rows of {table.dataset} "
+                              f"({'; '.join(labels)}); give one row's label")
+        found.append(labels[0] if labels else None)
+    if not any(found):
+        rows = " / ".join(f"{t.dataset}: {'; '.join(r.label for r in t.rows)}" for t in tables)
+        raise ConfigError(f"--reference {reference!r} names no row of any dataset ({rows}); "
+                          "give a row's label or a strategy with one row")
+    return found
+
+
+def _ranked(table: Table) -> Table:
+    """The mean rank over metrics of each row, from the means over seeds."""
+    hib = [table.higher_is_better[t][m] for t, m in table.columns]
+    ranks = mean_ranks([[row.cells[c].mean for c in table.columns] for row in table.rows], hib)
+    return attrs.evolve(table, rows=[attrs.evolve(row, mean_rank=rank)
+                                     for row, rank in zip(table.rows, ranks, strict=True)])
+
+
+def _tested(table: Table, reference: str | None, split: str, test_on: str) -> Table:
+    """Each row but the reference tested against it on Delta_m (``test_on`` convention), paired where seeds match."""
+    if reference is None:
+        return attrs.evolve(table, test_on=test_on)
+
+    def pairs(row: Row) -> list[tuple[int, float]]:
+        return [(r.seed, value) for r in row.runs if (value := r.delta_m(split, test_on)) is not None]
+
+    (ref,) = (row for row in table.rows if row.label == reference)
+    rows = [row if row is ref or not pairs(row) or not pairs(ref)
+            else attrs.evolve(row, versus=compare(pairs(row), pairs(ref))) for row in table.rows]
+    return attrs.evolve(table, rows=rows, reference=reference, test_on=test_on)
+
+
+def build_tables(runs: Sequence[Run], split: str = "test", *, reference: str | None = None,
+                 test_on: str = "task") -> list[Table]:
+    """One :class:`Table` per dataset; rows sorted by strategy, seeds of a row pooled.
+
+    ``reference`` (a row's label, or a strategy with one row in a dataset) adds a t-test of each row's
+    Delta_m (``test_on`` convention) against that row; a :class:`ConfigError` when it names no row at all.
+    """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if test_on not in CONVENTIONS:
+        raise ConfigError(f"the test is on Delta_m's {' or '.join(CONVENTIONS)} convention, got {test_on!r}")
     by_dataset: dict[str, list[Run]] = {}
     for run in runs:
         by_dataset.setdefault(run.dataset, []).append(run)
@@ -113,16 +184,18 @@ def build_tables(runs: Sequence[Run], split: str = "test") -> list[Table]:
                     columns[(task, metric)] = None
                     hib.setdefault(task, {})[metric] = bool(run.results["higher_is_better"][task][metric])
         ordered = sorted(groups.values(), key=lambda g: (g[0].strategy, g[0].experiment()))
-        rows = [
-            Row(
+        rows = []
+        for label, group in zip(_labels(ordered), ordered, strict=True):
+            delta = {conv: Stat(r.delta_m(split, conv) for r in group) for conv in CONVENTIONS}
+            rows.append(Row(
                 label=label,
                 strategy=group[0].strategy,
                 runs=tuple(sorted(group, key=lambda r: r.seed)),
                 cells={c: Stat(r.metrics(split).get(c[0], {}).get(c[1]) for r in group) for c in columns},
-                delta_m={conv: Stat(r.delta_m(split, conv) for r in group) for conv in CONVENTIONS},
-            )
-            for label, group in zip(_labels(ordered), ordered, strict=True)
-        ]
-        tables.append(Table(dataset=dataset, split=split, columns=list(columns), higher_is_better=hib,
-                            baseline=dataset_runs[0].results.get("baseline") or None, rows=rows))
-    return tables
+                delta_m=delta,
+                delta_ci={conv: t_interval(stat.values) for conv, stat in delta.items()},
+            ))
+        tables.append(_ranked(Table(dataset=dataset, split=split, columns=list(columns), higher_is_better=hib,
+                                    baseline=dataset_runs[0].results.get("baseline") or None, rows=rows)))
+    references = _reference(tables, reference) if reference is not None else [None] * len(tables)
+    return [_tested(table, ref, split, test_on) for table, ref in zip(tables, references, strict=True)]

@@ -1,4 +1,4 @@
-"""``report.md``, ``<dataset>.csv`` and the plots written into one folder."""
+"""``report.md``, ``<dataset>.csv``, ``<dataset>.tex`` and the plots written into one folder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .plots import plot_delta_m, plot_keys, plot_per_task, require_matplotlib
-from .render import to_csv, to_markdown
+from .render import to_csv, to_latex, to_markdown
 from .tables import Table
 
 __all__ = ["write_report"]
@@ -18,7 +18,8 @@ def _slug(name: str) -> str:
 
 
 def write_report(tables: Sequence[Table], out: str | Path, *, plots: bool = True) -> list[Path]:
-    """Write ``report.md``, ``<dataset>.csv`` and (with ``plots``) the PNGs into ``out``; return the paths."""
+    """Write ``report.md``, ``<dataset>.csv``, ``<dataset>.tex`` and (with ``plots``) the PNGs into ``out``;
+    return the paths."""
     if plots:
         require_matplotlib()  # before writing anything
     out = Path(out)
@@ -29,9 +30,9 @@ def write_report(tables: Sequence[Table], out: str | Path, *, plots: bool = True
     written[0].write_text(to_markdown(tables) + "".join(f"\n{line}\n" for line in keys))
     for table in tables:
         name = _slug(table.dataset)
-        path = out / f"{name}.csv"
-        path.write_text(to_csv(table))
-        written.append(path)
+        for path, text in ((out / f"{name}.csv", to_csv(table)), (out / f"{name}.tex", to_latex(table))):
+            path.write_text(text)
+            written.append(path)
         if plots:
             made = [
                 plot_per_task(table, "losses", "training loss", "training loss per task", out / f"{name}_loss.png"),
