@@ -11,16 +11,24 @@ For each strategy: N optimiser steps (the engine's step: forward, the
 strategy's backward, Adam) on one fixed batch, then the per-step time (median
 after a warm-up), the peak memory (CUDA: ``max_memory_allocated``) and, for
 rep-mtl, ‖∇ λR‖ / ‖∇ Σ L_t‖ on the encoder (``grad_ratio.<tsr|csa>.shared``) at
-each step of a second, gauged run (``balance_every=1``, not timed)::
+each step of a second, gauged run (``balance_every=1``, not timed).
+
+Every run starts from one state: the same initial weights, the same batch, and
+the global RNG reseeded (``DROPOUT_SEED``) so that the ASPP heads' dropout draws
+the same masks at each step of every run (the model stays in training mode, as
+in training). Step 1 of the two rep-mtl modes is then the same forward, so the
+two modes log the same regulariser values and saliency norms there and the
+balanced λ satisfies λ_bal ≤ ρ · λ_paper / ratio_paper on the encoder; the
+script checks both and fails otherwise (a table that mixes draws)::
 
     python benchmarks/nyuv2_recipe.py --device cuda --steps 20            # the GPU check (one command)
-    python benchmarks/nyuv2_recipe.py --device cpu --batch 2 --steps 4 --skip-timing   # the balance on a CPU
+    python benchmarks/nyuv2_recipe.py --device cpu --batch 2 --steps 3 --skip-timing --strategies rep-mtl:paper,rep-mtl
 
-Strategies: ``ew``, ``rep-mtl:paper`` (λ = 0.9, τ = 0.1), ``rep-mtl`` (balanced, the default),
-``nash-mtl``, ``fairgrad`` (``--strategies`` picks). The two gradient methods are timed with each way of
-computing their per-task gradients (``--grad-methods``, ``train.per_task_grads``: ``loop`` and
-``two-stage``), so the same command says which one ``auto`` should pick on that device
-(``mtlx.gradients.AUTO_METHOD``).
+Strategies: ``ew``, ``rep-mtl:paper`` (λ = 0.9, the anchor of the paper's sensitivity study; τ = 0.1),
+``rep-mtl`` (balanced, the default), ``nash-mtl``, ``fairgrad`` (``--strategies`` picks). The two gradient
+methods are timed with each way of computing their per-task gradients (``--grad-methods``,
+``train.per_task_grads``: ``loop`` and ``two-stage``), so the same command says which one ``auto`` should
+pick on that device (``mtlx.gradients.AUTO_METHOD``).
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ import torch
 import mtlx
 from mtlx.build import build_model, resolve_run_config
 from mtlx.config import build_component_config
-from mtlx.testing import make_step
 from mtlx.dense.conventions import depth_task, normal_task, segmentation_task
+from mtlx.testing import make_step
 
+#: seed of the global RNG at the start of every run: the dropout masks are the same draws in every row
+DROPOUT_SEED = 0
 #: the strategies whose step takes per-task gradients on the shared parameters (timed per grad method)
 PER_TASK = {"nash-mtl", "fairgrad"}
 STRATEGIES = {
@@ -77,8 +87,9 @@ def make_strategy(label: str, tasks, extra: dict) -> mtlx.MTOStrategy:
 
 
 def train(label, tasks, model, x, targets, steps, device, extra=None, grad_method="auto"):
-    """``steps`` engine steps; returns per-step seconds and each step's diagnostics."""
+    """``steps`` engine steps from the shared state; returns per-step seconds and each step's diagnostics."""
     model = copy.deepcopy(model)
+    torch.manual_seed(DROPOUT_SEED)  # all devices: every run draws the same dropout masks
     strategy = make_strategy(label, tasks, extra or {})
     params = [*model.parameters(), *strategy.extra_parameters()]
     optimizer = torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5)
@@ -133,15 +144,36 @@ def main() -> None:
             print(f"| {label} | {ms:.0f} | {ms / base[0]:.2f} | {mb:.0f} | {mb / base[1]:.2f} |")
     print("\n| strategy | step | λ_tsr | λ_csa | grad_ratio tsr (encoder) | grad_ratio csa (encoder) |")
     print("|---|---:|---:|---:|---:|---:|")
+    gauged = {}
     for label in labels:
         if STRATEGIES[label][0] != "rep-mtl":
             continue
-        _, diagnostics = train(label, tasks, model, x, targets, args.steps, args.device, {"balance_every": 1})
-        for it, d in enumerate(diagnostics):
+        _, gauged[label] = train(label, tasks, model, x, targets, args.steps, args.device, {"balance_every": 1})
+        for it, d in enumerate(gauged[label]):
             print(f"| {label} | {it + 1} | {d['lambda_tsr']:.3g} | {d['lambda_csa']:.3g} "
                   f"| {d.get('grad_ratio.tsr.shared', float('nan')):.3g} "
                   f"| {d.get('grad_ratio.csa.shared', float('nan')):.3g} |")
+    if {"rep-mtl:paper", "rep-mtl"} <= gauged.keys():
+        check_one_state(gauged["rep-mtl:paper"][0], gauged["rep-mtl"][0], make_strategy("rep-mtl", tasks, {}).config)
 
+
+def check_one_state(paper: dict, balanced: dict, config) -> None:
+    """Step 1 of both modes must be one forward (weights, batch, dropout masks): fail on a table that mixes draws.
+
+    The forward shows in the step's regulariser values and saliency norms, which must agree; then the
+    balanced λ is at most ρ · λ_paper / ratio_paper on the encoder (the estimate is the minimum over the
+    encoder and the heads), with equality when the encoder binds.
+    """
+    state = [k for k in paper if k in ("tsr", "csa") or k.startswith("saliency_norm.")]
+    differ = {k: (paper[k], balanced[k]) for k in state if abs(paper[k] - balanced[k]) > 1e-6 * abs(paper[k])}
+    if differ:
+        raise SystemExit(f"step 1 of the two rep-mtl modes saw different forwards (mixed draws): {differ}")
+    for name in ("tsr", "csa"):
+        bound = config.rho * paper[f"lambda_{name}"] / paper[f"grad_ratio.{name}.shared"]
+        share = balanced[f"lambda_{name}"] / bound
+        print(f"# step 1, {name}: balanced λ / (ρ · λ_paper / ratio_paper on the encoder) = {share:.4f} (≤ 1)")
+        if share > 1 + 1e-4:
+            raise SystemExit(f"step 1 of the two rep-mtl modes is not one state ({name}: {share:.4f} > 1)")
 
 if __name__ == "__main__":
     main()

@@ -116,8 +116,8 @@ NOT_ON_PAPER = {"mgda", "mgda (straightforward)"}
 
 #: Gradient methods whose step is the generic GradientAggregation one (per-task gradients, the method's
 #: aggregator, the direction written, the heads' backward): their straightforward twin is written once below.
-AGGREGATORS = ["aligned-mtl", "cagrad", "excess-mtl", "fairgrad", "gradvac", "mgda", "moco", "nash-mtl", "pcgrad",
-               "upgrad"]
+AGGREGATORS = ["aligned-mtl", "cagrad", "config", "dualproj", "excess-mtl", "fairgrad", "gradvac", "mgda", "moco",
+               "nash-mtl", "pcgrad", "upgrad"]
 #: Gradient methods with steps of their own; each has its own twin below (TWINS).
 OWN_STEPS = ["db-mtl", "imtl", "gradnorm"]
 #: options that make a step do its full work from the first step (GradNorm is EW until it has initial losses)

@@ -103,7 +103,9 @@ def trainer(problem, name: str) -> Step:
     """A closure doing one engine step of strategy ``name`` on its own copy of the model, labelled as the engine does."""
     model = copy.deepcopy(problem.model)
     cls = STRATEGIES[name]
-    strategy = cls(cls.Config(**OPTIONS.get(name, {})), tasks=list(problem.tasks))
+    # fixed's weights are required, one per task of the problem
+    options = {"weights": dict.fromkeys(problem.tasks, 1.0)} if name == "fixed" else OPTIONS.get(name, {})
+    strategy = cls(cls.Config(**options), tasks=list(problem.tasks))
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-3)
     iteration = 0
 

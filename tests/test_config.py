@@ -158,3 +158,43 @@ def test_the_recorded_defaults_of_every_installed_component_read_back_as_its_def
     recorded = resolve([flatten(tomllib.loads(with_defaults(config).to_toml()))])
     options = getattr(recorded, section).options
     assert build_component_config(cls.Config, options, where=name) == cls.Config()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_grad_norm", -1.0, "'max_grad_norm' must be > 0: -1.0"),
+        ("max_grad_norm", 0.0, "'max_grad_norm' must be > 0: 0.0"),
+        ("max_steps", 0, "'max_steps' must be >= 1: 0"),
+        ("checkpoint_every", 0, "'checkpoint_every' must be >= 1: 0"),
+        ("eval_batch_size", 0, "'eval_batch_size' must be >= 1: 0"),
+        ("momentum", -1.0, "'momentum' must be >= 0: -1.0"),
+        ("momentum", 1.0, "'momentum' must be < 1: 1.0"),
+        ("gamma", 0.0, "'gamma' must be > 0: 0.0"),
+        ("lr", float("inf"), "'lr' must be finite: inf"),
+        ("max_consecutive_skips", 0, "'max_consecutive_skips' must be >= 1: 0"),
+        ("device", "meta", "--device meta cannot train"),
+        ("device", "gpu", "invalid --device 'gpu'"),
+    ],
+)
+def test_every_train_option_is_checked_against_its_range(key, value, message):
+    with pytest.raises(ConfigError, match="invalid \\[train\\] setting") as error:
+        resolve([{f"train.{key}": value}])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[train]\n# réglages\nepochs = 3\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"config file {path} is not UTF-8 text"):
+        load_toml(path)
+
+
+def test_the_run_table_of_a_config_toml_is_a_record_not_a_layer(tmp_path):
+    """A run's config.toml passed as --config starts a new experiment: its run id is not carried over."""
+    from mtlx.config import read_run_id
+
+    path = tmp_path / "config.toml"
+    path.write_text(RunConfig().to_toml(run_id="abc123"))
+    assert load_toml(path) == flatten(RunConfig().to_dict())
+    assert read_run_id(path) == "abc123"

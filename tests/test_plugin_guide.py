@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ GUIDE = Path(__file__).parents[1] / "docs" / "plugin-guide.md"
 
 
 def _blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(), flags=re.S | re.M)
+    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(), flags=re.DOTALL | re.MULTILINE)
 
 
 def test_the_guide_has_a_block_per_section():
@@ -31,3 +33,34 @@ def test_every_python_block_of_the_guide_runs(monkeypatch):
                 raise AssertionError(f"block {number} of the guide fails: {type(error).__name__}: {error}") from error
     finally:
         sys.modules.pop("guide_plugin", None)
+
+
+def _results_table() -> dict[str, str]:
+    """``{field: when}`` from the guide's table of results.json fields."""
+    table = GUIDE.read_text().partition("`results.json` holds exactly these fields")[2].partition("\n\n")[2]
+    rows = [line.split("|")[1:3] for line in table.partition("\n\n")[0].splitlines()[2:]]
+    return {name: when.strip() for names, when in rows for name in re.findall(r"`(\w+)`", names)}
+
+
+def test_the_guides_results_json_fields_are_a_runs(tmp_path):
+    from mtlx.testing import invoke_cli
+
+    documented = _results_table()
+    assert "best" in documented and documented["dataset"] == "always"
+    result = invoke_cli("--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "2",
+                        "--threads", "1", "-q", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    written = set(json.loads((tmp_path / "run" / "results.json").read_text()))
+    always = {name for name, when in documented.items() if when == "always"}
+    with_test = {name for name, when in documented.items() if when == "with a test split"}  # toy has one
+    assert always | with_test <= written <= set(documented), (sorted(written - set(documented)),
+                                                              sorted(always | with_test - written))
+
+
+def test_the_guides_pyproject_is_a_buildable_plugin_package():
+    blocks = re.findall(r"^```toml\n(.*?)^```", GUIDE.read_text(), flags=re.DOTALL | re.MULTILINE)
+    (pyproject,) = [tomllib.loads(block) for block in blocks if "[project.entry-points.mtlx]" in block]
+    assert pyproject["build-system"] == {"requires": ["setuptools>=68"], "build-backend": "setuptools.build_meta"}
+    assert pyproject["project"]["name"] and pyproject["project"]["version"]
+    assert pyproject["project"]["entry-points"] == {"mtlx": {"sums": "mtlx_sums.plugin"}}
+    assert "mtlx[test]" in pyproject["project"]["optional-dependencies"]["test"]  # pytest for mtlx.testing.fixtures

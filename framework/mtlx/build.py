@@ -14,12 +14,19 @@ import attrs
 
 from .config import COMPONENT_SECTIONS, DEFAULTS, RunConfig, build_component_config, resolve
 from .errors import ConfigError, UnknownComponentError, did_you_mean
-from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .hooks import get_plugin_manager
+from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .registry import Registries
 
 __all__ = [
-    "Components", "build", "with_defaults", "build_dataset", "build_model", "build_strategy", "resolve_run_config", "strategy_by_name",
+    "Components",
+    "build",
+    "build_dataset",
+    "build_model",
+    "build_strategy",
+    "resolve_run_config",
+    "strategy_by_name",
+    "with_defaults",
 ]
 
 
@@ -128,9 +135,9 @@ def strategy_by_name(
 ) -> MTOStrategy:
     """The installed strategy ``name`` with ``options`` (its ``Config`` fields), built from ``registries``."""
     regs = _registries(registries)
-    cls = regs.strategies.get(name)
-    config = build_component_config(cls.Config, options, where=f"strategy {name!r}")
-    return cls.from_registries(config, tasks=tuple(tasks), registries=regs)
+    entry = regs.strategies.entry(name)
+    config = build_component_config(entry.obj.Config, options, where=f"strategy {name!r}")
+    return entry.obj.from_registries(config, tasks=tuple(tasks), registries=regs.as_seen_by(entry))
 
 
 def build_strategy(
@@ -138,9 +145,10 @@ def build_strategy(
 ) -> MTOStrategy:
     regs = _registries(registries)
     cls, cfg = _component(regs.strategies, "strategy", config)
-    strategy = cls.from_registries(cfg, tasks=tuple(tasks), registries=regs)
+    seen = regs.as_seen_by(regs.strategies.entry(str(config.strategy.name)))  # a base it names: the owner it depends on
+    strategy = cls.from_registries(cfg, tasks=tuple(tasks), registries=seen)
     if strategy.needs is Need.REPRESENTATION and not model.has_shared_representation:
-        with_z = [n for n in regs.archs.list() if regs.archs.get(n).has_shared_representation]
+        with_z = [n for n, e in regs.archs.listing() if e.obj.has_shared_representation]
         raise ConfigError(
             f"strategy {config.strategy.name!r} needs a single shared representation, but architecture "
             f"{config.arch.name!r} has none; use one of: {', '.join(with_z) or 'none installed'}"

@@ -2,7 +2,10 @@
 
 A checkpoint is written to a temporary file in the target directory,
 fsynced, then ``os.replace``d over the old one (Ignite's DiskSaver): a writer
-killed half-way leaves the previous checkpoint intact. Files are loaded with
+killed half-way leaves the previous checkpoint intact (and a ``.NAME.*.tmp``
+file, which resuming the run removes). Files get the permissions the user's
+umask gives new files, as ``open`` would. A write that fails (disk full,
+permission) is a :class:`CheckpointError` naming the file. Files are loaded with
 ``torch.load(weights_only=True)``; anything that is not an mtlx checkpoint is
 reported, never overwritten.
 """
@@ -18,23 +21,49 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT", "atomic_write_text", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "TEMPORARY", "atomic_write_text", "load_checkpoint", "save_checkpoint", "write_error"]
 
 FORMAT = "mtlx-checkpoint-v1"
+#: The glob of the temporary files an atomic write leaves when it is killed half-way.
+TEMPORARY = ".*.tmp"
+
+
+def write_error(path: str | os.PathLike[str], error: OSError) -> CheckpointError:
+    """One line for a failed write: ``cannot write PATH: No space left on device``."""
+    return CheckpointError(f"cannot write {path}: {error.strerror or error}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = _os_error(error)
+        if cause is not None:
+            raise write_error(path, cause) from None
         raise
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind ``error`` (torch.save reports a failed write as a RuntimeError in its context)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

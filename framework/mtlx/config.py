@@ -11,6 +11,7 @@ checked against the component's own attrs ``Config`` when it is built.
 
 from __future__ import annotations
 
+import math
 import tomllib
 import types
 import typing
@@ -33,11 +34,34 @@ __all__ = [
     "flatten",
     "load_toml",
     "parse_override",
+    "read_run_id",
     "resolve",
 ]
 
 COMPONENT_SECTIONS = ("strategy", "dataset", "arch", "backbone", "head")
+#: The table of a run's ``config.toml`` that records the run (its id), not the experiment: never a config layer.
+RUN_TABLE = "run"
 _in = attrs.validators.in_
+_ge, _gt, _lt, _optional = attrs.validators.ge, attrs.validators.gt, attrs.validators.lt, attrs.validators.optional
+
+
+def _finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"'{attribute.name}' must be finite: {value!r}")
+
+
+def _trainable_device(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """A device torch can parse and train on; whether it exists here is checked when the run starts."""
+    if value == "auto":
+        return
+    import torch  # only when a device is named: the config module stays light
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"invalid --device {value!r} (auto, cpu, cuda, cuda:1, mps, ...)") from None
+    if device.type == "meta":
+        raise ValueError("--device meta cannot train: meta tensors hold no data (use cpu or cuda)")
 
 
 @attrs.frozen(kw_only=True)
@@ -52,33 +76,38 @@ class ComponentConfig:
 class TrainConfig:
     """Training-loop settings shared by every strategy and dataset."""
 
-    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    batch_size: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    epochs: int = attrs.field(default=10, validator=_ge(1))
+    batch_size: int = attrs.field(default=32, validator=_ge(1))
     #: drop the last incomplete training batch (BatchNorm on image-level pooling fails on a batch of one)
     drop_last: bool = False
-    eval_batch_size: int | None = None
-    lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
-    weight_decay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    #: evaluation batch size (None: batch_size)
+    eval_batch_size: int | None = attrs.field(default=None, validator=_optional(_ge(1)))
+    lr: float = attrs.field(default=1e-3, validator=[_gt(0), _finite])
+    weight_decay: float = attrs.field(default=0.0, validator=[_ge(0), _finite])
     optimizer: str = attrs.field(default="adam", validator=_in(("adam", "adamw", "sgd")))
-    momentum: float = 0.9
+    #: SGD momentum, in [0, 1)
+    momentum: float = attrs.field(default=0.9, validator=[_ge(0), _lt(1)])
     scheduler: str = attrs.field(default="none", validator=_in(("none", "step", "cosine")))
-    step_size: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-    gamma: float = 0.5
+    step_size: int = attrs.field(default=100, validator=_ge(1))
+    #: StepLR's factor, > 0
+    gamma: float = attrs.field(default=0.5, validator=[_gt(0), _finite])
     seed: int = 0
-    device: str = "auto"
+    device: str = attrs.field(default="auto", validator=_trainable_device)
     #: CPU threads for torch (None: torch's default); 1 is often fastest for small models on a busy machine
-    threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    threads: int | None = attrs.field(default=None, validator=_optional(_ge(1)))
     precision: str = attrs.field(default="fp32", validator=_in(("fp32", "bf16", "fp16")))
     loss_transform: str = attrs.field(default="none", validator=_in(("none", "log")))
-    num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    num_workers: int = attrs.field(default=0, validator=_ge(0))
     data_root: str | None = None
-    max_steps: int | None = None
-    eval_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    log_every: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    checkpoint_every: int | None = None
+    max_steps: int | None = attrs.field(default=None, validator=_optional(_ge(1)))
+    eval_every: int = attrs.field(default=1, validator=_ge(1))
+    log_every: int = attrs.field(default=10, validator=_ge(1))
+    checkpoint_every: int | None = attrs.field(default=None, validator=_optional(_ge(1)))
     on_nonfinite: str = attrs.field(default="stop", validator=_in(("stop", "skip")))
+    #: with on_nonfinite = "skip": stop (exit 6) after this many skipped steps in a row
+    max_consecutive_skips: int = attrs.field(default=10, validator=_ge(1))
     #: clip the global gradient norm before the optimiser step (Nash-MTL/FAMO originals use 1.0)
-    max_grad_norm: float | None = None
+    max_grad_norm: float | None = attrs.field(default=None, validator=_optional([_gt(0), _finite]))
     #: per-task gradients w.r.t. the shared parameters: ``loop`` (T backward passes), ``two-stage`` (T
     #: gradients down to Z, one vmapped pass into the encoder) or ``auto`` (the faster one measured per device)
     per_task_grads: str = attrs.field(default="auto", validator=_in(METHODS))
@@ -108,8 +137,10 @@ class RunConfig:
         out["train"] = {k: v for k, v in attrs.asdict(self.train).items() if v is not None}
         return out
 
-    def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+    def to_toml(self, run_id: str | None = None) -> str:
+        """The TOML text; with ``run_id``, a leading ``[run]`` table that binds the file to its run's checkpoints."""
+        record = {RUN_TABLE: {"id": run_id}} if run_id is not None else {}
+        return tomli_w.dumps({**record, **self.to_dict()})
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -126,16 +157,31 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config TOML file into flat ``section.key`` overrides."""
-    path = Path(path)
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config TOML file into flat ``section.key`` overrides (a run's ``[run]`` record is left out)."""
+    path = Path(path)
+    data = _read_toml(path)
+    data.pop(RUN_TABLE, None)
     return flatten(data, where=str(path))
+
+
+def read_run_id(path: str | Path) -> str | None:
+    """The run id a run's ``config.toml`` records (None for runs written before ids existed)."""
+    record = _read_toml(Path(path)).get(RUN_TABLE)
+    return str(record["id"]) if isinstance(record, Mapping) and "id" in record else None
 
 
 def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:

@@ -18,7 +18,9 @@ from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from .errors import DataError
 
-__all__ = ["DATA_ENV", "EpochLoader", "MultiInputLoader", "make_loader", "require_files", "resolve_root"]
+__all__ = [
+    "DATA_ENV", "EpochLoader", "MultiInputLoader", "make_loader", "require_files", "resolve_root", "worker_message",
+]
 
 DATA_ENV = "MTLX_DATA"
 
@@ -93,6 +95,22 @@ def make_loader(
     )
 
 
+def worker_message(error: BaseException) -> str | None:
+    """The original message of an error a DataLoader worker raised, else None.
+
+    torch re-raises a worker's exception in the main process as the same type with the text
+    ``Caught X in DataLoader worker process N. Original Traceback ...`` and the worker's whole
+    traceback; the last line, ``module.X: message``, is what the dataset said.
+    """
+    text = str(error)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return None
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    name = type(error).__name__
+    head, sep, rest = last.partition(": ")
+    return rest if sep and head.rsplit(".", 1)[-1] == name else last
+
+
 class EpochLoader:
     """The training loader: a shuffle that depends only on ``(seed, epoch)``, sharded over processes.
 
@@ -100,7 +118,10 @@ class EpochLoader:
     seeded permutation, so the global batch of step ``i`` holds the same
     samples whatever the number of processes (1 included) and a resumed run
     continues with the exact next batch. ``state_dict`` holds the epoch and
-    the position inside it.
+    the position inside it. Starting an epoch draws the DataLoader's base seed
+    from torch's global RNG; an epoch resumed mid-way leaves that RNG as it
+    finds it, since the checkpoint's RNG state already holds the draw of the
+    epoch's start (otherwise every later draw, dropout's, would shift).
     """
 
     def __init__(
@@ -124,14 +145,20 @@ class EpochLoader:
         )
         self.epoch = 0
         self._mid_epoch = False
+        self._resumed_mid_epoch = False
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
         self.sampler.set_epoch(self.epoch)
+        rng = torch.get_rng_state() if self._resumed_mid_epoch else None
+        batches = iter(self.loader)
+        if rng is not None:
+            torch.set_rng_state(rng)
+            self._resumed_mid_epoch = False
         self._mid_epoch = True
-        yield from self.loader
+        yield from batches
         self._mid_epoch = False
         self.epoch += 1
 
@@ -143,6 +170,7 @@ class EpochLoader:
         self.epoch = int(state["epoch"])
         if state["loader"] is not None:
             self.loader.load_state_dict(state["loader"])
+        self._resumed_mid_epoch = state["loader"] is not None
 
 
 class MultiInputLoader:

@@ -7,10 +7,12 @@ needs the traceback (``--debug`` shows it).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 __all__ = [
     "CheckpointError",
+    "ComponentError",
     "ConfigError",
     "DataError",
     "MtlxError",
@@ -19,6 +21,7 @@ __all__ = [
     "PluginLoadError",
     "RunInterrupted",
     "UnknownComponentError",
+    "component_failed",
     "did_you_mean",
 ]
 
@@ -56,6 +59,24 @@ class PluginLoadError(PluginError):
         )
 
 
+class ComponentError(PluginError):
+    """A component (strategy, dataset, meter, model, handler) raised while a run used it.
+
+    The message names the component and the distribution it comes from; the
+    component's own exception is the ``__cause__`` (``mtlx --debug`` shows its traceback).
+    """
+
+
+def component_failed(label: str, where: str, error: BaseException, message: str | None = None) -> ComponentError:
+    """``label`` (e.g. ``strategy 'ew' (mtlx-baselines==0.1.0 (baselines))``) raised ``error`` ``where``.
+
+    ``message`` replaces the error's own text (a DataLoader worker's error, unwrapped); one line either way.
+    """
+    text = (message if message is not None else str(error)).strip().splitlines()
+    cause = f"{type(error).__name__}: {text[-1] if text else ''}".rstrip(": ")
+    return ComponentError(f"{label} raised {where}: {cause} (mtlx --debug ... shows the traceback)")
+
+
 class UnknownComponentError(ConfigError):
     """A component name (strategy, dataset, ...) is not registered."""
 
@@ -79,12 +100,19 @@ class NonFiniteLossError(MtlxError):
 
 
 class RunInterrupted(MtlxError):
-    """SIGINT/SIGTERM stopped the run after writing a resumable checkpoint."""
+    """SIGINT/SIGTERM stopped the run: after writing a resumable checkpoint, or during start-up before anything."""
 
     exit_code = 130
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for close matches of ``name``, else ``""``."""
-    matches = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    """Return ``"; did you mean 'x'?"`` for close matches of ``name``, else ``""``.
+
+    Case and separators are ignored first (``RepMTL`` and ``rep_mtl`` mean ``rep-mtl``), then difflib's ratio.
+    """
+    folded = {c.lower(): c for c in candidates}
+    bare = re.sub(r"[-_.\s]+", "", name.lower())
+    same = [c for key, c in folded.items() if re.sub(r"[-_.\s]+", "", key) == bare]
+    close = [folded[m] for m in difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)]
+    matches = list(dict.fromkeys([*same, *close]))[:3]
     return f"; did you mean {' or '.join(map(repr, matches))}?" if matches else ""

@@ -19,25 +19,58 @@ optimiser steps::
     mtl.end_epoch()                      # per-epoch strategies (DWA, GradNorm)
 
 The strategy's cross-step state is in ``mtl.state_dict()`` for the user's checkpoint.
+
+A user's loop has none of the engine's guarantees about what it hands over, so :class:`MTL` checks its
+arguments before any ``.grad`` is written and refuses misuse with one line naming the argument and task
+(:class:`~mtlx.errors.ConfigError`): a strategy fed a wrong ``features`` or a non-scalar loss would
+otherwise run on quietly (Rep-MTL becomes EW) or fail deep inside torch.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
 from . import distributed
 from .build import strategy_by_name
-from .errors import ConfigError
+from .engine.step import nonfinite_message
+from .errors import CheckpointError, ConfigError, NonFiniteLossError
 from .gradients import METHODS
 from .interfaces import EncoderHeads, MTOStrategy, Need, StepContext, StepResult
 
-__all__ = ["MTL"]
+__all__ = ["EPOCH_WARNING_STEPS", "MTL", "SkippedStep"]
 
 Parameters = nn.Module | Iterable[nn.Parameter]
+
+#: steps without ``end_epoch`` after which a strategy with an epoch hook warns, unless ``steps_per_epoch`` is given
+EPOCH_WARNING_STEPS = 1000
+#: what ``MTL(nonfinite=...)`` does with a NaN/Inf loss
+NONFINITE = ("raise", "skip")
+_PASS_FEATURES = "pass features=z, the tensor the heads read (z = shared(x), each loss from heads[task](z))"
+#: how a user's loop provides what a strategy may find missing in its step (StepContext.missing)
+_HOW_TO_PROVIDE = {
+    "recompute_losses": "pass recompute_losses= (a no-grad re-forward of the same batch: lambda: {task: loss}) "
+                        "to MTL.backward",
+}
+
+
+@attrs.frozen
+class SkippedStep(StepResult):
+    """What :meth:`MTL.backward` returns under ``nonfinite="skip"`` for a step with a NaN/Inf loss.
+
+    No ``.grad`` was written and the strategy saw nothing (``mtl.step()`` after it only counts the step);
+    ``reason`` is the warning's text. After ``optimizer.zero_grad()`` (``set_to_none=True``, torch's
+    default) an optimiser step leaves every parameter as it is; with zeroed ``.grad`` tensors momentum
+    would still move them, so skip ``optimizer.step()`` on ``isinstance(result, SkippedStep)``.
+    """
+
+    reason: str = ""
 
 
 def _as_module(params: Parameters) -> nn.Module:
@@ -47,6 +80,63 @@ def _as_module(params: Parameters) -> nn.Module:
     holder = nn.Module()
     holder.params = nn.ParameterList(list(params))
     return holder
+
+
+def _task_names(tasks: Sequence[str]) -> tuple[str, ...]:
+    """``tasks`` as a tuple of distinct names; a bare string is one mistake away from one task per letter."""
+    if isinstance(tasks, str):
+        raise ConfigError(f"mtlx.MTL: tasks must be a sequence of task names ([{tasks!r}]), not the string {tasks!r}")
+    if not isinstance(tasks, Iterable):
+        raise ConfigError(f"mtlx.MTL: tasks must be a sequence of task names, got {type(tasks).__name__}")
+    names = tuple(tasks)
+    if not names or not all(isinstance(t, str) for t in names):
+        raise ConfigError(f"mtlx.MTL: tasks must be a non-empty sequence of task names (str), got {list(names)!r}")
+    if twice := sorted({t for t in names if names.count(t) > 1}):
+        raise ConfigError(f"mtlx.MTL: tasks has {', '.join(map(repr, twice))} twice")
+    return names
+
+
+def _differences(given: Iterable[str], expected: Sequence[str]) -> str:
+    """``missing: 'a'; unknown: 'b'`` between the names ``given`` and the ``expected`` ones."""
+    given = list(given)
+    missing = [repr(t) for t in expected if t not in given]
+    unknown = [repr(t) for t in given if t not in expected]
+    return f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}"
+
+
+def _check_disjoint(parts: Mapping[str, nn.Module]) -> None:
+    """No parameter in two parts (shared, heads[t]): each part's gradient is written by its own rule."""
+    owner: dict[int, tuple[str, str]] = {}
+    for part, module in parts.items():
+        for name, p in module.named_parameters():
+            first_part, first_name = owner.setdefault(id(p), (part, name))
+            if first_part != part:
+                raise ConfigError(
+                    f"mtlx.MTL: parameter {first_name!r} of {first_part} is also in {part} (as {name!r}); "
+                    "each parameter belongs to shared or to one head"
+                )
+
+
+def _reaches(loss: torch.Tensor, edge: torch.autograd.graph.GradientEdge) -> bool:
+    """Whether ``loss``'s autograd graph reads the tensor whose gradient edge is ``edge``.
+
+    A walk of the graph's nodes from ``loss.grad_fn`` (no backward, no buffers touched) that stops
+    where it meets the edge; a loss that does not read the tensor is walked whole.
+    """
+    root = loss.grad_fn
+    if root is None:
+        return False
+    seen, stack = {root}, [root]
+    while stack:
+        for node, output_nr in stack.pop().next_functions:
+            if node is None:
+                continue
+            if node is edge.node and output_nr == edge.output_nr:
+                return True
+            if node not in seen:
+                seen.add(node)
+                stack.append(node)
+    return False
 
 
 class _UserModel(EncoderHeads):
@@ -65,8 +155,15 @@ class MTL:
         name: an installed strategy (``mtlx list strategies``).
         tasks: the task names, in the order losses are given.
         shared: the shared (encoder) parameters, or the module holding them.
-        heads: ``{task: parameters or module}``: each task's own parameters.
+        heads: ``{task: parameters or module}`` (a dict or an ``nn.ModuleDict``): each task's own parameters,
+            none of them shared or in another head.
         per_task_grads: ``auto``, ``loop`` or ``two-stage`` (``train.per_task_grads``).
+        nonfinite: a NaN/Inf loss ``raise``s :class:`~mtlx.errors.NonFiniteLossError` (the task, step and
+            every loss named, as ``mtlx run`` does), or ``skip``: a warning, ``.grad`` left untouched, and
+            ``backward`` returns a :class:`SkippedStep`.
+        steps_per_epoch: for strategies with an epoch hook (DWA, GradNorm): warn once when more steps than
+            this pass without :meth:`end_epoch`; without it the warning comes after
+            :data:`EPOCH_WARNING_STEPS` steps.
         **options: the strategy's options (its ``Config`` fields), checked as ``-o strategy.<key>`` is.
     """
 
@@ -78,22 +175,37 @@ class MTL:
         shared: Parameters,
         heads: Mapping[str, Parameters],
         per_task_grads: str = "auto",
+        nonfinite: str = "raise",
+        steps_per_epoch: int | None = None,
         **options: Any,
     ):
-        self.tasks = tuple(tasks)
-        missing = [t for t in self.tasks if t not in heads]
-        if missing or set(heads) - set(self.tasks):
-            raise ConfigError(f"mtlx.MTL: heads must have one entry per task {list(self.tasks)}; got {sorted(heads)}")
+        self.tasks = _task_names(tasks)
+        if not isinstance(heads, Mapping | nn.ModuleDict):
+            raise ConfigError(f"mtlx.MTL: heads must be a mapping {{task: module or parameters}}, "
+                              f"got {type(heads).__name__}")
+        if set(heads) != set(self.tasks):
+            raise ConfigError(f"mtlx.MTL: heads must have one entry per task {list(self.tasks)}; "
+                              f"{_differences(heads, self.tasks)}")
         if per_task_grads not in METHODS:
             raise ConfigError(f"mtlx.MTL: per_task_grads must be one of {', '.join(METHODS)}, got {per_task_grads!r}")
+        if nonfinite not in NONFINITE:
+            raise ConfigError(f"mtlx.MTL: nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+        if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+            raise ConfigError(f"mtlx.MTL: steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+        self.name = name
         self.strategy: MTOStrategy = strategy_by_name(name, options, self.tasks)
         self.model = _UserModel(self.tasks, shared, heads)
+        _check_disjoint({"shared": self.model.encoder, **{f"heads[{t!r}]": self.model.heads[t] for t in self.tasks}})
         self.per_task_grads = per_task_grads
+        self.nonfinite = nonfinite
+        self.steps_per_epoch = steps_per_epoch
         self.iteration = 0
         self.epoch = 0
         self._epoch_sums = dict.fromkeys(self.tasks, 0.0)
         self._epoch_steps = 0
         self._last: StepContext | None = None
+        self._per_epoch = self.strategy.uses_epoch_end
+        self._warned_epoch = False
 
     def parameters(self) -> list[nn.Parameter]:
         """The strategy's own learnable parameters (UW's log-variances): add them to your optimiser."""
@@ -103,30 +215,40 @@ class MTL:
         self,
         losses: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
         *,
-        features: torch.Tensor | None = None,
+        features: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
         loss_scale: float = 1.0,
         recompute_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None,
     ) -> StepResult:
         """Populate ``.grad`` of the shared, task and strategy parameters for this step (the engine's step).
 
+        Every argument is checked before any ``.grad`` is written: each loss a scalar tensor, named by
+        task (a dict in any order, or a list in task order); ``features``, when given, read by every loss
+        (a walk of each loss's autograd graph from ``loss.grad_fn`` until it meets ``features``, every
+        step: about 0.2-0.3 µs per node walked, i.e. per node of the heads' graphs; measured on the CPU:
+        3 µs for three linear heads, 1% of that tiny model's forward and backward, 40-60 µs for three
+        10-layer conv heads, 0.01%); the losses finite (``nonfinite``).
+
         Args:
             losses: ``{task: scalar}`` or the T scalars in task order.
             features: the shared representation Z the heads read (needed by representation-level
-                strategies such as rep-mtl and graddrop; lets the others use the two-stage gradients).
+                strategies such as rep-mtl and graddrop; lets the others use the two-stage gradients);
+                ``{task: Z_t}`` when each task reads its own input's Z.
             loss_scale: the AMP loss scale (``float(scaler.scale(torch.ones(())))``: ``get_scale()`` does not
                 initialise a fresh GradScaler, whose ``step`` then fails); ``.grad`` is then scaled as
                 ``scaler.scale(loss).backward()`` would leave it, so ``scaler.step(optimizer)`` unscales it.
             recompute_losses: a no-grad re-forward of the same batch, for strategies that need one
                 (FAMO's ``after_step``).
+
+        Returns:
+            The strategy's weights and diagnostics, or a :class:`SkippedStep` (``nonfinite="skip"``).
         """
-        named = dict(zip(self.tasks, losses, strict=True)) if not isinstance(losses, Mapping) else dict(losses)
-        if list(named) != list(self.tasks):
-            raise ConfigError(f"mtlx.MTL.backward: losses for tasks {list(named)}, expected {list(self.tasks)}")
-        if features is None and self.strategy.needs is Need.REPRESENTATION:
-            raise ConfigError(
-                f"strategy {type(self.strategy).__name__} works on the shared representation: "
-                "pass features=z (the tensor the heads read) to MTL.backward"
-            )
+        named = self._named_losses(losses)
+        self._check_features(named, features)
+        if recompute_losses is not None and not callable(recompute_losses):
+            raise ConfigError(f"mtlx.MTL.backward: recompute_losses must be a function returning {{task: loss}}, "
+                              f"got {type(recompute_losses).__name__}")
+        if (skipped := self._nonfinite(named)) is not None:
+            return skipped
         step = StepContext(
             model=self.model,
             losses=named,
@@ -136,6 +258,7 @@ class MTL:
             loss_scale=loss_scale,
             recompute_losses=torch.no_grad()(recompute_losses) if recompute_losses is not None else None,
             grad_method=self.per_task_grads,
+            how_to_provide=_HOW_TO_PROVIDE,
         )
         result = self.strategy.backward(step)
         self.per_task_grads = step.grad_method  # a two-stage fallback sticks: it is not retried every step
@@ -145,7 +268,91 @@ class MTL:
         for t, loss in named.items():
             self._epoch_sums[t] += float(loss.detach())
         self._epoch_steps += 1
+        self._warn_without_epochs()
         return result
+
+    def _named_losses(self, losses: Any) -> dict[str, torch.Tensor]:
+        """``{task: scalar tensor}`` in task order, or one line saying which task's loss is wrong."""
+        where = "mtlx.MTL.backward"
+        if isinstance(losses, torch.Tensor):
+            raise ConfigError(f"{where}: losses must be {{task: loss}} or the {len(self.tasks)} losses in task "
+                              f"order, not one tensor of shape {tuple(losses.shape)}")
+        if isinstance(losses, Mapping):
+            if set(losses) != set(self.tasks):
+                raise ConfigError(f"{where}: losses must be keyed by the tasks {list(self.tasks)}; "
+                                  f"{_differences(losses, self.tasks)}")
+            named = {t: losses[t] for t in self.tasks}
+        elif isinstance(losses, Iterable) and not isinstance(losses, str):
+            values = list(losses)
+            if len(values) != len(self.tasks):
+                raise ConfigError(f"{where}: got {len(values)} losses for {len(self.tasks)} tasks {list(self.tasks)}")
+            named = dict(zip(self.tasks, values, strict=True))
+        else:
+            raise ConfigError(f"{where}: losses must be {{task: loss}} or a list in task order, "
+                              f"got {type(losses).__name__}")
+        for t, loss in named.items():
+            if not isinstance(loss, torch.Tensor):
+                raise ConfigError(f"{where}: the loss of task {t!r} is a {type(loss).__name__}, "
+                                  "expected a scalar tensor")
+            if loss.dim() != 0:
+                raise ConfigError(f"{where}: the loss of task {t!r} has shape {tuple(loss.shape)}, "
+                                  "expected a scalar (reduce it, e.g. .mean())")
+        return named
+
+    def _check_features(self, losses: Mapping[str, torch.Tensor], features: Any) -> None:
+        """Every loss reads ``features`` (its task's entry for ``{task: Z_t}``): what strategies read through it."""
+        where = "mtlx.MTL.backward"
+        if features is None:
+            if self.strategy.needs is Need.REPRESENTATION:
+                raise ConfigError(f"{where}: strategy {self.name!r} works on the shared representation: "
+                                  f"{_PASS_FEATURES} to MTL.backward")
+            return
+        if isinstance(features, Mapping):
+            if set(features) != set(self.tasks):
+                raise ConfigError(f"{where}: features {{task: Z_t}} must have one entry per task; "
+                                  f"{_differences(features, self.tasks)}")
+            read = dict(features)
+        else:
+            read = dict.fromkeys(self.tasks, features)
+        for t, z in read.items():
+            if not isinstance(z, torch.Tensor):
+                raise ConfigError(f"{where}: features must be a tensor, got {type(z).__name__}; {_PASS_FEATURES}")
+            if not z.requires_grad:
+                raise ConfigError(f"{where}: features does not require grad (detached, or not computed from "
+                                  f"the shared parameters); {_PASS_FEATURES}")
+        edges = {id(z): torch.autograd.graph.get_gradient_edge(z) for z in read.values()}
+        for t, loss in losses.items():
+            if not _reaches(loss, edges[id(read[t])]):
+                raise ConfigError(f"{where}: the loss of task {t!r} does not depend on features (a second forward, "
+                                  f"or a tensor its head does not read); {_PASS_FEATURES}")
+
+    def _nonfinite(self, losses: Mapping[str, torch.Tensor]) -> SkippedStep | None:
+        """The engine's guard: a NaN/Inf loss (on any process) raises, or skips the step with a warning."""
+        finite = torch.stack([v.detach().float() for v in losses.values()]).isfinite().float()
+        if distributed.is_distributed():  # every process must take the same decision (the gradient sync)
+            finite = distributed.all_reduce_mean(finite)  # < 1 where a loss is NaN/Inf on some process
+        bad = next((t for t, ok in zip(losses, finite.tolist(), strict=True) if ok < 1.0), None)
+        if bad is None:
+            return None
+        value = float(losses[bad].detach())
+        what = f"the loss of task {bad!r} is {value if not math.isfinite(value) else 'NaN/Inf on another process'}"
+        message = nonfinite_message(self.iteration + 1, self.epoch, what, losses)
+        if self.nonfinite == "raise":
+            raise NonFiniteLossError(f"{message}. Lower the learning rate or pass nonfinite='skip' to mtlx.MTL.")
+        warnings.warn(f"skipping {message}", RuntimeWarning, stacklevel=3)
+        return SkippedStep(reason=message)
+
+    def _warn_without_epochs(self) -> None:
+        """Once: a strategy with an epoch hook that sees no end_epoch keeps its first epoch's weights for ever."""
+        limit = self.steps_per_epoch or EPOCH_WARNING_STEPS
+        if not self._per_epoch or self._warned_epoch or self._epoch_steps <= limit:
+            return
+        self._warned_epoch = True
+        how = (f"(steps_per_epoch={self.steps_per_epoch})" if self.steps_per_epoch else
+               f"(pass steps_per_epoch= to mtlx.MTL if your epochs are longer than {EPOCH_WARNING_STEPS} steps)")
+        warnings.warn(f"mtlx.MTL: strategy {self.name!r} updates once per epoch, but there was no "
+                      f"mtl.end_epoch() in {self._epoch_steps} steps {how}; call it at the end of each epoch",
+                      UserWarning, stacklevel=3)
 
     def step(self) -> None:
         """After ``optimizer.step()``: the strategy's ``after_step`` (e.g. FAMO's weight update)."""
@@ -165,8 +372,10 @@ class MTL:
         self._epoch_steps = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything to continue exactly: the strategy's state and the step/epoch counters."""
+        """Everything to continue exactly: the strategy (named) and its state, the step/epoch counters."""
         return {
+            "strategy_name": self.name,
+            "strategy_class": _qualified(type(self.strategy)),
             "strategy": self.strategy.state_dict(),
             "iteration": self.iteration,
             "epoch": self.epoch,
@@ -175,8 +384,28 @@ class MTL:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.strategy.load_state_dict(state["strategy"])
+        """Continue from :meth:`state_dict`; another strategy's state is refused, naming both.
+
+        A state saved before the strategy was stored in it (no ``strategy_name``) loads when it fits.
+        """
+        where = "mtlx.MTL.load_state_dict"
+        if "strategy" not in state:
+            raise CheckpointError(f"{where}: not an mtlx.MTL state_dict (no 'strategy' entry; keys: {sorted(state)})")
+        saved = state.get("strategy_class")
+        if saved is not None and saved != _qualified(type(self.strategy)):
+            raise CheckpointError(f"{where}: the state of strategy {state.get('strategy_name')!r} ({saved}) "
+                                  f"cannot be loaded: this MTL runs {self.name!r}")
+        try:
+            self.strategy.load_state_dict(state["strategy"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as error:
+            raise CheckpointError(f"{where}: the state does not fit strategy {self.name!r} "
+                                  f"({type(error).__name__}: {error}); was it saved with another strategy "
+                                  "or other options?") from error
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
         self._epoch_sums = dict(state["epoch_sums"])
         self._epoch_steps = int(state["epoch_steps"])
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,54 +1,70 @@
 """``mtlx run`` as a function: run directory, engine, handlers, training, results.
 
-A run directory holds ``config.toml`` (the resolved config), ``metrics.jsonl``,
-``last.pt`` / ``best.pt`` and ``results.json``. An existing run is never
-overwritten: continue it with ``resume=True`` or choose another directory.
+A run directory holds ``config.toml`` (the resolved config and the run's id),
+``metrics.jsonl``, ``last.pt`` / ``best.pt`` and ``results.json``. An existing
+run is never overwritten: continue it with ``resume=True`` or choose another
+directory. :func:`train` starts in two phases (:mod:`mtlx.rundir`): everything
+that can fail is built and checked before the directory is made; a failure
+after that leaves a directory that a resume continues (from step 0 if no
+checkpoint was written yet).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import __version__, distributed
+from . import __version__, distributed, rundir
 from .build import Components, build
-from .checkpoint import atomic_write_text, load_checkpoint
-from .config import RunConfig, TrainConfig
+from .checkpoint import atomic_write_text, load_checkpoint, write_error
+from .config import RunConfig, TrainConfig, read_run_id
 from .data import EpochLoader, MultiInputLoader, make_loader
 from .engine import Engine, State
 from .errors import CheckpointError, ConfigError, RunInterrupted
 from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
-from .jsonutil import dumps
 from .hooks import get_plugin_manager
+from .jsonutil import dumps
+from .rundir import RUN_FILES
 from .threads import torch_threads
 
-__all__ = ["RUN_FILES", "check_resumable", "create_engine", "make_engine", "make_optimizer", "prepare_run_dir", "seed_everything", "select_device", "train"]
-
-#: Files whose presence marks a directory as holding a run.
-RUN_FILES = ("config.toml", "last.pt", "best.pt", "results.json", "metrics.jsonl")
+__all__ = [
+    "RUN_FILES", "check_resumable", "create_engine", "interrupt_on_signals", "make_engine", "make_optimizer",
+    "prepare_run_dir", "seed_everything", "select_device", "train",
+]
 
 
 def select_device(spec: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch."""
+    """``auto`` picks CUDA when available, else CPU; anything else must exist on this machine and hold data."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError as error:
         raise ConfigError(f"invalid --device {spec!r}: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec} requested but CUDA is not available on this machine")
+    if device.type == "meta":
+        raise ConfigError("--device meta cannot train: meta tensors hold no data (use cpu or cuda)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {spec} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
+    elif device.type != "cpu":
+        backend = getattr(torch, device.type, None)
+        if not (backend is not None and getattr(backend, "is_available", lambda: False)()):
+            raise ConfigError(f"--device {spec} requested but {device.type} is not available on this machine")
     return device
 
 
@@ -59,12 +75,14 @@ def seed_everything(seed: int) -> None:
 
 
 def check_resumable(run_dir: str | Path) -> Path:
-    """The ``config.toml`` of a run that can be resumed, or a :class:`CheckpointError` saying why not."""
+    """The ``config.toml`` of a run that can be resumed, or a :class:`CheckpointError` saying why not.
+
+    A run that stopped before its first checkpoint (config.toml, no last.pt) resumes from step 0.
+    """
     run_dir = Path(run_dir)
-    for name in ("config.toml", "last.pt"):
-        if not (run_dir / name).is_file():
-            what = "does not exist" if not run_dir.exists() else f"has no {name}"
-            raise CheckpointError(f"cannot resume {run_dir}: it {what} (is it a run directory of mtlx run?)")
+    if not (run_dir / "config.toml").is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.toml"
+        raise CheckpointError(f"cannot resume {run_dir}: it {what} (is it a run directory of mtlx run?)")
     return run_dir / "config.toml"
 
 
@@ -80,12 +98,17 @@ def _nothing_left(engine: Engine) -> str | None:
     return None
 
 
-def _record_resume(run_dir: Path, config: RunConfig, changes: Mapping[str, Any], step: int) -> None:
+def _record_resume(run_dir: Path, config: RunConfig, run_id: str | None, changes: Mapping[str, Any],
+                   step: int) -> None:
     """config.toml holds the final values; resumes.jsonl one line per resume that changed options."""
-    atomic_write_text(run_dir / "config.toml", config.to_toml())
+    atomic_write_text(run_dir / "config.toml", config.to_toml(run_id=run_id))
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at_step": step, "changed": dict(changes)}
-    with open(run_dir / "resumes.jsonl", "a", encoding="utf-8") as log:
-        log.write(dumps(record) + "\n")
+    path = run_dir / "resumes.jsonl"
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(dumps(record) + "\n")
+    except OSError as error:
+        raise write_error(path, error) from None
 
 
 def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
@@ -98,12 +121,7 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config.dataset.name}-{config.strategy.name}-{stamp}"
     run_dir = Path(out)
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if existing:
-        raise CheckpointError(
-            f"run directory {run_dir} already holds a run ({', '.join(existing)}); "
-            f"continue it with --resume {run_dir} or choose another --out"
-        )
+    rundir.refuse_existing_run(run_dir)
     return run_dir
 
 
@@ -123,6 +141,27 @@ def make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Op
         return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum)
     cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=train.lr)
+
+
+def _checkpoint_bytes(engine: Engine, train: TrainConfig) -> int:
+    """About the size of one checkpoint: the model's state, and the optimiser's per-parameter state
+    (Adam: two moments; SGD with momentum: one buffer) over the parameters it steps."""
+    model = sum(t.numel() * t.element_size() for t in engine.model.state_dict().values())
+    stepped = sum(p.numel() * p.element_size() for p in engine.trainable_parameters())
+    slots = 2 if train.optimizer in ("adam", "adamw") else int(train.momentum > 0)
+    return model + slots * stepped
+
+
+def _labels(config: RunConfig) -> dict[str, str]:
+    """How messages name the run's components: ``strategy 'ew' from mtlx-baselines==0.1.0 (baselines)``."""
+    registries = get_plugin_manager().registries
+
+    def label(section: str) -> str:
+        return registries.by_section[section].describe(getattr(config, section).name)
+
+    model = ", ".join(label(s) for s in ("arch", "backbone", "head"))
+    return {"strategy": label("strategy"), "dataset": label("dataset"), "meter": f"a meter of {label('dataset')}",
+            "model": f"the model ({model})"}
 
 
 def _make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
@@ -198,6 +237,7 @@ def make_engine(components: Components, train_loader: Any, eval_loaders: Mapping
         precision=cfg.precision,
         loss_transform=cfg.loss_transform,
         on_nonfinite=cfg.on_nonfinite,
+        max_consecutive_skips=cfg.max_consecutive_skips,
         baseline=components.dataset.baseline(),
         multi_input=components.dataset.multi_input,
         scheduler=_make_scheduler(cfg, optimizer),
@@ -212,20 +252,27 @@ def create_engine(
     *,
     progress: bool = False,
     tensorboard: bool = False,
+    run_id: str | None = None,
 ) -> Engine:
-    """The engine with the default handlers (LR schedule, evaluation, checkpoints, JSONL, progress)."""
+    """The engine with the default handlers (LR schedule, evaluation, JSONL, checkpoints, progress).
+
+    Nothing is written until it runs. Checkpoints carry ``run_id`` and the number of processes.
+    """
     cfg = components.config.train
     val, test = eval_splits(components)
     eval_loaders = {s: _loader(components, s, train=False) for s in {val, test} if s is not None}
     engine = make_engine(components, _loader(components, "train", train=True), eval_loaders)
-    meta = {"config": components.config.to_dict(), "versions": _versions()}
+    engine.labels = _labels(components.config)
+    meta = {"config": components.config.to_dict(), "versions": _versions(), "run_id": run_id,
+            "world_size": distributed.world_size()}
     engine.attach(LRSchedulerHandler())
     if distributed.is_main_process():  # only rank 0 evaluates, logs and writes checkpoints
         engine.attach(EvaluationHandler(val, every=cfg.eval_every))
         engine.attach(EpochLog(val, eval_every=cfg.eval_every))  # after the evaluation: its metrics are in the line
-        engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
+        # before the checkpoints: a checkpoint's state includes the records of its own step
         engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
                                   tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))
+        engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
         if progress:
             engine.attach(ProgressBar())
     get_plugin_manager().hook.mtlx_engine_created(engine=engine, config=components.config)
@@ -240,11 +287,15 @@ def train(
     resume_changes: Mapping[str, Any] | None = None,
     progress: bool = False,
     tensorboard: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate; write ``config.toml`` and ``results.json``; return the results.
 
-    A resumed run records the options it changed (``resume_changes``, see
-    :func:`mtlx.config.resume_config`) in config.toml and resumes.jsonl; one with
+    Phase 1 builds and checks everything, the directory's room for a checkpoint included, and writes
+    nothing; phase 2 claims the directory (:func:`mtlx.rundir.claim`), then calls ``on_start(step, epoch)``
+    (the start line: the directory exists now) and trains. A resumed run's checkpoint must be this run's
+    (its run id), from as many processes, and fit the model; it records the options it changed
+    (``resume_changes``, see :func:`mtlx.config.resume_config`) in config.toml and resumes.jsonl. One with
     no step left returns its results with ``nothing_to_do`` saying why.
     """
     with torch_threads(config.train.threads):  # restored afterwards: the caller's process is left as it was
@@ -252,33 +303,108 @@ def train(
         components = build(config)
         config = components.config  # with every default written out
         main = distributed.is_main_process()
-        if main and not resume:  # only now that everything is built and validated
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "config.toml", config.to_toml())
-        engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard)
-        if resume:
-            engine.load_state_dict(load_checkpoint(run_dir / "last.pt", map_location=engine.device)["engine"])
-            if main and resume_changes:
-                _record_resume(run_dir, config, resume_changes, engine.state.iteration)
-            reason = _nothing_left(engine)
-            if reason is not None and (run_dir / "results.json").is_file():
-                previous = json.loads((run_dir / "results.json").read_text())
-                return {**previous, "nothing_to_do": f"nothing left to do in {run_dir}: {reason}"}
-        start = time.perf_counter()
-        with _stop_on_signals(engine) as received:
-            engine.run()
-        if received:
-            raise RunInterrupted(
-                f"stopped by {received[0]} at step {engine.state.iteration}; a resumable checkpoint is in "
-                f"{run_dir / 'last.pt'}: continue with mtlx run --resume {run_dir}"
-            )
-        if not main:
-            return {}
-        results = _final_results(engine, components, run_dir)
-        results["train_time_s"] = round(time.perf_counter() - start, 2)
-        results["world_size"] = distributed.world_size()
-        atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
-        return results
+        run_id = read_run_id(run_dir / "config.toml") if resume else rundir.new_run_id()
+        engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard, run_id=run_id)
+        if main:
+            rundir.check_writable(run_dir, _checkpoint_bytes(engine, config.train))
+        held = rundir.claim(run_dir, new=not resume) if main else contextlib.nullcontext()
+        with held:
+            with _stop_on_signals(engine) as received:
+                if main and not resume:
+                    atomic_write_text(run_dir / "config.toml", config.to_toml(run_id=run_id))
+                if resume:
+                    _load_resume_state(engine, run_dir, run_id, config.train.epochs)
+                    if main and resume_changes:
+                        _record_resume(run_dir, config, run_id, resume_changes, engine.state.iteration)
+                    reason = _nothing_left(engine)
+                    if reason is not None and (run_dir / "results.json").is_file():
+                        previous = json.loads((run_dir / "results.json").read_text())
+                        return {**previous, "nothing_to_do": f"nothing left to do in {run_dir}: {reason}"}
+                if on_start is not None and main:
+                    on_start(engine.state.iteration, engine.state.epoch)
+                start = time.perf_counter()
+                engine.run()
+            if received:
+                raise RunInterrupted(
+                    f"stopped by {received[0]} at step {engine.state.iteration}; a resumable checkpoint is in "
+                    f"{run_dir / 'last.pt'}: continue with mtlx run --resume {run_dir}"
+                )
+            if not main:
+                return {}
+            with interrupt_on_signals(f"during the final evaluation; continue with mtlx run --resume {run_dir}"):
+                results = _final_results(engine, components, run_dir)
+                results["train_time_s"] = round(time.perf_counter() - start, 2)
+                results["world_size"] = distributed.world_size()
+                atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
+            return results
+
+
+def _load_own_checkpoint(path: Path, run_id: str | None, device: torch.device) -> dict[str, Any]:
+    """``path``, refused unless it belongs to the run whose config.toml says ``run_id`` (runs written before
+    run ids existed have none and are not checked)."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    if run_id is not None and checkpoint.get("run_id") != run_id:
+        raise CheckpointError(
+            f"{path} belongs to another run (run id {checkpoint.get('run_id')}, this run's config.toml says "
+            f"{run_id}): a checkpoint only continues the run that wrote it"
+        )
+    return checkpoint
+
+
+def _load_resume_state(engine: Engine, run_dir: Path, run_id: str | None, epochs: int) -> None:
+    """Restore ``run_dir``'s last.pt into ``engine`` with every check; without one, start from step 0
+    (a run that stopped before its first checkpoint) and drop the records of that attempt."""
+    path = run_dir / "last.pt"
+    if not path.is_file():
+        if distributed.is_main_process():
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return
+    checkpoint = _load_own_checkpoint(path, run_id, engine.device)
+    saved = checkpoint.get("world_size", distributed.world_size())  # older checkpoints did not record it
+    if saved != distributed.world_size():
+        how = f"with --nproc {saved}" if saved > 1 else "without --nproc"
+        raise ConfigError(
+            f"cannot resume {run_dir} with {distributed.world_size()} process(es): it was trained by {saved} "
+            f"process{'es' * (saved > 1)}; resume it {how} (the number of processes decides what each step sees)"
+        )
+    try:
+        engine.load_state_dict(checkpoint["engine"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
+        raise CheckpointError(f"{path} does not fit the model this run's config.toml builds: {detail}") from None
+    _follow_horizon(engine, epochs)
+
+
+def _follow_horizon(engine: Engine, epochs: int) -> None:
+    """A cosine schedule whose horizon grew (``--epochs`` on resume) continues as a run started with the new
+    horizon would: epoch e trains at eta_min + (base - eta_min)(1 + cos(pi e / epochs)) / 2."""
+    scheduler = engine.scheduler
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) or scheduler.T_max == epochs:
+        return
+    scheduler.T_max = epochs
+    factor = (1 + math.cos(math.pi * scheduler.last_epoch / epochs)) / 2
+    for group, base in zip(engine.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * factor
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(what: str) -> Iterator[None]:
+    """SIGINT/SIGTERM raise :class:`RunInterrupted` ``interrupted by SIGTERM <what>`` (exit 130, one line)
+    while the block runs: start-up, where nothing is written yet, and the final evaluation."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(f"interrupted by {signal.Signals(signum).name} {what}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 @contextlib.contextmanager
@@ -324,7 +450,8 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
         best_path = run_dir / "best.pt"
         if state.best is not None and best_path.is_file() and state.best["epoch"] != state.epoch - 1:
             final_weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
-            engine.model.load_state_dict(load_checkpoint(best_path, map_location=engine.device)["engine"]["model"])
+            run_id = read_run_id(run_dir / "config.toml")
+            engine.model.load_state_dict(_load_own_checkpoint(best_path, run_id, engine.device)["engine"]["model"])
             engine.evaluate(test, name=f"{test}@best")
             results.update(_evaluated(state, "test_at_best", f"{test}@best"))
             engine.model.load_state_dict(final_weights)

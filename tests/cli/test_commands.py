@@ -46,10 +46,10 @@ def test_a_plugin_cannot_replace_a_core_command(recwarn):
 
 
 def test_a_missing_catalogued_command_names_its_distribution(catalogue):
-    catalogue("fancy-tools", commands=["sweep"])
-    result = invoke_cli("sweep")
+    catalogue("fancy-tools", commands=["fancy-sweep"])
+    result = invoke_cli("fancy-sweep")
     assert result.exit_code == 2
-    assert "no command 'sweep'; it comes with mtlx-fancy-tools: pip install mtlx-fancy-tools" in result.output
+    assert "no command 'fancy-sweep'; it comes with mtlx-fancy-tools: pip install mtlx-fancy-tools" in result.output
 
 
 @click.command("interrupted")

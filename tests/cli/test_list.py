@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_list_shows_components_with_owner_and_missing_catalogue_entries(cli, catalogue):
     catalogue("fancy", datasets=["fancy-data"])
     result = cli("list")
@@ -128,3 +127,55 @@ def test_details_of_an_unknown_name_suggest_the_close_one(cli):
     result = cli("list", "--details", "toy-weightd")
     assert result.exit_code != 0
     assert "no component 'toy-weightd'; did you mean 'toy-weighted'?" in result.output
+
+
+def test_summaries_and_names_are_printed_verbatim_not_as_rich_markup(cli, monkeypatch):
+    import types
+
+    import attrs
+
+    import mtlx
+
+    class Bracketed(mtlx.LossWeighting):
+        """Weights [tasks] by [bold]importance[/bold] (see [1])."""
+
+        @attrs.frozen
+        class Config:
+            pass
+
+        def combine(self, losses, step):
+            return losses.sum(), losses
+
+    plugin = types.SimpleNamespace(mtlx_register=mtlx.hookimpl(lambda registry: registry.strategies.register(
+        "bracketed", Bracketed)))
+    monkeypatch.setenv("COLUMNS", "200")
+    mtlx.get_plugin_manager().register_object(plugin, "bracket-plugin")
+    result = cli("list", "strategies", "bracketed", toy=False)
+    assert result.exit_code == 0, result.output
+    assert "Weights [tasks] by [bold]importance[/bold] (see [1])." in " ".join(result.output.split())
+
+
+def test_an_undocumented_option_is_marked_in_the_details(cli, monkeypatch):
+    import types
+
+    import attrs
+
+    import mtlx
+
+    class Bare(mtlx.LossWeighting):
+        """Has an option nobody documented."""
+
+        @attrs.frozen
+        class Config:
+            scale: float = 1.0
+
+        def combine(self, losses, step):
+            return losses.sum(), losses
+
+    monkeypatch.setenv("COLUMNS", "200")
+    plugin = types.SimpleNamespace(mtlx_register=mtlx.hookimpl(lambda registry: registry.strategies.register(
+        "bare", Bare)))
+    mtlx.get_plugin_manager().register_object(plugin, "bare-plugin")
+    result = cli("list", "--details", "bare", toy=False)
+    assert result.exit_code == 0, result.output
+    assert "scale │ float │ 1.0 │ (undocumented)" in " ".join(result.output.split())

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
+from mtlx.checkpoint import load_checkpoint, save_checkpoint
+
 RUN = ("run", "-d", "toy", "-s", "toy-weighted", "-q")
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -74,3 +84,80 @@ def test_resume_of_a_folder_that_is_not_a_run_is_a_checkpoint_error(cli, tmp_pat
     result = cli("run", "--resume", str(target))
     assert result.exit_code == 4, result.output
     assert f"cannot resume {target}" in result.output
+
+
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_extending_a_cosine_schedule_follows_the_new_horizon(cli, tmp_path):
+    """Epoch e of a run extended to E epochs trains at lr·(1 + cos(π e / E)) / 2, as a run started with E would."""
+    out = tmp_path / "run"
+    options = ("-o", "train.scheduler=cosine", "-o", "train.log_every=1")
+    assert cli(*RUN, "--epochs", "2", *options, "--out", str(out)).exit_code == 0
+    result = cli("run", "--resume", str(out), "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    lr = {r["epoch"]: r["lr"] for r in _records(out) if r["event"] == "train"}
+    assert lr[0] == pytest.approx(1e-3) and lr[1] == pytest.approx(1e-3 * (1 + math.cos(math.pi / 2)) / 2)
+    assert lr[2] == pytest.approx(1e-3 * (1 + math.cos(2 * math.pi / 3)) / 2)  # 2.5e-4, not 0
+
+
+def test_a_checkpoint_from_another_run_is_refused(cli, stopped, tmp_path):
+    other = tmp_path / "other"
+    assert cli(*RUN, "--epochs", "2", "--max-steps", "6", "--out", str(other)).exit_code == 0
+    shutil.copy(other / "last.pt", stopped / "last.pt")
+    before = _files(stopped)
+    result = cli("run", "--resume", str(stopped), "--max-steps", "8")
+    assert result.exit_code == 4, result.output
+    assert f"{stopped / 'last.pt'} belongs to another run" in result.output and "Traceback" not in result.output
+    assert _files(stopped) == before
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(cli, stopped):
+    config = stopped / "config.toml"
+    config.write_text(config.read_text().replace("channels = 8", "channels = 4"))
+    result = cli("run", "--resume", str(stopped), "--max-steps", "8")
+    assert result.exit_code == 4, result.output
+    assert f"{stopped / 'last.pt'} does not fit the model" in result.output and "Traceback" not in result.output
+
+
+def test_a_different_number_of_processes_is_refused(cli, stopped):
+    """The checkpoint records the world size; a resume with another one would replay or skip samples."""
+    checkpoint = load_checkpoint(stopped / "last.pt")
+    assert checkpoint["world_size"] == 1
+    save_checkpoint(stopped / "last.pt", {**checkpoint, "world_size": 2})
+    result = cli("run", "--resume", str(stopped), "--max-steps", "8")
+    assert result.exit_code == 2, result.output
+    assert "was trained by 2 processes; resume it with --nproc 2" in result.output
+
+
+def test_out_with_resume_is_refused(cli, stopped, tmp_path):
+    result = cli("run", "--resume", str(stopped), "--out", str(tmp_path / "elsewhere"), "--max-steps", "8")
+    assert result.exit_code == 2, result.output
+    assert "--out cannot be given with --resume" in result.output
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_resume_after_sigkill_keeps_one_record_per_step_and_cleans_temporary_files(cli, tmp_path):
+    """Killed at step 6 (last.pt from step 4), resumed: the records are those of a run never killed."""
+    args = (*RUN, "--epochs", "3", "--threads", "1", "-o", "train.log_every=1")
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert cli(*args, "--out", str(clean)).exit_code == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXTURES), *sys.path]), "OMP_NUM_THREADS": "1",
+           "KILL_RANK": "0", "KILL_STEP": "6"}
+    done = subprocess.run([sys.executable, "-m", "mtlx", "--plugin", "mtlx.testing.plugin", "--plugin", "killer_plugin", *args, "--out", str(killed)],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert max(r["step"] for r in _records(killed)) == 6
+    (killed / ".last.pt.x1y2z3.tmp").write_bytes(b"PK\x03\x04 the half of a checkpoint")  # a writer killed mid-write
+    result = cli("run", "--resume", str(killed))
+    assert result.exit_code == 0, result.output
+    assert f"resuming {killed} at step 4 (epoch 2 of 3)" in result.output
+    assert not list(killed.glob(".*.tmp"))
+
+    def train(run_dir):
+        return [(r["step"], r["losses"]) for r in _records(run_dir) if r["event"] == "train"]
+
+    assert train(killed) == train(clean)
+    times = [r["time"] for r in _records(killed)]
+    assert times == sorted(times), "metrics.jsonl's time restarted on resume"

@@ -6,11 +6,13 @@ import json
 import sys
 import tomllib
 import types
+from pathlib import Path
 
 import pytest
 import torch
 
 from mtlx.checkpoint import load_checkpoint
+from mtlx.testing import invoke_cli
 
 RUN = ("run", "-d", "toy", "-s", "toy-weighted", "-q")
 
@@ -224,3 +226,60 @@ def test_every_run_flag_sets_the_config_key_of_its_name():
     keys = set(cli_settings(None, flags, ()))
     known = {f"train.{f.name}" for f in attrs.fields(TrainConfig)} | {f"{s}.name" for s in COMPONENT_SECTIONS}
     assert len(keys) == len(flags) and keys <= known | {"backbone.weights"}
+
+
+@pytest.fixture
+def faulty(monkeypatch):
+    """``mtlx`` in-process with the toy plugin and ``tests/fixtures/faulty_plugin.py``."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "fixtures"))
+    return lambda *args: invoke_cli("--plugin", "mtlx.testing.plugin", "--plugin", "faulty_plugin", *args)
+
+
+def _finite(run_dir):
+    engine = load_checkpoint(run_dir / "last.pt")["engine"]
+    return all(torch.isfinite(v).all() for v in engine["model"].values() if v.is_floating_point())
+
+
+def test_a_finite_loss_with_a_nonfinite_gradient_names_its_task(faulty, tmp_path):
+    out = tmp_path / "run"
+    result = faulty(*RUN, "-d", "toy-faulty", "--epochs", "2", "--out", out, "-o", "dataset.poison_task=reg1",
+                    "-o", "dataset.poison=grad", "-o", "dataset.poison_from=6", "-o", "dataset.poison_to=99")
+    assert result.exit_code == 6, result.output
+    assert "step 6 (epoch 1): the gradient of task 'reg1' is NaN/Inf" in result.output
+    assert load_checkpoint(out / "last.pt")["engine"]["state"]["iteration"] == 4 and _finite(out)
+
+
+def test_skip_mode_stops_after_too_many_consecutive_skipped_steps(faulty, tmp_path):
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="skipping step"):
+        result = faulty(*RUN, "-d", "toy-faulty", "--epochs", "3", "--on-nonfinite", "skip", "--out", out,
+                        "-o", "dataset.poison_task=seg0", "-o", "dataset.poison_from=3", "-o", "dataset.poison_to=99",
+                        "-o", "train.max_consecutive_skips=4")
+    assert result.exit_code == 6, result.output
+    assert "4 consecutive steps skipped (steps 3 to 6)" in result.output
+    assert "train.max_consecutive_skips" in result.output
+
+
+def test_nonfinite_batchnorm_statistics_stop_the_run_and_never_reach_a_checkpoint(tmp_path):
+    """SGD at lr 50 on digits: BN running_var overflows while the losses stay finite (exit 0 and inf in last.pt
+    before); now exit 6 naming the tensor, and no checkpoint holds a non-finite value."""
+    pytest.importorskip("mtlx_digits", reason="the BatchNorm model and the data come from mtlx-digits")
+    out = tmp_path / "run"
+    result = invoke_cli("run", "-s", "ew", "-d", "digits", "--epochs", "2", "--threads", "1", "-q",
+                        "-o", "dataset.train_size=256", "-o", "dataset.val_size=64", "-o", "dataset.test_size=64",
+                        "-o", "train.optimizer=sgd", "--lr", "50", "--out", out)
+    assert result.exit_code == 6, result.output
+    assert "is NaN/Inf" in result.output
+    assert not (out / "last.pt").exists() or _finite(out)
+    assert not (out / "best.pt").exists() or all(
+        torch.isfinite(v).all() for v in load_checkpoint(out / "best.pt")["engine"]["model"].values()
+        if v.is_floating_point())
+
+
+def test_huge_but_finite_gradients_are_not_called_nonfinite(faulty, tmp_path):
+    """Gradients ~1e20 are finite, though their squares overflow float32: a norm-based check called them NaN/Inf."""
+    out = tmp_path / "run"
+    result = faulty(*RUN, "-d", "toy-faulty", "--epochs", "1", "--out", out, "-o", "dataset.poison_task=reg1",
+                    "-o", "dataset.poison=huge", "-o", "dataset.poison_from=2", "-o", "dataset.poison_to=2")
+    assert result.exit_code == 0, result.output
+    assert _finite(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import types
+import warnings
 
 import pytest
 
@@ -54,14 +55,18 @@ def test_module_that_fails_to_import_is_reported_by_name():
     assert isinstance(error.cause, ModuleNotFoundError)
 
 
-def test_collision_between_plugins_names_both():
+def test_a_name_two_plugins_register_is_kept_for_both_and_neither_plugin_is_broken():
     pm = PluginManager(autoload=False)
     pm.register_object(_plugin(mtlx_register=_register("same")), "first")
     pm.register_object(_plugin(mtlx_register=_register("same")), "second")
-    with pytest.warns(RuntimeWarning, match="registered twice"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is broken, nothing to warn about
         regs = pm.registries
-    with pytest.raises(mtlx.PluginError, match=r"<local> \(first\) and <local> \(second\)"):
+    assert pm.broken == {}
+    with pytest.raises(mtlx.PluginError, match=r"^strategy 'same' is registered by 2 plugins, <local> \(first\) and "
+                       r"<local> \(second\): name one of 'first:same', 'second:same'$"):
         regs.strategies.get("same")
+    assert regs.strategies.entry("second:same").owner == "<local> (second)"
 
 
 def test_disable_autoload_env(monkeypatch):

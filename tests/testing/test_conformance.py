@@ -11,7 +11,7 @@ from torch import nn
 
 import mtlx
 from mtlx.metrics import MAEMeter
-from mtlx.testing import check_backbone, check_dataset, check_meter, check_strategy
+from mtlx.testing import check_backbone, check_dataset, check_meter, check_options, check_strategy
 from mtlx.testing.plugin import ToyDataset
 
 
@@ -57,9 +57,10 @@ def test_check_strategy_passes_a_conforming_strategy_and_catches_missing_state_a
 
     _register(forgetful=_Forgetful, **{"heads-only": _HeadsOnly, "toy-weighted": ToyWeighted})
     check_strategy("toy-weighted")
-    with pytest.raises(AssertionError, match=r"strategy 'forgetful': after resume .*: the gradient of step\[6\]\.encoder.* differs"):
+    with pytest.raises(AssertionError, match=r"strategy 'forgetful' from <local> \(broken\): after resume .*: "
+                       r"the gradient of step\[6\]\.encoder.* differs"):
         check_strategy("forgetful")
-    with pytest.raises(AssertionError, match=r"strategy 'heads-only': step 0 left no gradient in \['encoder"):
+    with pytest.raises(AssertionError, match=r"strategy 'heads-only' from <local> \(broken\): step 0 left no gradient in \['encoder"):
         check_strategy("heads-only")
 
 
@@ -115,6 +116,13 @@ def test_check_dataset_catches_a_collate_that_drops_a_task_and_a_wrong_input_sha
 class _Backbone(mtlx.Backbone):
     @attrs.frozen
     class Config:
+        """Options.
+
+        Attributes:
+            claimed: the out_shape it declares.
+            dead: add a layer that forward never uses.
+        """
+
         claimed: int = 4
         dead: bool = False
 
@@ -134,3 +142,130 @@ def test_check_backbone_catches_a_wrong_out_shape_and_parameters_without_gradien
         check_backbone(lambda: _Backbone(_Backbone.Config(claimed=3), (5,)), (5,))
     with pytest.raises(AssertionError, match=r"no gradient reaches \['unused.weight', 'unused.bias'\]"):
         check_backbone(lambda: _Backbone(_Backbone.Config(dead=True), (5,)), (5,))
+
+
+class _ShortGradient(mtlx.MTOStrategy):
+    """Writes a shared gradient one element short (the bug of a strategy that drops a parameter)."""
+
+    @attrs.frozen
+    class Config:
+        pass
+
+    def backward(self, step):
+        step.backward_heads(retain_graph=True)
+        step.set_shared_grad(step.shared_grads().sum(0)[:-1])
+        return mtlx.StepResult()
+
+
+class _Raises(mtlx.LossWeighting):
+    """Fails on its first step."""
+
+    @attrs.frozen
+    class Config:
+        pass
+
+    def combine(self, losses, step):
+        raise RuntimeError("weights not ready\n(a second line)")
+
+
+class _WrongWeights(mtlx.LossWeighting):
+    """Returns one weight too few."""
+
+    @attrs.frozen
+    class Config:
+        pass
+
+    def backward(self, step):
+        step.backward(step.loss_vector().sum())
+        return mtlx.StepResult(weights={"seg0": 1.0})
+
+    def combine(self, losses, step):
+        return losses.sum(), torch.ones_like(losses)
+
+
+class _Undocumented(mtlx.LossWeighting):
+    """An option nobody documented."""
+
+    @attrs.frozen
+    class Config:
+        """Options.
+
+        Attributes:
+            low: documented.
+        """
+
+        low: float = 0.0
+        scale: float = 1.0
+
+    def combine(self, losses, step):
+        return (self.config.scale * losses).sum(), losses
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (_ShortGradient, (r"^strategy 'short' from <local> \(broken\): step 0: backward\(step\) raised ValueError: "
+                          r"gradient vector has \d+ elements, parameters need \d+; expected: it fills \.grad of every "
+                          r"shared and task parameter \(their shapes\) and returns a StepResult$")),
+        (_Raises, (r"^strategy 'short' from <local> \(broken\): step 0: backward\(step\) raised RuntimeError: "
+                   r"weights not ready; expected: .*$")),
+        (_WrongWeights, (r"^strategy 'short' from <local> \(broken\): step 0: backward\(step\) returned weights "
+                         r"for \['seg0'\]; expected: one per task, \['seg0', 'reg1', 'seg2'\]$")),
+    ],
+    ids=["short-gradient", "raises", "wrong-weights"],
+)
+def test_check_strategy_names_the_component_its_distribution_and_what_was_expected_in_one_line(strategy, message):
+    _register(short=strategy)
+    with pytest.raises(AssertionError, match=message) as failed:
+        check_strategy("short")
+    assert len(str(failed.value).splitlines()) == 1
+
+
+def test_check_options_fails_on_an_undocumented_option_and_every_check_runs_it():
+    with pytest.raises(AssertionError, match=r"^_Undocumented from module .*test_conformance: option 'scale' has no "
+                       r"doc; expected: an entry 'scale: \.\.\.' in the Attributes: section of the Config docstring "
+                       r"\(mtlx list --details shows it\)$"):
+        check_options(_Undocumented)
+    check_options(_Forgetful)  # no options: nothing to document
+    _register(undocumented=_Undocumented)
+    with pytest.raises(AssertionError, match=r"^strategy 'undocumented' from <local> \(broken\): option 'scale' has no doc"):
+        check_strategy("undocumented")
+
+    class Quiet(_Backbone):
+        @attrs.frozen
+        class Config:
+            claimed: int = 4
+            dead: bool = False
+
+    with pytest.raises(AssertionError, match=r"^Quiet from module .*: option 'claimed' has no doc"):
+        check_backbone(lambda: Quiet(Quiet.Config(), (5,)), (5,))
+
+    class QuietData(ToyDataset):
+        @attrs.frozen(kw_only=True)
+        class Config(ToyDataset.Config):
+            """Options.
+
+            Attributes:
+                num_tasks: documented here too.
+            """
+
+            extra: int = 0
+
+    with pytest.raises(AssertionError, match=r"^QuietData from module .*: option 'extra' has no doc"):
+        check_dataset(QuietData(QuietData.Config(), None))
+
+
+class _SplitFails(ToyDataset):
+    def split(self, name):
+        raise OSError(f"cannot open {name}.npz")
+
+
+def test_check_dataset_names_a_dataset_that_raises_and_what_was_expected():
+    with pytest.raises(AssertionError, match=r"^_SplitFails from module .*test_conformance: split\('test'\) raised "
+                       r"OSError: cannot open test.npz; expected: a torch Dataset of \(input, \{task: target\}\) samples$"):
+        check_dataset(_SplitFails(ToyDataset.Config(), None))
+    registered = mtlx.get_plugin_manager()
+    registered.register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(
+        lambda registry: registry.datasets.register("split-fails", _SplitFails))), "data-plugin")
+    with pytest.raises(AssertionError, match=r"^dataset 'split-fails' from <local> \(data-plugin\): split\('test'\) raised"):
+        check_dataset(_SplitFails(ToyDataset.Config(), None))

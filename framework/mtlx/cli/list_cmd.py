@@ -1,4 +1,8 @@
-"""``mtlx list``: installed components by kind, broken plugins, and what else can be installed."""
+"""``mtlx list``: installed components by kind, broken plugins, and what else can be installed.
+
+Every text that comes from a plugin (names, docstrings, errors) is printed as
+it is, never read as rich markup: a summary with ``[tasks]`` in it keeps it.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from rich.text import Text
 
 from ..catalog import load_catalog, source_root
 from ..errors import UnknownComponentError, did_you_mean
-from ..option_docs import describe_options
 from ..hooks import get_plugin_manager
+from ..option_docs import describe_options
 
 KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
 
@@ -40,18 +44,22 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
     for name in [kind] if kind else KINDS:
         registry = registries.kinds[name]
         table = Table(title=name, title_justify="left", show_edge=False)
-        table.add_column("name", style="bold")
-        table.add_column("plugin")
+        table.add_column("name", style="bold", no_wrap=True)  # what to type and whose: never broken over lines
+        table.add_column("plugin", no_wrap=True)
         table.add_column("summary")
-        for entry in registry.entries():
-            if entry.name in registry.list(pattern):
-                table.add_row(entry.name, entry.owner, entry.summary)
+        for listed, entry in registry.listing(pattern):  # a name two plugins register: once per owner, qualified
+            table.add_row(Text(listed), Text(entry.owner), Text(entry.summary))
         console.print(table)
         console.print()
     if pm.broken:
         console.print("[bold red]broken plugins[/]")
         for name, error in pm.broken.items():
             console.print(f"  {name}: {error}", markup=False)
+        console.print()
+    if pm.misplaced:
+        console.print("[bold red]entry points mtlx does not read[/] (the group must be 'mtlx'):")
+        for line in pm.misplaced:
+            console.print(f"  {line}", markup=False)
         console.print()
     installed = {info.dist for info in pm.plugins.values()}
     missing = [
@@ -69,7 +77,7 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
 
 def _print_details(console: Console, registries: Any, name: str, kinds: list[str]) -> None:
     """Each component called ``name`` among ``kinds``: its options, recommended settings and presets."""
-    found = [(kind, registries.kinds[kind].entry(name)) for kind in kinds if name in registries.kinds[kind]]
+    found = [(kind, entry) for kind in kinds for entry in registries.kinds[kind].owners(name)]
     if not found:
         for kind in kinds:  # a component of a broken plugin: its lookup raises the plugin's error
             if name in registries.kinds[kind].unavailable:
@@ -77,14 +85,17 @@ def _print_details(console: Console, registries: Any, name: str, kinds: list[str
         known = sorted({n for kind in kinds for n in registries.kinds[kind]})
         raise UnknownComponentError(f"no component {name!r}{did_you_mean(name, known)} (see mtlx list)")
     for kind, entry in found:
-        console.print(Text(f"{registries.kinds[kind].kind} {entry.name}  {entry.owner}", style="bold"))
+        shared = len(registries.kinds[kind].owners(entry.name)) > 1
+        console.print(Text(f"{registries.kinds[kind].kind} {entry.qualified if shared else entry.name}  {entry.owner}",
+                           style="bold"))
         if doc := inspect.getdoc(entry.obj):
             console.print(doc, markup=False)
         table = Table(show_edge=False)
         for column in ("option", "type / choices", "default", "doc"):
             table.add_column(column, overflow="fold")
         for option in describe_options(entry.obj.Config):
-            table.add_row(*(Text(cell) for cell in (option.name, option.type, option.default, option.doc)))
+            doc = Text(option.doc) if option.doc else Text("(undocumented)", style="red")
+            table.add_row(*(Text(cell) for cell in (option.name, option.type, option.default)), doc)
         console.print(table)
         settings = {
             "recommended (applied unless set)": getattr(entry.obj, "recommended", {}),

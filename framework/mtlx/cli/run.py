@@ -17,7 +17,7 @@ from .. import distributed
 from ..config import load_toml, resume_config
 from ..errors import ConfigError
 from ..hooks import get_plugin_manager
-from ..runner import check_resumable, prepare_run_dir, select_device, train
+from ..runner import check_resumable, interrupt_on_signals, prepare_run_dir, select_device, train
 from .options import cli_settings, component_options, config_options, resolve_cli_config
 
 
@@ -56,12 +56,20 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
     """
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         _relaunch_under_torchrun(nproc)
-    if resume is None and out is not None and _restarted_by_torchrun() and (Path(out) / "last.pt").is_file():
-        resume = out  # torchrun restarted the group after a failure: continue from the last checkpoint
+    if resume is None and out is not None and _restarted_by_torchrun() and (Path(out) / "config.toml").is_file():
+        resume = out  # torchrun restarted the group after a failure: continue from the last checkpoint (or step 0)
+    with interrupt_on_signals("during start-up; nothing was written"):
+        _run(config_file, overrides, presets, out, resume, tensorboard, quiet, flags)
+
+
+def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
+         resume: str | None, tensorboard: bool, quiet: bool, flags: dict[str, Any]) -> None:
     changed: dict[str, Any] = {}
     if resume:
         if presets:
             raise ConfigError("--preset defines the experiment and cannot be given with --resume")
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise ConfigError(f"--out cannot be given with --resume: a resumed run stays in {resume}")
         user = cli_settings(config_file, flags, overrides)
         config, changed = resume_config(load_toml(check_resumable(resume)), user, where=str(resume))
     else:
@@ -74,10 +82,16 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
         for name, error in get_plugin_manager().broken.items():
             warnings.warn(f"plugin {name} is broken and was skipped: {error}", RuntimeWarning, stacklevel=1)
         console = Console(soft_wrap=True)  # a line is never wrapped or cut when output is not a terminal
-        if main:
-            console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
+
+        def announce(step: int, epoch: int) -> None:  # called once the run directory exists and is held
+            if resume:
+                console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name}: resuming "
+                              f"{run_dir} at step {step} (epoch {epoch + 1} of {config.train.epochs})")
+            else:
+                console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
+
         results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet,
-                        tensorboard=tensorboard)
+                        tensorboard=tensorboard, on_start=announce)
         if main and "nothing_to_do" in results:
             console.print(results["nothing_to_do"])
         elif main:

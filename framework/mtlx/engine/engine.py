@@ -14,24 +14,28 @@ optimizer), so ``torch.profiler`` shows where its time goes.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import torch
 
 from .. import distributed
-from ..errors import NonFiniteLossError
+from ..data import worker_message
+from ..errors import DataError, MtlxError, NonFiniteLossError, component_failed
 from ..gradients import resolve_method
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
 from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
+from ..registry import distribution_of
 from .evaluation import measure, summarize
 from .events import Events
+from .finite import finite_flags, watched_tensors
 from .handler import Handler
 from .rng import load_rng_state, rng_state
 from .state import State
-from .step import first_nonfinite, forward, task_losses, to_device
+from .step import forward, nonfinite_message, task_losses, to_device
 
 __all__ = ["Engine"]
 
@@ -50,13 +54,22 @@ class Engine:
         state: the loop's state, created with the training budget (``State(max_epochs=..., max_steps=...)``).
         precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + GradScaler).
         loss_transform: ``none`` or ``log`` (applied to every task loss).
-        on_nonfinite: ``stop`` raises :class:`NonFiniteLossError`; ``skip`` drops the step.
+        on_nonfinite: ``stop`` raises :class:`NonFiniteLossError`; ``skip`` drops the step, and raises after
+            ``max_consecutive_skips`` steps skipped in a row.
         baseline: single-task results for Delta_m (``{task: {metric: value}}``).
         multi_input: batches hold one input per task.
         scheduler: an LR scheduler stepped by :class:`~mtlx.handlers.LRSchedulerHandler`.
         max_grad_norm: clip the global gradient norm (after the strategy and the DDP sync).
         per_task_grads: how per-task gradients w.r.t. the shared parameters are computed
             (``auto``, ``loop``, ``two-stage``; :mod:`mtlx.gradients`).
+        labels: ``{"strategy" | "dataset" | "meter" | "model": "strategy 'ew' from mtlx-baselines==0.1.0 ..."}``:
+            an exception from that component (or from a plugin's handler) becomes a
+            :class:`~mtlx.errors.ComponentError` naming it; without a label it propagates as it is.
+
+    The finiteness guard reads the step's losses and one flag per loss, for the gradients and per tensor of
+    the model's state (parameters and buffers, BatchNorm statistics included) in one host transfer per step,
+    before the optimiser step; the state after the last step is checked before every checkpoint and
+    evaluation (:meth:`verify_finite`), so no checkpoint ever holds a non-finite value.
     """
 
     model: MultiTaskModel
@@ -69,6 +82,7 @@ class Engine:
     precision: str = "fp32"
     loss_transform: str = "none"
     on_nonfinite: str = "stop"
+    max_consecutive_skips: int = 10
     baseline: Mapping[str, Mapping[str, float]] | None = None
     multi_input: bool = False
     scheduler: Any = None
@@ -77,7 +91,10 @@ class Engine:
     grad_method: str = attrs.field(default="auto", alias="per_task_grads")
     scaler: torch.amp.GradScaler | None = attrs.field(init=False, default=None)
     state: State = attrs.field(factory=lambda: State(max_epochs=1))
+    labels: Mapping[str, str] = attrs.field(factory=dict)
     handlers: list[Handler] = attrs.field(init=False, factory=list)
+    _skipped: list[int] = attrs.field(init=False, factory=list)  # the steps skipped in a row (skip mode)
+    _verified_at: int | None = attrs.field(init=False, default=None)  # the iteration verify_finite last passed
 
     def __attrs_post_init__(self) -> None:
         self.grad_method = resolve_method(self.grad_method, self.device)
@@ -92,9 +109,54 @@ class Engine:
         return handler
 
     def fire(self, event: Events) -> None:
-        """Call every attached handler's method for ``event``, in attach order."""
+        """Call every attached handler's method for ``event``, in attach order.
+
+        With ``labels`` (an engine ``mtlx run`` built), a plugin's handler that raises is named
+        (:class:`~mtlx.errors.ComponentError`); the core's errors, and every error without labels, propagate.
+        """
         for handler in list(self.handlers):
-            getattr(handler, event.value)(self)
+            try:
+                getattr(handler, event.value)(self)
+            except MtlxError:
+                raise
+            except Exception as error:
+                module = type(handler).__module__
+                if not self.labels or module == "mtlx" or module.startswith("mtlx."):
+                    raise
+                where = f"at {event.value} of step {self.state.iteration}"
+                label = f"handler {type(handler).__qualname__} from {distribution_of(type(handler))}"
+                raise component_failed(label, where, error) from error
+
+    @contextlib.contextmanager
+    def guard(self, kind: str, where: str, worker: bool = False) -> Iterator[None]:
+        """Name the component ``kind`` (a key of ``labels``) when the block raises; ``worker``: the block
+        reads a DataLoader, whose workers' errors come back wrapped in their traceback and are unwrapped."""
+        try:
+            yield
+        except DataError as error:
+            original = worker_message(error) if worker else None
+            if original is None:
+                raise
+            raise DataError(original) from None
+        except MtlxError:
+            raise
+        except Exception as error:
+            label = self.labels.get(kind)
+            if label is None:
+                raise
+            raise component_failed(label, where, error, worker_message(error) if worker else None) from error
+
+    def batches(self, loader: Iterable[Any], what: str) -> Iterator[Any]:
+        """``loader``'s batches, with an error while loading one named as the dataset's (see :meth:`guard`)."""
+        with self.guard("dataset", f"loading a {what} batch", worker=True):
+            iterator = iter(loader)
+        while True:
+            with self.guard("dataset", f"loading a {what} batch", worker=True):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    return
+            yield batch
 
     # -- the loop -------------------------------------------------------------
     def _budget_reached(self) -> bool:
@@ -111,13 +173,15 @@ class Engine:
                     state.epoch_loss_sums = dict.fromkeys(self.tasks, 0.0)
                     self.fire(Events.EPOCH_STARTED)
                 num_batches = len(self.train_loader)
-                for batch in self.train_loader:
+                for batch in self.batches(self.train_loader, "training"):
                     self._train_step(batch)
                     # on the last batch let the loader finish, so its state marks the epoch done
                     if state.epoch_iteration < num_batches and self._budget_reached():
                         break
                 if state.epoch_iteration >= num_batches:
-                    self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
+                    self.verify_finite(f"the end of epoch {state.epoch + 1}")  # before it is evaluated
+                    with self.guard("strategy", f"in on_epoch_end of epoch {state.epoch + 1}"):
+                        self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
                     self.fire(Events.EPOCH_COMPLETED)
                     state.epoch += 1
                     state.epoch_iteration = 0
@@ -148,16 +212,10 @@ class Engine:
         state.batch = (inputs, targets)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with phase(FORWARD):
+        with phase(FORWARD), self.guard("model", f"in the forward of step {state.iteration}"):
             losses, rep = self._forward_losses(inputs, targets)
-        bad = first_nonfinite(losses)
-        if distributed.is_distributed():  # every process must take the same decision
-            if self._on_any_process(bad is not None) and bad is None:
-                bad = "(on another process)"
-        if bad is not None:
-            value = float(losses[bad].detach()) if bad in losses else float("nan")
-            self._nonfinite(f"the loss of task {bad!r} is {value}", losses)
-            return
+        if self.on_nonfinite == "skip" and not self._losses_finite(losses):
+            return  # a skipped step never reaches the strategy (its state stays clean); costs one more sync
         ctx = StepContext(
             model=self.model,
             losses=losses,
@@ -168,12 +226,16 @@ class Engine:
             recompute_losses=torch.no_grad()(lambda: self._forward_losses(inputs, targets)[0]),
             grad_method=self.grad_method,
         )
-        with phase(STRATEGY):
-            result = self.strategy.backward(ctx)
+        try:
+            with phase(STRATEGY), self.guard("strategy", f"in backward at step {state.iteration}"):
+                result = self.strategy.backward(ctx)
+        except MtlxError:
+            self._losses_finite(losses, everywhere=False)  # a NaN loss, not the strategy, is at fault: say so
+            raise
         self.grad_method = ctx.grad_method  # a two-stage fallback sticks: it is not retried every step
         distributed.sync_gradients(self.trainable_parameters())
-        if self.scaler is None and not self._grads_finite():
-            self._nonfinite("a gradient is NaN/Inf", losses)
+        values = self._checked_losses(losses, inputs, targets)
+        if values is None:
             return
         with phase(OPTIMIZER):
             if self.max_grad_norm is not None:
@@ -185,8 +247,10 @@ class Engine:
                 self.scaler.update()
             else:
                 self.optimizer.step()
-            self.strategy.after_step(ctx)
-        state.losses = {t: float(v.detach()) for t, v in losses.items()}
+            with self.guard("strategy", f"in after_step at step {state.iteration}"):
+                self.strategy.after_step(ctx)
+        self._skipped.clear()
+        state.losses = values
         state.weights = dict(result.weights) if result.weights is not None else None
         state.diagnostics = {k: float(v) for k, v in result.diagnostics.items()}
         for t, v in state.losses.items():
@@ -203,20 +267,105 @@ class Engine:
         """The fp16 GradScaler's current scale (initialised on first use), 1.0 otherwise."""
         return 1.0 if self.scaler is None else float(self.scaler.scale(torch.ones((), device=self.device)))
 
-    def _grads_finite(self) -> bool:
-        grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]
-        if not grads:
-            return True
-        norms = torch.stack([g.detach().float().norm() for g in grads])
-        return bool(torch.isfinite(norms).all())
+    def _all_processes_ok(self, flags: torch.Tensor) -> torch.Tensor:
+        """``flags`` (bools) AND-ed over processes, as floats (1.0: true everywhere)."""
+        flags = flags.float()
+        return distributed.all_reduce_mean(flags) if distributed.is_distributed() else flags
+
+    def _losses_finite(self, losses: Mapping[str, torch.Tensor], everywhere: bool = True) -> bool:
+        """False (after :meth:`_nonfinite`) when a task's loss is NaN/Inf on any process (``everywhere``: every
+        process calls this; otherwise only this process's losses are read)."""
+        finite = torch.stack([v.detach().float() for v in losses.values()]).isfinite()
+        ok = (self._all_processes_ok(finite) if everywhere else finite.float()).tolist()
+        for (task, loss), flag in zip(losses.items(), ok, strict=True):
+            if flag < 1.0:
+                self._nonfinite(f"the loss of task {task!r} is {_shown(float(loss.detach()))}", losses)
+                return False
+        return True
+
+    def _checked_losses(self, losses: Mapping[str, torch.Tensor], inputs: Any, targets: Any) -> dict[str, float] | None:
+        """The step's loss values, or None for a skipped step: the step's one host sync.
+
+        Read in one transfer: the losses, whether each is finite, whether the gradients are (unless the fp16
+        GradScaler handles them) and whether each tensor of the model's state is, all AND-ed over processes.
+        """
+        names, tensors = watched_tensors(self.model, self.strategy.extra_parameters())
+        grads = [g for p in self.trainable_parameters() if (g := p.grad) is not None and g.numel() > 0]
+        stacked = torch.stack([v.detach().float() for v in losses.values()])
+        grads_ok = finite_flags(grads).all() if grads and self.scaler is None else torch.ones((), dtype=torch.bool)
+        flags = torch.cat([stacked.isfinite(), grads_ok.reshape(1).to(stacked.device),
+                           finite_flags(tensors).to(stacked.device)])
+        host = torch.cat([stacked, self._all_processes_ok(flags)]).tolist()
+        n = len(losses)
+        values, loss_ok, grad_ok, state_ok = host[:n], host[n : 2 * n], host[2 * n], host[2 * n + 1 :]
+        for name, ok in zip(names, state_ok, strict=True):
+            if ok < 1.0:
+                raise NonFiniteLossError(self._message(f"{name} is NaN/Inf", losses) + (
+                    ". Skipping steps cannot repair the model: lower the learning rate"
+                    if self.on_nonfinite == "skip" else ". Lower the learning rate"))
+        for (task, value), ok in zip(zip(losses, values, strict=True), loss_ok, strict=True):
+            if ok < 1.0:
+                self._nonfinite(f"the loss of task {task!r} is {_shown(value)}", losses)
+                return None
+        if grad_ok < 1.0:
+            tasks = self._tasks_with_nonfinite_gradients(inputs, targets)
+            what = (f"the gradient of task{'s' * (len(tasks) > 1)} {', '.join(map(repr, tasks))} is NaN/Inf" if tasks
+                    else "the combined gradient is NaN/Inf (every task's own gradient is finite)")
+            self._nonfinite(what, losses)
+            return None
+        return dict(zip(losses, values, strict=True))
+
+    def _tasks_with_nonfinite_gradients(self, inputs: Any, targets: Any) -> list[str]:
+        """The tasks whose own gradient is NaN/Inf, from a second forward on the step's batch (failure path
+        only; the model's buffers and the random generators are restored, so the run is as without it)."""
+        buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+        params = [p for p in self.trainable_parameters() if p.requires_grad]
+        devices = [self.device] if self.device.type == "cuda" else []
+        bad = []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                losses, _ = self._forward_losses(inputs, targets)
+                for task, loss in losses.items():
+                    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+                    if not bool(finite_flags([g for g in grads if g is not None and g.numel() > 0]).all()):
+                        bad.append(task)
+        finally:
+            with torch.no_grad():
+                for name, buffer in self.model.named_buffers():
+                    buffer.copy_(buffers[name])
+        return bad
+
+    def verify_finite(self, when: str) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first parameter or buffer that is NaN/Inf (one sync;
+        once per iteration): before a checkpoint is written or the model evaluated, at ``when``.
+
+        It reads this process's tensors only (no collective): under data parallelism only rank 0 writes
+        checkpoints and evaluates, and the step's own check has already AND-ed the flags over processes.
+        """
+        if self._verified_at == self.state.iteration:
+            return
+        names, tensors = watched_tensors(self.model, self.strategy.extra_parameters())
+        for name, ok in zip(names, finite_flags(tensors).tolist(), strict=True):
+            if not ok:
+                state = self.state
+                raise NonFiniteLossError(f"step {state.iteration} (epoch {state.epoch}): {name} is NaN/Inf at "
+                                         f"{when}; nothing non-finite was written. Lower the learning rate")
+        self._verified_at = self.state.iteration
+
+    def _message(self, what: str, losses: Mapping[str, torch.Tensor]) -> str:
+        return nonfinite_message(self.state.iteration, self.state.epoch, what, losses)
 
     def _nonfinite(self, what: str, losses: Mapping[str, torch.Tensor]) -> None:
-        state = self.state
-        shown = ", ".join(f"{t}={float(v.detach()):.4g}" for t, v in losses.items())
-        message = f"step {state.iteration} (epoch {state.epoch}): {what}; losses: {shown}"
+        message = self._message(what, losses)
         self.optimizer.zero_grad(set_to_none=True)
         if self.on_nonfinite == "stop":
             raise NonFiniteLossError(message + ". Lower the learning rate or use --on-nonfinite skip.")
+        self._skipped.append(self.state.iteration)
+        if len(self._skipped) >= self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f"{len(self._skipped)} consecutive steps skipped (steps {self._skipped[0]} to {self._skipped[-1]}); "
+                f"the last: {message}. Lower the learning rate, or raise train.max_consecutive_skips"
+            )
         warnings.warn(f"skipping {message}", RuntimeWarning, stacklevel=2)
 
     # -- evaluation -----------------------------------------------------------
@@ -228,9 +377,11 @@ class Engine:
         best checkpoint at the end of a run) does not pass for the same row.
         """
         name = name or split
-        meters = measure(self.model, self.eval_loaders[split], self.tasks, device=self.device,
-                         autocast=self.autocast, multi_input=self.multi_input)
-        metrics = {t: m.compute() for t, m in meters.items()}
+        self.verify_finite(f"the evaluation of {split}")
+        meters = measure(self.model, self.batches(self.eval_loaders[split], split), self.tasks, device=self.device,
+                         autocast=self.autocast, multi_input=self.multi_input, guard=self.guard)
+        with self.guard("meter", f"computing the metrics of {split}"):
+            metrics = {t: m.compute() for t, m in meters.items()}
         state = self.state
         state.metrics[name] = metrics
         state.summary[name] = summarize(metrics, self.baseline, self.tasks)
@@ -250,12 +401,16 @@ class Engine:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "strategy": self.strategy.state_dict(),
+            "strategy": self._strategy_state(),
             "loader": self.train_loader.state_dict(),
             "state": self.state.state_dict(),
             "handlers": {h.key: s for h in self.handlers if (s := h.state_dict()) is not None},
             "rng": rng_state(),
         }
+
+    def _strategy_state(self) -> Any:
+        with self.guard("strategy", "in state_dict"):
+            return self.strategy.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -264,10 +419,17 @@ class Engine:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
-        self.strategy.load_state_dict(state["strategy"])
+        with self.guard("strategy", "loading its state from the checkpoint"):
+            self.strategy.load_state_dict(state["strategy"])
         self.train_loader.load_state_dict(state["loader"])
         self.state.load_state_dict(state["state"])
         for h in self.handlers:
             if h.key in state["handlers"]:
                 h.load_state_dict(state["handlers"][h.key])
         load_rng_state(state["rng"])
+
+
+def _shown(value: float) -> str:
+    """A non-finite loss as it is, a finite one as found non-finite elsewhere (the flags are AND-ed over processes)."""
+    return str(value) if not math.isfinite(value) else "NaN/Inf on another process"
+

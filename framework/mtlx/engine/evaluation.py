@@ -24,18 +24,25 @@ def measure(
     device: torch.device,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]],
     multi_input: bool = False,
+    guard: Callable[[str, str], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> dict[str, Meter]:
-    """Every task's meter filled over ``loader`` in eval mode (the model's mode is restored after)."""
+    """Every task's meter filled over ``loader`` in eval mode (the model's mode is restored after).
+
+    ``guard(kind, where)`` (:meth:`mtlx.engine.Engine.guard`) wraps the model's forward (``model``) and the
+    meters' updates (``meter``), so that an error names the component that raised.
+    """
+    guard = guard or (lambda kind, where: contextlib.nullcontext())
     meters = {t: spec.meter() for t, spec in tasks.items()}
     was_training = model.training
     model.eval()
     try:
         for batch in loader:
             inputs, targets = to_device(batch, device)
-            with autocast():
+            with autocast(), guard("model", "in an evaluation forward"):
                 preds, _ = forward(model, inputs, multi_input=multi_input)
-            for t in preds:  # multi-input evaluation: a task whose data ran out is absent
-                meters[t].update(preds[t].float(), targets[t])
+            with guard("meter", "updating its metrics"):
+                for t in preds:  # multi-input evaluation: a task whose data ran out is absent
+                    meters[t].update(preds[t].float(), targets[t])
     finally:
         model.train(was_training)
     return meters

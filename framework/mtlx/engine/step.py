@@ -15,7 +15,7 @@ import torch
 from ..errors import ConfigError
 from ..interfaces import MultiTaskModel, TaskSpec
 
-__all__ = ["LOSS_TRANSFORMS", "first_nonfinite", "forward", "task_losses", "to_device"]
+__all__ = ["LOSS_TRANSFORMS", "first_nonfinite", "forward", "nonfinite_message", "task_losses", "to_device"]
 
 #: Engine-level loss transforms (rep-mtl.md: the paper trains with ``log``).
 LOSS_TRANSFORMS = {
@@ -76,3 +76,9 @@ def first_nonfinite(losses: Mapping[str, torch.Tensor]) -> str | None:
         if not math.isfinite(float(loss.detach())):
             return name
     return None
+
+
+def nonfinite_message(iteration: int, epoch: int, what: str, losses: Mapping[str, torch.Tensor]) -> str:
+    """``step N (epoch E): WHAT; losses: t=v, ...``: one wording for the engine and ``mtlx.MTL``."""
+    shown = ", ".join(f"{t}={float(v.detach()):.4g}" for t, v in losses.items())
+    return f"step {iteration} (epoch {epoch}): {what}; losses: {shown}"

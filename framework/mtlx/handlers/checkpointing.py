@@ -18,7 +18,8 @@ class CheckpointHandler(Handler):
     land after this handler saw the step), and ``<dir>/best.pt`` after an evaluation that improved the
     selection score.
 
-    ``meta`` returns what is stored beside the engine state (config, versions).
+    ``meta`` returns what is stored beside the engine state (config, versions, run id). A model with a
+    NaN/Inf parameter or buffer is never written (:meth:`~mtlx.engine.Engine.verify_finite` raises first).
     """
 
     def __init__(self, directory: str | Path, meta: Callable[[], dict[str, Any]], every_steps: int | None = None):
@@ -29,6 +30,7 @@ class CheckpointHandler(Handler):
 
     def save(self, engine: Engine, name: str) -> None:
         """Write ``<directory>/<name>`` (``last.pt`` or ``best.pt``)."""
+        engine.verify_finite(f"writing {name}")
         save_checkpoint(self.directory / name, {**self.meta(), "engine": engine.state_dict()})
         if name == "last.pt":
             self._last_saved = (engine.state.epoch, engine.state.iteration)

@@ -4,13 +4,17 @@ pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails
 to import and skips duplicate names silently; here every entry point is
 loaded, registered and validated separately, so one broken plugin is
 reported (name, distribution, target, cause) while all others still work.
+Entry points declared under a group that looks like ``mtlx`` but is not
+(``mtlx.plugins``, ``mtl``) are never loaded, and are reported.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import os
+import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -20,8 +24,8 @@ import pluggy
 
 from ..catalog import load_catalog
 from ..errors import PluginError, PluginLoadError
+from ..registry import Owner, Registries
 from . import specs
-from ..registry import Registries
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginManager", "get_plugin_manager", "reset_plugin_manager"]
 
@@ -40,8 +44,26 @@ class PluginInfo:
     error: PluginLoadError | None = None
 
     @property
-    def owner(self) -> str:
-        return f"{self.dist}=={self.version} ({self.name})" if self.dist != "<local>" else f"<local> ({self.name})"
+    def owner(self) -> Owner:
+        return Owner(self.dist, self.version if self.dist != "<local>" else "", self.name)
+
+
+def _looks_like_ours(group: str) -> bool:
+    """``mtlx.plugins``, ``mtlx_plugins``, ``MTLX``, ``mtl``: a group someone meant to be ``mtlx``."""
+    folded = re.sub(r"[^a-z0-9]", "", group.lower())
+    return group != ENTRY_POINT_GROUP and (
+        folded.startswith(ENTRY_POINT_GROUP) or bool(difflib.get_close_matches(folded, [ENTRY_POINT_GROUP], cutoff=0.75))
+    )
+
+
+def _misplaced(entry_points: Any) -> list[str]:
+    """One line per entry point in a group that looks like ours: mtlx never loads it, so a user must be told."""
+    found = []
+    for group in sorted(g for g in entry_points.groups if _looks_like_ours(g)):
+        for ep in entry_points.select(group=group):
+            dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist is not None else "<unknown>"
+            found.append(f"{ep.name!r} = {ep.value} of {dist} is in group {group!r}")
+    return found
 
 
 class PluginManager:
@@ -60,9 +82,13 @@ class PluginManager:
         self._pm.add_hookspecs(specs)
         self.blocked = frozenset(blocked)
         self.plugins: dict[str, PluginInfo] = {}
+        #: entry points under a group that looks like ``mtlx`` but is not (never loaded), one line each
+        self.misplaced: list[str] = []
         self._registries: Registries | None = None
         if autoload:
-            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            entry_points = importlib.metadata.entry_points()
+            self.misplaced = _misplaced(entry_points)
+            for ep in entry_points.select(group=ENTRY_POINT_GROUP):
                 if ep.name not in self.blocked:
                     dist, version = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("<unknown>", "?")
                     self._load(ep.name, dist, version, ep.value, ep.load)
@@ -81,9 +107,10 @@ class PluginManager:
         if name in self.plugins:
             other = self.plugins[name]
             error = PluginError(
-                f"plugin name {name!r} is used by {other.dist}=={other.version} and by {dist}=={version}"
+                f"plugin name {name!r} is used by {other.dist}=={other.version} and by {dist}=={version}; "
+                f"only the first is loaded: uninstall one of them (--no-plugin {name} blocks both)"
             )
-            self._mark_broken(name, dist, version, target, error)
+            self._mark_broken(f"{name} ({dist})", dist, version, target, error)  # the loaded one keeps its record
             return
         try:
             self._pm.register(load(), name=name)
@@ -110,29 +137,30 @@ class PluginManager:
         """The component registries, built on first use by calling each plugin's ``mtlx_register``.
 
         Each plugin registers into scratch registries that are merged only when
-        its hook returned and none of its names is taken: a plugin that fails
-        half-way contributes nothing, its other hooks are unregistered, and
-        every component it declares (in ``registry.toml`` or registered before
-        failing) is reported as unavailable with the cause.
+        its hook returned: a plugin that fails half-way contributes nothing, its
+        other hooks are unregistered, and every component it declares (in
+        ``registry.toml`` or registered before failing) is reported as
+        unavailable with the cause. A name two plugins register is kept for both
+        (``distribution:name`` picks one).
         """
         if self._registries is None:
-            registries = Registries(broken={})
+            registries = Registries(misplaced=list(self.misplaced))
             for impl in self._pm.hook.mtlx_register.get_hookimpls():
                 info = self.plugins[impl.plugin_name]
-                scratch = Registries(broken={}, owner=info.owner)
+                scratch = Registries(owner=info.owner)
                 try:
                     impl.function(registry=scratch)
-                    conflicts = registries.merge(scratch)
-                    if conflicts:
-                        raise PluginError("; ".join(conflicts))
                 except Exception as error:  # noqa: BLE001 - isolate the failing plugin
                     self._mark_broken(info.name, info.dist, info.version, info.target, error)
                     self._pm.unregister(name=info.name)
                     registries.mark_unavailable(scratch.kinds, self.plugins[info.name].error)
+                else:
+                    registries.merge(scratch)
             for entry in load_catalog():
                 error = self.broken.get(entry.entry_point)
                 if error is not None:
                     registries.mark_unavailable(entry.provides, error)
+                    registries.catalogued.add(entry.entry_point)  # what it provides is known: not an unknown name
             registries.broken.update(self.broken)
             self._registries = registries
         return self._registries

@@ -46,8 +46,9 @@ def mtlx_register(registry: Registries) -> None:
     exception marks only this plugin broken. ``registry`` has one
     :class:`~mtlx.registry.Registry` per kind (``strategies``,
     ``datasets``, ``backbones``, ``heads``, ``archs``), each with
-    ``register(name, cls)``; names are kebab-case and unique across plugins
-    (a collision is reported naming both distributions).
+    ``register(name, cls)``; names are kebab-case and unique within the
+    plugin. A name another plugin registers too stays usable for both as
+    ``distribution:name``; the bare name is then refused naming both.
 
     Use in plugins: register classes, not instances; importing heavy
     dependencies inside the component module keeps ``mtlx list`` fast.

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..distributed import all_reduce_mean
+from ..errors import ConfigError
 from ..gradients import flatten_grads, per_task_grads, resolve_method, write_flat_grad
 from ..phases import BACKWARD, PER_TASK_GRADS, phase
 from .model import MultiTaskModel
@@ -76,6 +77,9 @@ class StepContext:
             ``loop`` when two-stage turns out unavailable for the graph, and the
             engine keeps that choice for the following steps
             (``train.per_task_grads``: ``auto``, ``loop`` or ``two-stage``, mtlx.gradients).
+        how_to_provide: ``{field: how}``: how the caller of ``strategy.backward`` lets a strategy have an
+            optional field it finds unset (``mtlx.MTL``: "pass recompute_losses= ... to MTL.backward"), so that
+            :meth:`missing` speaks of the caller's own arguments.
     """
 
     model: MultiTaskModel
@@ -87,11 +91,17 @@ class StepContext:
     average_across_processes: Callable[[torch.Tensor], torch.Tensor] = all_reduce_mean
     recompute_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
     grad_method: str = "auto"
+    how_to_provide: Mapping[str, str] = attrs.field(factory=dict)
     _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)
 
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.losses)
+
+    def missing(self, field: str, needed_by: str) -> ConfigError:
+        """The error for ``needed_by`` (a strategy) finding ``field`` unset: one line saying how to provide it."""
+        how = self.how_to_provide.get(field, f"set StepContext.{field} where the step is built")
+        return ConfigError(f"{needed_by} needs the step's {field}: {how}")
 
     def loss_vector(self) -> torch.Tensor:
         """The losses stacked as ``[T]`` in task order (for weighting them; per-task gradients never go through it)."""
@@ -240,6 +250,11 @@ class MTOStrategy(ABC):
 
     def on_epoch_end(self, epoch: int, mean_losses: Mapping[str, float]) -> None:
         """Called at the end of every training epoch with the epoch's mean task losses."""
+
+    @property
+    def uses_epoch_end(self) -> bool:
+        """Whether :meth:`on_epoch_end` does anything (DWA, GradNorm): ``mtlx.MTL`` warns when a loop never calls it."""
+        return type(self).on_epoch_end is not MTOStrategy.on_epoch_end
 
     def state_dict(self) -> dict[str, Any]:
         """Cross-step state (tensors and plain values) for exact resume."""

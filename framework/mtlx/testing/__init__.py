@@ -4,21 +4,22 @@ Plugin test suites import from here (and from ``mtlx``) only; the shared
 pytest fixtures are in :mod:`mtlx.testing.fixtures`.
 """
 
+from ..threads import torch_threads
 from .checks import assert_strategy_state_roundtrip
 from .cli import invoke_cli
-from .conformance import check_backbone, check_dataset, check_meter, check_strategy
-from ..threads import torch_threads
-from .traversal import HeadTraversals
+from .conformance import check_backbone, check_dataset, check_meter, check_options, check_strategy
 from .toy import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
+from .traversal import HeadTraversals
 
 __all__ = [
-    "HeadTraversals",
     "EncoderHeads",
+    "HeadTraversals",
     "ToyModel",
     "assert_strategy_state_roundtrip",
     "check_backbone",
     "check_dataset",
     "check_meter",
+    "check_options",
     "check_strategy",
     "invoke_cli",
     "make_step",

@@ -9,7 +9,9 @@ contract from a failing assertion instead of from the engine's source::
     def test_my_strategy_conforms():
         check_strategy("my-strategy")
 
-Each check raises ``AssertionError`` naming the component and what broke.
+Each check raises ``AssertionError`` in one line naming the component, its
+distribution, what it did and what was expected (an exception raised by the
+component's own code included: :mod:`.blame`); each runs :func:`check_options` first.
 """
 
 from __future__ import annotations
@@ -23,18 +25,35 @@ import torch
 
 from ..build import strategy_by_name
 from ..engine.rng import load_rng_state, rng_state
-from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, TaskSpec
+from ..errors import MtlxError
+from ..hooks import get_plugin_manager
+from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, StepResult, TaskSpec
 from ..runner import seed_everything
+from .blame import blame, label
 from .checks import assert_same, assert_strategy_state_roundtrip
+from .options import check_options
 from .toy import ToyModel, make_step, toy_batch, toy_tasks
 
-__all__ = ["check_backbone", "check_dataset", "check_meter", "check_strategy"]
+__all__ = ["check_backbone", "check_dataset", "check_meter", "check_options", "check_strategy"]
 
 
 # -- strategies ---------------------------------------------------------------------------------
 
 
 STEPS_PER_EPOCH = 2
+_BACKWARD = "it fills .grad of every shared and task parameter (their shapes) and returns a StepResult"
+
+
+def _checked_result(result: object, tasks: Mapping[str, TaskSpec], where: str) -> None:
+    """What ``backward`` returned is a StepResult with one finite weight per task (or none) and float diagnostics."""
+    assert isinstance(result, StepResult), f"{where} returned {result!r}; expected: a StepResult"
+    if result.weights is not None:
+        assert set(result.weights) == set(tasks), (
+            f"{where} returned weights for {list(result.weights)}; expected: one per task, {list(tasks)}"
+        )
+        assert all(math.isfinite(w) for w in result.weights.values()), f"{where} returned weights {result.weights}"
+    with blame(where, "float() of its diagnostics", "{name: number}"):
+        [float(v) for v in result.diagnostics.values()]
 
 
 def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimizer, tasks: Mapping[str, TaskSpec],
@@ -44,14 +63,13 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
     params = dict(model.named_parameters()) | {f"<extra {i}>": p for i, p in enumerate(strategy.extra_parameters())}
     for it in iterations:
         x, targets = toy_batch(tasks, seed=it)
-        step = make_step(model, x, targets, tasks, iteration=it)
-        step.epoch = it // STEPS_PER_EPOCH
+        step = make_step(model, x, targets, tasks, iteration=it, epoch=it // STEPS_PER_EPOCH)
         optimizer.zero_grad(set_to_none=True)
-        result = strategy.backward(step)
+        with blame(what, f"step {it}: backward(step)", _BACKWARD):
+            result = strategy.backward(step)
         losses = step.loss_vector().detach()
         assert bool(torch.isfinite(losses).all()), f"{what}: step {it}: losses {losses.tolist()}"
-        if result.weights is not None:
-            assert all(math.isfinite(w) for w in result.weights.values()), f"{what}: step {it}: {result.weights}"
+        _checked_result(result, tasks, f"{what}: step {it}: backward(step)")
         grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
         missing = [n for n, _ in model.named_parameters() if n not in grads]
         assert not missing, f"{what}: step {it} left no gradient in {missing[:5]}"
@@ -59,11 +77,13 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
         assert not bad, f"{what}: step {it}: non-finite gradient in {bad[:5]}"
         record[it] = grads
         optimizer.step()
-        strategy.after_step(step)
+        with blame(what, f"step {it}: after_step(step)", "it updates its own state after the optimiser step"):
+            strategy.after_step(step)
         epoch_losses.append(losses)
         if (it + 1) % STEPS_PER_EPOCH == 0:
             mean = torch.stack(epoch_losses).mean(0)
-            strategy.on_epoch_end(step.epoch, dict(zip(tasks, mean.tolist(), strict=True)))
+            with blame(what, f"epoch {step.epoch}: on_epoch_end(epoch, mean_losses)", "{task: mean loss} is read"):
+                strategy.on_epoch_end(step.epoch, dict(zip(tasks, mean.tolist(), strict=True)))
             epoch_losses = []
     return record
 
@@ -82,11 +102,21 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     """
     options = dict(options or {})
     tasks = toy_tasks(num_tasks)
-    what = f"strategy {name!r}" + (f" {options}" if options else "")
+    check_options(get_plugin_manager().registries.strategies.get(name))
+    what = get_plugin_manager().registries.strategies.describe(name) + (f" {options}" if options else "")
+
+    def build() -> MTOStrategy:
+        try:
+            return strategy_by_name(name, options, tasks)
+        except MtlxError:
+            raise  # a bad option or name: the message already says what to change
+        except Exception:
+            with blame(what, "building it", "Config(**options) and the task names build it"):
+                raise
 
     def setup(run_seed: int) -> tuple[ToyModel, MTOStrategy, torch.optim.Optimizer]:
         seed_everything(run_seed)  # before building: a strategy may seed its own generator from the run's RNG
-        strategy = strategy_by_name(name, options, tasks)
+        strategy = build()
         model = ToyModel(tasks)
         optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-2)
         return model, strategy, optimizer
@@ -97,7 +127,8 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict()}
     )
     rng = rng_state()  # what the engine checkpoints
-    assert_strategy_state_roundtrip(strategy, strategy_by_name(name, options, tasks))
+    with blame(what, "load_state_dict(state_dict())", "a fresh instance takes the state it saved"):
+        assert_strategy_state_roundtrip(strategy, build())
     load_rng_state(rng)
     uninterrupted = _train(strategy, model, optimizer, tasks, range(steps, 2 * steps), what)
 
@@ -118,7 +149,7 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
 
 
 def check_meter(make_meter: Callable[[], Meter], prediction: torch.Tensor, target: torch.Tensor, *,
-                batch_independent: bool = True, what: str = "meter") -> dict[str, float]:
+                batch_independent: bool = True, what: str | None = None) -> dict[str, float]:
     """A meter fed ``prediction`` and ``target`` (a batch of at least 2): returns its metrics.
 
     Checks that ``compute`` gives a float for exactly the metrics of
@@ -126,11 +157,15 @@ def check_meter(make_meter: Callable[[], Meter], prediction: torch.Tensor, targe
     ``batch_independent`` (meters that keep sufficient statistics), that two
     half batches give the same result as the whole.
     Meters that average per-batch statistics by design pass False.
+    ``what`` names the meter in messages (default: its class and distribution).
     """
     meter = make_meter()
+    what = what or label(meter)
     assert isinstance(meter, Meter), f"{what}: the factory returned {type(meter).__name__}, not a Meter"
-    meter.update(prediction, target)
-    whole = meter.compute()
+    call = f"update(prediction {tuple(prediction.shape)}, target {tuple(target.shape)}) then compute()"
+    with blame(what, call, "it accumulates the batch and gives {metric: float}"):
+        meter.update(prediction, target)
+        whole = meter.compute()
     assert set(whole) == set(meter.higher_is_better), (
         f"{what}: compute() gives {sorted(whole)} but higher_is_better names {sorted(meter.higher_is_better)}"
     )
@@ -177,15 +212,17 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
     passes :func:`check_meter` on the batch; and that ``baseline()`` is None
     or finite numbers for metrics the meters report.
     """
-    name = type(dataset).__name__
-    tasks = dataset.tasks
+    check_options(dataset)
+    name = label(dataset)
+    with blame(name, "tasks / splits", "{task: TaskSpec} and the split names"):
+        tasks, splits = dataset.tasks, dataset.splits
     assert tasks, f"{name}: no tasks"
     for task, spec in tasks.items():
         assert isinstance(spec, TaskSpec) and spec.name == task, f"{name}: tasks[{task!r}] is not its TaskSpec"
-    splits = dataset.splits
     assert "train" in splits and ({"val", "test"} & set(splits)), f"{name}: splits {splits} lack train or val/test"
     evaluation = "test" if "test" in splits else "val"
-    streams = dataset.split(evaluation)
+    with blame(name, f"split({evaluation!r})", "a torch Dataset of (input, {task: target}) samples"):
+        streams = dataset.split(evaluation)
     if dataset.multi_input:
         assert isinstance(streams, Mapping) and set(streams) == set(tasks), (
             f"{name}: multi_input splits must map each task to its dataset, got {type(streams).__name__}"
@@ -195,11 +232,12 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
     generator = torch.Generator().manual_seed(0)
     for task, stream in streams.items():
         where = f"{name} split {evaluation!r}" + (f" task {task!r}" if task else "")
-        assert len(stream) >= samples, f"{where}: {len(stream)} samples, need {samples} for the check"
-        items = [stream[i] for i in range(samples)]
-        assert_same(stream[0], items[0], f"{where}: reading sample 0 twice: sample")
-        batch = dataset.collate(items) if task is None else torch.utils.data.default_collate(items)
-        inputs, targets = batch
+        with blame(where, f"len() and reading samples 0..{samples - 1}", "(input, {task: target}) samples"):
+            assert len(stream) >= samples, f"{where}: {len(stream)} samples, need {samples} for the check"
+            items = [stream[i] for i in range(samples)]
+            assert_same(stream[0], items[0], f"{where}: reading sample 0 twice: sample")
+        with blame(where, f"collate() of {samples} samples", "(inputs, {task: target}), batched"):
+            inputs, targets = dataset.collate(items) if task is None else torch.utils.data.default_collate(items)
         batch_targets = targets if task is None else {task: targets}
         expected = set(tasks) if task is None else {task}
         assert isinstance(batch_targets, Mapping) and set(batch_targets) == expected, (
@@ -215,7 +253,8 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
             spec = tasks[t]
             check_meter(spec.meter, _prediction_for(spec, target, generator), target,
                         batch_independent=batch_independent_meters, what=f"{name} task {t!r} meter")
-    baseline = dataset.baseline()
+    with blame(name, "baseline()", "None or {task: {metric: value}}"):
+        baseline = dataset.baseline()
     if baseline is not None:
         for task, metrics in baseline.items():
             assert task in tasks, f"{name}: baseline for unknown task {task!r}"
@@ -237,11 +276,14 @@ def check_backbone(make: Callable[[], Backbone], input_shape: Sequence[int], *, 
     loaded with its ``state_dict`` computes the same output.
     """
     seed_everything(seed)
-    backbone = make()
-    name = type(backbone).__name__
+    with blame("check_backbone", "make()", "a Backbone built from its Config and the input shape"):
+        backbone = make()
+    name = label(backbone)
     assert isinstance(backbone, Backbone), f"{name} is not a mtlx Backbone"
+    check_options(backbone)
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(seed))
-    z = backbone(x)
+    with blame(name, f"forward(x of shape {tuple(x.shape)})", "one tensor Z of shape (batch, *out_shape)"):
+        z = backbone(x)
     assert isinstance(z, torch.Tensor), f"{name}: forward must return one tensor Z, got {type(z).__name__}"
     assert tuple(z.shape) == (batch, *backbone.out_shape), (
         f"{name}: output {tuple(z.shape)} but out_shape {tuple(backbone.out_shape)} (batch {batch})"

@@ -5,19 +5,25 @@ from the conftest's namespace; autouse ones then apply to every test below it)::
 
     from mtlx.testing.fixtures import fresh_plugin_manager, mtlx_cli  # noqa: F401  (pytest fixtures)
 
-This module imports pytest, so :mod:`mtlx.testing` does not import it.
+This module imports pytest, so :mod:`mtlx.testing` does not import it; pytest comes with the
+``test`` extra (``pip install 'mtlx[test]'``), which a plugin's own ``test`` extra lists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import pytest
+try:
+    import pytest
+except ImportError:  # mtlx itself does not depend on pytest: say which extra brings it
+    raise ImportError(
+        "mtlx.testing.fixtures are pytest fixtures and need pytest: pip install 'mtlx[test]'"
+    ) from None
 from click.testing import Result
 
 from ..hooks import reset_plugin_manager
-from .cli import invoke_cli
 from ..threads import torch_threads
+from .cli import invoke_cli
 
 __all__ = ["fresh_plugin_manager", "mtlx_cli", "single_thread"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -73,14 +73,16 @@ def make_step(
     tasks: Mapping[str, TaskSpec],
     *,
     iteration: int = 0,
+    epoch: int = 0,
     transform: str = "none",
     grad_method: str = "auto",
 ) -> StepContext:
-    """Forward ``x`` exactly as the engine does and return the step context a strategy sees."""
+    """Forward ``x`` exactly as the engine does and return the step context a strategy sees (at ``iteration``
+    of ``epoch``, both 0-based as the engine counts them)."""
     preds, rep = forward(model, x)
     recompute = torch.no_grad()(lambda: task_losses(forward(model, x)[0], targets, tasks, transform))
     losses = task_losses(preds, targets, tasks, transform)
     return StepContext(
-        model=model, losses=losses, representation=rep, iteration=iteration, recompute_losses=recompute,
+        model=model, losses=losses, representation=rep, iteration=iteration, epoch=epoch, recompute_losses=recompute,
         grad_method=grad_method,
     )

@@ -19,6 +19,8 @@ from mtlx_baselines.plugin import STRATEGIES
 
 FAST = ("famo", "nash-mtl")
 TINY = ["-o", "dataset.train_size=64", "-o", "dataset.val_size=32", "-o", "dataset.test_size=32"]
+#: options without a default (fixed: a weight for every digits task)
+REQUIRED = {"fixed": ["-o", "strategy.weights=seg:1,depth:0.5,cls:2"]}
 
 
 def params():
@@ -30,7 +32,7 @@ def params():
 def test_trains_digits_for_a_few_steps(name, tmp_path):
     out = tmp_path / name
     args = ["run", "--strategy", name, "--dataset", "digits", "--device", "cpu", "--max-steps", "3",
-            "--batch-size", "16", "--seed", "0", "--quiet", "--out", str(out), *TINY]
+            "--batch-size", "16", "--seed", "0", "--quiet", "--out", str(out), *TINY, *REQUIRED.get(name, [])]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     results = json.loads((out / "results.json").read_text())

@@ -25,10 +25,14 @@ def build(name: str, **options) -> object:
     return cls(build_component_config(cls.Config, options, where=f"strategy {name!r}"), tasks=list(TASKS))
 
 
+#: options without a default (fixed: a weight for every toy task)
+REQUIRED = {"fixed": {"weights": "seg0:1,reg1:0.5,seg2:2"}}
+
+
 def setup(name: str, seed: int, **options):
     torch.manual_seed(seed)
     model = ToyModel(TASKS)
-    strategy = build(name, **options)
+    strategy = build(name, **REQUIRED.get(name, {}), **options)
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-2)
     return model, strategy, optimizer
 
@@ -37,7 +41,7 @@ def test_every_strategy_of_the_issue_is_registered_by_this_plugin():
     registry = get_plugin_manager().registries.strategies
     expected = ["ew", "uw", "dwa", "rlw", "gls", "gradnorm", "mgda", "pcgrad", "graddrop", "gradvac", "imtl",
                 "cagrad", "nash-mtl", "aligned-mtl", "db-mtl", "famo", "fairgrad", "stch", "moco", "upgrad",
-                "excess-mtl"]
+                "excess-mtl", "config", "dualproj", "fixed"]
     assert list(STRATEGIES) == expected
     for name in expected:
         entry = registry.entry(name)
@@ -80,7 +84,7 @@ def test_a_step_frees_the_graph_in_its_last_backward(name):
 
 def test_representation_mode_is_offered_where_it_makes_sense():
     assert REP_MODE == ["mgda", "pcgrad", "gradvac", "imtl", "cagrad", "nash-mtl", "aligned-mtl", "fairgrad",
-                        "upgrad"]
+                        "upgrad", "config", "dualproj"]
     assert STRATEGIES["graddrop"].needs is Need.REPRESENTATION
 
 
@@ -320,7 +324,7 @@ def test_gradvac_groups_follow_the_model(group_type):
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_every_strategy_conforms(name):
     """12 steps (6 epochs: past DWA's, GradNorm's and STCH's warm-ups) equal 6 + a resume from a snapshot + 6."""
-    check_strategy(name)
+    check_strategy(name, REQUIRED.get(name))
 
 
 @pytest.mark.parametrize("name", REP_MODE)

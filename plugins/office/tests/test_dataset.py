@@ -147,3 +147,15 @@ def test_registered_under_both_names():
     registries = mtlx.get_plugin_manager().registries
     assert registries.datasets.get("office-31") is Office31
     assert registries.datasets.get("office-home") is OfficeHome
+
+
+@pytest.mark.parametrize("name", ["office-31", "office-home"])
+def test_paper_preset_resolves_to_the_papers_training(name):
+    """The Rep-MTL paper trains Office-31 and Office-Home with the log loss transform (its Appendix A), on
+    LibMTL's office recipe: 100 epochs, batch 64, Adam 1e-4, weight decay 1e-5."""
+    from mtlx.build import resolve_run_config
+
+    train = resolve_run_config([{"dataset.name": name}], ["paper"]).train
+    assert (train.loss_transform, train.epochs) == ("log", 100)
+    assert (train.batch_size, train.optimizer, train.lr, train.weight_decay) == (64, "adam", 1e-4, 1e-5)
+    assert resolve_run_config([{"dataset.name": name}]).train.loss_transform == "none"  # not without the preset

@@ -50,9 +50,10 @@ def _unit(matrix: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def naive_csa(
-    saliencies: Sequence[torch.Tensor], temperature: float = 0.1, eps: float = 1e-8, denominator: str = "paper"
+    saliencies: Sequence[torch.Tensor], temperature: float = 0.1, eps: float = 1e-8, denominator: str = "paper",
+    task_reduction: str = "mean",
 ) -> torch.Tensor:
-    """Eqs. 7–9 with every C×C map materialised, averaged over b and t."""
+    """Eqs. 7–9 with every C×C map materialised, averaged over b and averaged (``mean``) or summed over t."""
     saliencies = _unit_rms(saliencies)
     num_tasks, batch = len(saliencies), saliencies[0].shape[0]
     if batch < 2:
@@ -72,7 +73,7 @@ def naive_csa(
             positive = torch.dot(anchor_maps[b], _unit(s @ s.T, eps)) / temperature
             denom = negatives + torch.exp(positive) if denominator == "infonce" else negatives
             total = total - (positive - torch.log(denom))
-    return total / (batch * num_tasks)
+    return total / (batch * num_tasks if task_reduction == "mean" else batch)
 
 
 @pytest.fixture

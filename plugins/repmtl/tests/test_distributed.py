@@ -27,10 +27,12 @@ def _run(command: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
-    _run([sys.executable, "-m", "mtlx", *TOY, "--batch-size", "4", "--out", str(tmp_path / "one")])
+@pytest.mark.parametrize("options", [[], ["-o", "strategy.mode=paper", "-o", "strategy.csa_tasks=sum"]])
+def test_two_processes_equal_one_process_on_the_global_batch(tmp_path, options):
+    """Also with CSA summed over tasks at a fixed λ (a mean over the local samples either way)."""
+    _run([sys.executable, "-m", "mtlx", *TOY, *options, "--batch-size", "4", "--out", str(tmp_path / "one")])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mtlx", *TOY,
-          "--batch-size", "2", "--out", str(tmp_path / "two")])
+          *options, "--batch-size", "2", "--out", str(tmp_path / "two")])
     one = load_checkpoint(tmp_path / "one" / "last.pt")["engine"]["model"]
     two = load_checkpoint(tmp_path / "two" / "last.pt")["engine"]["model"]
     assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5

@@ -48,6 +48,33 @@ def test_csa_equals_naive(num_tasks, batch, shape, denominator, naive):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("denominator", ["paper", "infonce"])
+@pytest.mark.parametrize(("num_tasks", "batch", "shape"), SHAPES)
+def test_csa_summed_over_tasks_equals_naive(num_tasks, batch, shape, denominator, naive):
+    """``task_reduction="sum"`` (Eq. 9 summed over t, averaged over b) equals the naive sum, values and gradients,
+    and is T times the default mean."""
+    sal = [s.requires_grad_() for s in _saliencies(num_tasks, batch, shape, seed=2)]
+    fast = csa_loss(sal, temperature=0.3, denominator=denominator, task_reduction="sum")
+    slow = naive.csa(sal, temperature=0.3, denominator=denominator, task_reduction="sum")
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+    for g_fast, g_slow in zip(torch.autograd.grad(fast, sal), torch.autograd.grad(slow, sal), strict=True):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(fast, num_tasks * csa_loss(sal, temperature=0.3, denominator=denominator))
+
+
+@pytest.mark.parametrize(("task_reduction", "expected"), [("mean", (2**-0.5 - 1) / 2), ("sum", 2**-0.5 - 1)])
+def test_csa_task_reduction_on_a_hand_example(task_reduction, expected):
+    """T = 2, B = 2, C = 2 vectors, τ = 1. Sample 0: tasks e1, e2, so Â_0 = I and each task map e_t e_tᵀ has
+    cosine 1/√2 with it; sample 1: both tasks e1, so Â_1 = 2 e1 e1ᵀ and the cosines are 1. The only
+    negative of either sample is cos(Â_0, Â_1) = 1/√2. Per (b, t): −log(exp(pos)/exp(1/√2)) = 1/√2 − pos,
+    i.e. 0, 0 for sample 0 and 1/√2 − 1 twice for sample 1: mean over b and t (1/√2 − 1)/2, sum over t
+    (then mean over b) 1/√2 − 1, T = 2 times more."""
+    e1, e2 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    saliencies = [torch.stack([e1, e1]), torch.stack([e2, e1])]  # task t: [B, C]
+    loss = csa_loss(saliencies, temperature=1.0, task_reduction=task_reduction)
+    torch.testing.assert_close(loss, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
 def test_denominators_differ_by_the_positive_term(naive):
     """infonce adds exp(pos/τ) to the denominator, so it is strictly larger than the paper's value."""
     sal = _saliencies(3, 4, (5, 2, 2))
@@ -162,18 +189,22 @@ def test_no_channel_by_channel_map(shape):
 def test_rejects_bad_input():
     with pytest.raises(ValueError, match="denominator must be 'paper' or 'infonce'"):
         csa_loss(_saliencies(2, 2, (3,)), denominator="nce")
+    with pytest.raises(ValueError, match="task reduction must be 'mean' or 'sum'"):
+        csa_loss(_saliencies(2, 2, (3,)), task_reduction="max")
     with pytest.raises(ValueError, match=r"saliencies must be T tensors \[B, C\]"):
         tsr_loss([torch.randn(4)])
 
 
-def test_csa_with_gathered_anchors_splits_the_global_batch_exactly():
+@pytest.mark.parametrize("task_reduction", ["mean", "sum"])
+def test_csa_with_gathered_anchors_splits_the_global_batch_exactly(task_reduction):
     """Two simulated processes (halves of the batch, each with its own saliency scale) whose
-    CSA uses the gathered anchors: their mean loss and its gradient equal the one-process CSA."""
+    CSA uses the gathered anchors: their mean loss and its gradient equal the one-process CSA
+    (the loss is a mean over the local samples whether the tasks are averaged or summed)."""
     from mtlx_repmtl.losses import csa_terms, unit_rms
 
     torch.manual_seed(0)
     saliencies = torch.randn(3, 6, 4, 5, dtype=torch.float64, requires_grad=True)
-    (reference,) = torch.autograd.grad(csa_terms(saliencies).loss, saliencies)
+    (reference,) = torch.autograd.grad(csa_terms(saliencies, task_reduction=task_reduction).loss, saliencies)
     halves = [saliencies[:, :3] * 3.0, saliencies[:, 3:] * 0.5]  # per-process loss normalisation differs
 
     def anchors_of(part):
@@ -187,6 +218,6 @@ def test_csa_with_gathered_anchors_splits_the_global_batch_exactly():
         def gather(local, rank=rank, others=others):
             return torch.cat([local if q == rank else others[q] for q in range(2)])
 
-        total = total + csa_terms(part, gather=gather, offset=3 * rank).loss
+        total = total + csa_terms(part, gather=gather, offset=3 * rank, task_reduction=task_reduction).loss
     (split,) = torch.autograd.grad(total / 2, saliencies)
     assert torch.allclose(split, reference, atol=1e-12)

@@ -100,6 +100,23 @@ def test_balanced_mode_is_paper_mode_with_the_estimated_lambdas():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_balanced_mode_absorbs_the_csa_task_reduction():
+    """Summing CSA over the T tasks multiplies it by T; balanced mode's λ_csa is then T times smaller and the
+    step's gradients are the same: ``csa_tasks`` matters only where λ is fixed (``paper`` mode)."""
+    tasks, model, x, targets = _setup()
+    grads, lambdas = {}, {}
+    for reduction in ("mean", "sum"):
+        strategy = RepMTL(RepMTLConfig(rho=0.1, csa_tasks=reduction), tasks=list(tasks))
+        model.zero_grad(set_to_none=True)
+        strategy.backward(make_step(model, x, targets, tasks))
+        grads[reduction], lambdas[reduction] = [p.grad.clone() for p in model.parameters()], strategy.lambdas
+    # the task losses are fp32 (the engine's task_losses): the two computations agree to fp32 rounding
+    assert lambdas["sum"]["csa"] == pytest.approx(lambdas["mean"]["csa"] / len(tasks), rel=1e-6)
+    assert lambdas["sum"]["tsr"] == pytest.approx(lambdas["mean"]["tsr"], rel=1e-6)
+    for a, b in zip(grads["sum"], grads["mean"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-10)
+
+
 def test_paper_mode_warns_once_when_the_regularisers_outweigh_the_tasks():
     tasks, model, x, targets = _setup()
     strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
@@ -108,14 +125,14 @@ def test_paper_mode_warns_once_when_the_regularisers_outweigh_the_tasks():
         ratios = strategy.backward(make_step(model, x, targets, tasks)).diagnostics
         strategy.backward(make_step(model, x, targets, tasks, iteration=1))
     messages = [str(w.message) for w in caught if "outweighs" in str(w.message)]
-    assert ratios["grad_ratio.csa.shared"] > 1  # the toy model at λ = 0.9, as on every model tried
+    assert ratios["grad_ratio.csa.shared"] > 1  # the toy model at λ = 0.9 (not digits: README)
     assert len(messages) == 1
     assert f"grad_ratio.csa.shared = {ratios['grad_ratio.csa.shared']:.3g}" in messages[0]
     assert "strategy.lambda_csa" in messages[0] and "mode=balanced" in messages[0]
 
 
 def test_paper_mode_warns_when_a_regulariser_outweighs_the_tasks_on_the_heads_alone():
-    """On the toy model at the paper's λ_tsr, TSR is below the task losses on the encoder (0.6) but above
+    """On the toy model at λ_tsr = 0.9, TSR is below the task losses on the encoder (0.6) but above
     them on the heads (4.2): the heads are where TSR's shortcut acts, so that is worth the warning too."""
     tasks, model, x, targets = _setup()
     strategy = RepMTL(RepMTLConfig(mode="paper", lambda_csa=0.0), tasks=list(tasks))

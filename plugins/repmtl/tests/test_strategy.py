@@ -47,7 +47,9 @@ def _reference(reps, losses, weights, cfg, naive, params, *, batch=None):
     if cfg.use_tsr:
         total = total + cfg.fixed_lambdas()["tsr"] * naive.tsr(sal, cfg.eps)
     if cfg.use_csa:
-        total = total + cfg.fixed_lambdas()["csa"] * naive.csa(sal, cfg.temperature, cfg.eps, cfg.csa_denominator)
+        total = total + cfg.fixed_lambdas()["csa"] * naive.csa(
+            sal, cfg.temperature, cfg.eps, cfg.csa_denominator, task_reduction=cfg.csa_tasks
+        )
     return _grads(total, params)
 
 
@@ -72,6 +74,7 @@ CONFIGS = [  # paper mode: the fixed λ of Eq. 10
     {"mode": "paper", "csa_denominator": "infonce", "temperature": 0.5, "lambda_tsr": 1.3, "lambda_csa": 0.7},
     {"mode": "paper", "use_tsr": False},
     {"mode": "paper", "use_csa": False, "lambda_tsr": 1.5},
+    {"mode": "paper", "csa_tasks": "sum", "lambda_csa": 0.4},
 ]
 
 
@@ -88,6 +91,23 @@ def test_gradients_match_independent_computation_ew(options, num_tasks, naive):
     # the regularisers reach the encoder: its gradient differs from plain EW's
     plain = torch.autograd.grad(make_step(model, x, targets, tasks).loss_vector().sum(), model.encoder[0].weight)[0]
     assert not torch.allclose(plain, got[0])
+
+
+def test_csa_tasks_reaches_the_gradient(naive):
+    """``csa_tasks=sum`` gives CSA T times its mean-over-tasks weight at the same λ: the step's gradients are
+    the reference's with CSA summed over tasks, equal to the mean reading at T·λ_csa, and not to it at λ_csa."""
+    tasks, model, x, targets = _setup(3)
+    options = {"mode": "paper", "lambda_tsr": 0.5, "lambda_csa": 0.2}
+    summed = RepMTL(RepMTLConfig(csa_tasks="sum", **options), tasks=list(tasks))
+    expected = _reference_single_input(summed, model, x, targets, tasks, naive)
+    got, _ = _strategy_grads(summed, model, x, targets, tasks)
+    averaged, _ = _strategy_grads(RepMTL(RepMTLConfig(**options), tasks=list(tasks)), model, x, targets, tasks)
+    triple = RepMTL(RepMTLConfig(**{**options, "lambda_csa": 0.6}), tasks=list(tasks))
+    tripled, _ = _strategy_grads(triple, model, x, targets, tasks)
+    for g, e, mean, mean_at_3_lambda in zip(got, expected, averaged, tripled, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-10)
+        torch.testing.assert_close(g, mean_at_3_lambda, rtol=1e-6, atol=1e-10)
+    assert not torch.allclose(got[0], averaged[0], rtol=1e-3)  # the encoder's first layer moves
 
 
 @pytest.mark.parametrize("options", CONFIGS[1:2])
@@ -108,13 +128,16 @@ LOSS_WEIGHTINGS = [
     name for name in mtlx.get_plugin_manager().registries.strategies.list()
     if issubclass(mtlx.get_plugin_manager().registries.strategies.get(name), mtlx.LossWeighting)
 ]
+#: bases with a required option (the toy tasks' names)
+BASE_OPTIONS = {"fixed": {"weights": "seg0:1,reg1:0.5,seg2:2"}}
 
 
 @pytest.mark.parametrize("base", LOSS_WEIGHTINGS)
 def test_every_installed_loss_weighting_composes(base, naive):
     """For each installed loss weighting: gradients = ∇[base.combine(L) + λ·regularisers] (an identical twin base)."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(mode="paper", base=base), tasks=list(tasks))
+    config = RepMTLConfig(mode="paper", base=base, base_options=BASE_OPTIONS.get(base, {}))
+    strategy = RepMTL(config, tasks=list(tasks))
     twin = copy.deepcopy(strategy.base)
     z = model.encode(x)
     preds = model.decode(z)

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from mtlx.testing import invoke_cli, torch_threads
 from mtlx.testing.fixtures import fresh_plugin_manager, single_thread  # noqa: F401  (autouse pytest fixtures)
 
+from .slurm_cluster import slurm_cluster  # noqa: F401  (the session's test SLURM cluster)
+
 #: name -> extra overrides; "a1"/"a2" are two seeds of one row, "b1" another config (lr) of the same strategy.
 RUNS = {"a1": ("train.seed=1",), "a2": ("train.seed=2",), "b1": ("train.seed=1", "train.lr=0.01")}
 

@@ -17,9 +17,9 @@ def test_entry_point_is_declared_by_the_distribution():
 def test_the_commands_are_listed_in_mtlx_help():
     listing = invoke_cli("--help")
     assert listing.exit_code == 0
-    for name in ("report", "analyze", "profile"):
+    for name in ("report", "analyze", "profile", "sweep"):
         assert name in listing.output
-    assert sorted(c.name for c in mtlx_commands()) == ["analyze", "profile", "report"]
+    assert sorted(c.name for c in mtlx_commands()) == ["analyze", "profile", "report", "sweep"]
 
 
 def test_report_help_is_the_plugins():

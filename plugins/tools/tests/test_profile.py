@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from mtlx_tools import count_flops
 from mtlx import phases
 from mtlx.build import build, build_model, resolve_run_config
 from mtlx.cli import main
 from mtlx_digits.tasks import TASKS  # the dataset profiled here
+from mtlx_tools import count_flops
 from mtlx_tools.profile.measure import profile_components
 
 _DIGITS = [
@@ -134,3 +135,60 @@ def test_the_profiled_step_scales_fp16_losses_with_the_engines_grad_scaler(monke
     with pytest.warns(RuntimeWarning, match="fp16 on a CPU is slow"):
         profile_components(components, batch_size=4, steps=1, warmup=0, flops=False, compare=None)
     assert scaled  # the engine's GradScaler took part in the step
+
+
+def _help() -> str:
+    result = CliRunner().invoke(main, ["profile", "--help"], terminal_width=200, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _help_examples() -> list:
+    """Each ``mtlx profile ...`` line of the help's examples, and the ``-o`` option's ``e.g.``, as arguments."""
+    text = _help().replace("\\\n", " ")  # an example continued on the next line
+    lines = [line.split("#")[0].split() for line in text.splitlines() if line.strip().startswith("mtlx profile")]
+    examples = [line[2:] for line in lines]
+    option = re.search(r"-o, --override SECTION\.KEY=VALUE(.*?)\n  -", text, flags=re.DOTALL).group(1)
+    examples.append(re.search(r"e\.g\. (.*?)\.$", " ".join(option.split())).group(1).split())
+    marks = [pytest.mark.slow if _dataset(args) != "digits" else () for args in examples]  # a real model, real size
+    return [pytest.param(args, marks=mark, id=" ".join(args) or "(no options)") for args, mark in zip(examples, marks)]
+
+
+def _dataset(args: list[str]) -> str:
+    flags = [i for i, arg in enumerate(args) if arg in ("-d", "--dataset")]
+    return args[flags[-1] + 1] if flags else "digits"
+
+
+@pytest.mark.parametrize("args", _help_examples())
+def test_every_example_of_the_help_runs(args):
+    dataset = _dataset(args)
+    if dataset != "digits":
+        pytest.importorskip(f"mtlx_{dataset}", reason=f"the example profiles dataset {dataset}")
+    small = ["-o", "dataset.train_size=8", "-o", "dataset.val_size=1", "-o", "dataset.test_size=1"]
+    extra = [*(small if dataset == "digits" else []), "--warmup", "0", *([] if "--steps" in args else ["--steps", "1"])]
+    result = CliRunner().invoke(main, ["profile", *args, *extra, "--threads", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_the_step_table_keeps_every_header_whole_in_80_columns():
+    result = CliRunner().invoke(main, ["profile", *_DIGITS, "--strategy", "mgda", "--no-flops"], terminal_width=80,
+                                env={"COLUMNS": "80"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+    table = result.output.split("time per training step")[1]
+    for label in (*(p.removeprefix("mtlx/") for p in (phases.FORWARD, phases.STRATEGY, phases.OPTIMIZER,
+                                                       phases.PER_TASK_GRADS, phases.BACKWARD)), "other", "total"):
+        assert re.search(rf"(^|\s){re.escape(label)}(\s|$)", table, flags=re.MULTILINE), (label, table)
+    assert "…" not in result.output
+
+
+def test_the_profilers_own_log_lines_stay_out_of_the_output():
+    """torch.profiler's C++ backend (kineto) logs 'profiler_start' lines on the process's stderr: a subprocess."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mtlx", "profile", *_DIGITS, "--no-flops", "--threads", "1"],
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "time per training step" in out.stdout
+    assert not [line for line in (out.stdout + out.stderr).splitlines() if "ActivityProfiler" in line or "USDT:" in line]

@@ -7,12 +7,15 @@ from mtlx import MTOStrategy
 
 from .strategies.aligned_mtl import AlignedMTL
 from .strategies.cagrad import CAGrad
+from .strategies.conflict_free import ConFIG
 from .strategies.db_mtl import DBMTL
+from .strategies.dualproj import DualProj
 from .strategies.dwa import DynamicWeightAverage
 from .strategies.ew import EqualWeighting
 from .strategies.excess_mtl import ExcessMTL
 from .strategies.fairgrad import FairGrad
 from .strategies.famo import FAMO
+from .strategies.fixed import FixedWeights
 from .strategies.gls import GeometricLossStrategy
 from .strategies.graddrop import GradDrop
 from .strategies.gradnorm import GradNorm
@@ -50,6 +53,9 @@ STRATEGIES: dict[str, type[MTOStrategy]] = {
     "moco": MoCo,
     "upgrad": UPGrad,
     "excess-mtl": ExcessMTL,
+    "config": ConFIG,
+    "dualproj": DualProj,
+    "fixed": FixedWeights,
 }
 
 

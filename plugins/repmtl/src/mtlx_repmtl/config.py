@@ -7,18 +7,22 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CSA_DENOMINATORS", "MODES", "PAPER_LAMBDA", "REG_PARAMS", "RepMTLConfig"]
+__all__ = ["CSA_DENOMINATORS", "CSA_TASKS", "MODES", "REG_PARAMS", "SENSITIVITY_ANCHOR_LAMBDA", "RepMTLConfig"]
 
 #: ``paper``: Eq. 9 as printed (positive not in the denominator); ``infonce``: positive added.
 CSA_DENOMINATORS = ("paper", "infonce")
-
-#: ``paper``: Eq. 10 with fixed λ (the paper's 0.9); ``balanced`` (not in the paper): each λ set so that the
-#: regulariser's gradient is at most ``rho`` times the task losses' on the encoder and on the heads.
+#: How CSA combines the tasks, which Eq. 9 leaves free: ``mean`` (1/(B·T) Σ_b Σ_t) or ``sum`` (1/B Σ_b Σ_t, T times
+#: larger: at the same λ_csa the sum weighs CSA T times more).
+CSA_TASKS = ("mean", "sum")
+#: ``paper``: Eq. 10 with fixed λ (``SENSITIVITY_ANCHOR_LAMBDA`` unless set); ``balanced`` (not in the paper): each
+#: λ estimated so that, on the estimate's batch, the regulariser's gradient is at most ``rho`` times the task
+#: losses' on the encoder and on the heads (a bound at each estimate, not between estimates).
 MODES = ("balanced", "paper")
 #: Where the regularisers' gradients go: heads and encoder (``all``, the paper) or the encoder only (not in the paper).
 REG_PARAMS = ("all", "shared")
-#: λ_tsr = λ_csa of the paper's experiments (its grid {0.7 … 1.5}).
-PAPER_LAMBDA = 0.9
+#: ``paper`` mode's λ_tsr = λ_csa when unset: the value the paper holds fixed while sweeping the other λ over its
+#: grid {0.7, 0.9, …, 1.5} (sensitivity study, Fig. 7, App. D.1). The paper never reports the λ it chose.
+SENSITIVITY_ANCHOR_LAMBDA = 0.9
 
 _ge0 = attrs.validators.ge(0.0)
 _gt0 = attrs.validators.gt(0.0)
@@ -37,22 +41,29 @@ class RepMTLConfig:
     """Rep-MTL hyper-parameters; the paper's are in shared/spec/rep-mtl.md, the rest marked "not in the paper".
 
     Attributes:
-        mode: ``balanced`` (default, not in the paper): each regulariser's weight is set so that
-            ‖∇_g λR‖ ≤ ``rho`` · ‖∇_g Σ w_t L_t‖ on each group g it reaches (the shared parameters and, with
-            ``reg_params=all``, the heads), with equality on the binding one; re-estimated every
-            ``estimate_every`` steps and smoothed by an EMA (``ema``); ``paper``: fixed
-            ``lambda_tsr``/``lambda_csa`` (Eq. 10 as printed).
-        lambda_tsr: ``paper`` mode: weight of the task-specific saliency regulariser (entropy, Eq. 6); 0.9 if unset.
-        lambda_csa: ``paper`` mode: weight of the cross-task saliency alignment (contrastive, Eq. 9); 0.9 if unset.
-        rho: ``balanced`` mode: the largest ratio of each regulariser's gradient norm to the task losses', on
-            the encoder and on the heads at each estimate (0.001: of the values measured, 0.01 and 0.001, the
-            one not worse than EW beyond seed noise on four digits settings and QM9; README).
+        mode: ``balanced`` (default, not in the paper): each regulariser's weight is estimated on steps 1, 1+k,
+            ... (k = ``estimate_every``) as ``rho`` · min_g ‖∇_g Σ w_t L_t‖ / ‖∇_g R‖ over the groups g it reaches
+            (the shared parameters and, with ``reg_params=all``, the heads), so that on that step's batch
+            ‖∇_g λR‖ ≤ ``rho`` · ‖∇_g Σ w_t L_t‖ on every group, with equality on the binding one; the weight in
+            use is an EMA of the estimates (``ema``), so the bound is exact on the first step (on every estimate's
+            step with ``ema=0``) and between estimates the ratio drifts with the batches (README); ``paper``:
+            fixed ``lambda_tsr``/``lambda_csa`` (Eq. 10 as printed).
+        lambda_tsr: ``paper`` mode: weight of the task-specific saliency regulariser (entropy, Eq. 6); unset: 0.9,
+            the anchor of the paper's sensitivity study (the paper does not report the λ it chose).
+        lambda_csa: ``paper`` mode: weight of the cross-task saliency alignment (contrastive, Eq. 9); unset: 0.9,
+            the anchor of the paper's sensitivity study.
+        rho: ``balanced`` mode: the bound of each estimate, the ratio of each regulariser's gradient norm to the
+            task losses' on the encoder and on the heads on the estimate's batch (not a bound between estimates;
+            0.001: of the values measured, 0.01 and 0.001, the one not worse than EW beyond seed noise on four
+            digits settings and QM9; README).
         estimate_every: ``balanced`` mode: re-estimate the weights on steps 1, 1+k, 1+2k, ... (k ≥ 1).
         ema: ``balanced`` mode: weight = ema · previous + (1 − ema) · new estimate (0: no smoothing).
         reg_params: ``all`` (heads and encoder, the paper) or ``shared`` (encoder only; not in the paper:
             stops TSR's shortcut of zeroing a head's channel-mean saliency through the head's weights).
         temperature: τ of Eq. 9 (not reported by the paper).
         csa_denominator: ``paper`` (positive excluded) or ``infonce`` (positive included).
+        csa_tasks: CSA over the tasks, which Eq. 9 leaves free: ``mean`` (averaged) or ``sum`` (summed: T times
+            larger, so the same ``lambda_csa`` weighs CSA T times more; ``balanced`` mode's λ absorbs the factor).
         eps: guards the L1 normalisation and the log of TSR and the norms of CSA.
         base: name of the installed loss-weighting strategy that combines the task losses.
         base_options: options of ``base`` (its own ``Config`` fields).
@@ -75,6 +86,7 @@ class RepMTLConfig:
     reg_params: str = attrs.field(default="all", validator=attrs.validators.in_(REG_PARAMS))
     temperature: float = attrs.field(default=0.1, converter=float, validator=_gt0)
     csa_denominator: str = attrs.field(default="paper", validator=attrs.validators.in_(CSA_DENOMINATORS))
+    csa_tasks: str = attrs.field(default="mean", validator=attrs.validators.in_(CSA_TASKS))
     eps: float = attrs.field(default=1e-8, converter=float, validator=_gt0)
     base: str = attrs.field(default="ew", validator=attrs.validators.instance_of(str))
     base_options: dict[str, Any] = attrs.field(factory=dict, converter=_options)
@@ -92,8 +104,8 @@ class RepMTLConfig:
                 )
 
     def fixed_lambdas(self) -> dict[str, float]:
-        """``paper`` mode's weights (unset ones are the paper's 0.9)."""
+        """``paper`` mode's weights (unset ones are the anchor of the paper's sensitivity study, 0.9)."""
         return {
-            "tsr": PAPER_LAMBDA if self.lambda_tsr is None else self.lambda_tsr,
-            "csa": PAPER_LAMBDA if self.lambda_csa is None else self.lambda_csa,
+            "tsr": SENSITIVITY_ANCHOR_LAMBDA if self.lambda_tsr is None else self.lambda_tsr,
+            "csa": SENSITIVITY_ANCHOR_LAMBDA if self.lambda_csa is None else self.lambda_csa,
         }

@@ -174,17 +174,20 @@ def csa_terms(
     denominator: str = "paper",
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     offset: int = 0,
+    task_reduction: str = "mean",
 ) -> CSATerms:
     """Cross-task saliency alignment (Eqs. 7–9) with its similarities; see :func:`csa_loss`.
 
     Under data parallelism ``gather`` concatenates every process's ``[B, T, C]``
     anchors (with gradient) so the negatives are the other samples of the
     global batch; ``offset`` is this process's first index in it. The loss is
-    the mean over the local samples, so its mean over processes is the
-    single-process loss of the global batch.
+    the mean over the local samples (of the mean or the sum over tasks), so
+    its mean over processes is the single-process loss of the global batch.
     """
     if denominator not in ("paper", "infonce"):
         raise ValueError(f"csa denominator must be 'paper' or 'infonce', got {denominator!r}")
+    if task_reduction not in ("mean", "sum"):
+        raise ValueError(f"csa task reduction must be 'mean' or 'sum', got {task_reduction!r}")
     stacked = stack_saliencies(saliencies)
     with full_precision(stacked.device):
         stacked = unit_rms(stacked)
@@ -206,7 +209,8 @@ def csa_terms(
             log_denominator = torch.logaddexp(logits, negatives[None, :])
         else:
             log_denominator = negatives[None, :].expand_as(logits)
-        loss = (log_denominator - logits).mean()
+        per_pair = log_denominator - logits  # [T, B]
+        loss = per_pair.mean() if task_reduction == "mean" else per_pair.sum(dim=0).mean()
         return CSATerms(loss=loss, positive=positive, anchor=anchor)
 
 
@@ -215,8 +219,9 @@ def csa_loss(
     temperature: float = 0.1,
     eps: float = 1e-8,
     denominator: str = "paper",
+    task_reduction: str = "mean",
 ) -> torch.Tensor:
-    """Cross-task saliency alignment (Eqs. 7–9), averaged over samples and tasks.
+    """Cross-task saliency alignment (Eqs. 7–9), averaged over samples and averaged or summed over tasks.
 
     Per sample b, the anchor ``A_b = [a_{b,1} … a_{b,T}]`` (C×T, ``a_{b,t}`` the
     spatial mean of ``S_{t,b}``) gives ``Â_b = A_b A_bᵀ``; each task's map is
@@ -224,12 +229,18 @@ def csa_loss(
     (norms clamped at ``eps``, as ``F.normalize``, after dividing all saliencies
     by their global RMS, :func:`unit_rms`):
 
-    ``L = mean_{b,t} −log[ exp(sim(Â_b, M_{t,b})/τ) / D_b ]``,
+    ``L = mean_b mean_t −log[ exp(sim(Â_b, M_{t,b})/τ) / D_b ]``,
     ``D_b = Σ_{k≠b} exp(sim(Â_b, Â_k)/τ)`` (``paper``: Eq. 9 as printed) or
     ``D_b + exp(sim(Â_b, M_{t,b})/τ)`` (``infonce``).
+
+    Eq. 9 leaves t free: ``task_reduction="mean"`` (the default) averages over
+    the tasks, ``"sum"`` sums them (``mean_b Σ_t``), which is T times larger,
+    so at the same λ the sum weighs CSA T times more.
 
     A batch of one sample has no negatives: the loss is 0 (callers warn).
     Differentiable once (all Rep-MTL needs: its second-order part is in the
     saliency graph); asking for a second derivative raises.
     """
-    return csa_terms(saliencies, temperature=temperature, eps=eps, denominator=denominator).loss
+    return csa_terms(
+        saliencies, temperature=temperature, eps=eps, denominator=denominator, task_reduction=task_reduction
+    ).loss

@@ -56,7 +56,8 @@ class RepMTL(MTOStrategy):
 
     Config = RepMTLConfig
     needs = Need.REPRESENTATION
-    #: ``--preset paper``: the printed objective with the paper's fixed λ (with the dataset's paper recipe)
+    #: ``--preset paper``: the printed objective at a fixed λ, 0.9 unless set (the anchor of the paper's sensitivity
+    #: study; the paper never reports the λ it chose), with the dataset's paper recipe where it has one
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"paper": {"strategy.mode": "paper"}}
 
     def __init__(self, config: RepMTLConfig, *, tasks: Sequence[str], base: LossWeighting | None = None):
@@ -184,7 +185,7 @@ class RepMTL(MTOStrategy):
             terms = csa_terms(
                 saliencies, temperature=cfg.temperature, eps=cfg.eps, denominator=cfg.csa_denominator,
                 gather=all_gather_with_grad if parallel else None,
-                offset=distributed.rank() * batch,
+                offset=distributed.rank() * batch, task_reduction=cfg.csa_tasks,
             )
             regularisers["csa"] = terms.loss
             diagnostics["csa"] = _scalar(terms.loss)
@@ -216,6 +217,10 @@ class RepMTL(MTOStrategy):
     def on_epoch_end(self, epoch: int, mean_losses: Mapping[str, float]) -> None:
         self.base.on_epoch_end(epoch, mean_losses)
 
+    @property
+    def uses_epoch_end(self) -> bool:
+        return self.base.uses_epoch_end
+
     def state_dict(self) -> dict[str, Any]:
         return {"base": self.base.state_dict(), "lambdas": dict(self.lambdas), "last_estimate": self._last_estimate}
 
@@ -231,11 +236,13 @@ def _balanced_lambdas(
 ) -> dict[str, float]:
     """λ_r = ρ · min_g ‖∇_g Σ w_t L_t‖ / ‖∇_g R_r‖ over the groups g the regularisers reach, EMA-smoothed.
 
-    The groups are the shared parameters and, with ``reg_params=all``, the heads: each regulariser pulls
-    on each of them with at most ρ times the task losses' force (balancing the encoder alone let TSR
-    outweigh the task losses on QM9's one-layer heads, README). Under data parallelism the gradients
-    (not their norms) are averaged across processes before the norms are taken: the norms of the global
-    batch's gradients, so every process uses the same λ.
+    The groups are the shared parameters and, with ``reg_params=all``, the heads: with the estimate,
+    each regulariser pulls on each of them with at most ρ times the task losses' force on this step's
+    batch (balancing the encoder alone let TSR outweigh the task losses on QM9's one-layer heads,
+    README). The bound holds for the estimate, not between estimates: the returned weight is the EMA
+    of the estimates (exactly the estimate on the first one), and later batches move the ratio. Under
+    data parallelism the gradients (not their norms) are averaged across processes before the norms are
+    taken: the norms of the global batch's gradients, so every process uses the same λ.
     """
     groups = _parameter_groups(step)
     if cfg.reg_params == "shared":

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import torch
 
-from mtlx import ConfigError, LossWeighting, StepContext
+from mtlx import LossWeighting, StepContext
 
 from ._positive import require_positive
 from ._state import clone_state
@@ -55,8 +55,7 @@ class FAMO(LossWeighting):
 
     def after_step(self, step: StepContext) -> None:
         if step.recompute_losses is None:
-            raise ConfigError("famo needs the step to re-evaluate its losses after the optimiser step "
-                              "(StepContext.recompute_losses); this engine does not provide it")
+            raise step.missing("recompute_losses", "famo (re-evaluates the losses after the optimiser step)")
         after = step.recompute_losses()
         before = step.loss_vector().detach()
         now = torch.stack([after[t].detach() for t in self.tasks]).to(before)

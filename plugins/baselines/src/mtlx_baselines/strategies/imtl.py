@@ -38,7 +38,7 @@ def aggregate(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class IMTL(LossWeighting):
-    """IMTL (Liu et al., ICLR 2021): IMTL-L loss scales and/or IMTL-G equal-projection gradients."""
+    """IMTL (Liu et al., ICLR 2021): IMTL-L (``variant=loss``), IMTL-G (``variant=gradient``) or both (default)."""
 
     @attrs.frozen(kw_only=True)
     class Config:

@@ -9,6 +9,8 @@ normalising first changes nothing else; all-zero gradients still give d = 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import torch
 from torchjd.aggregation import UPGradWeighting
@@ -19,18 +21,24 @@ from mtlx import StepContext
 from ..linalg import gram
 from ._gradient import GradientAggregation, grad_mode_field
 
-__all__ = ["UPGrad", "aggregate"]
+__all__ = ["UPGrad", "aggregate", "dual_cone_weights"]
+
+
+def dual_cone_weights(G: torch.Tensor, weighting: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """A torchjd dual-cone weighting (UPGrad's, DualProj's) of ``[T, N]`` gradients, given ``K / tr K``.
+
+    All-zero gradients (``tr K = 0``) get the mean weights (d = 0).
+    """
+    K = gram(G).double()
+    trace = K.trace()
+    if float(trace) <= 0.0:
+        return torch.full((G.shape[0],), 1.0 / G.shape[0], dtype=G.dtype, device=G.device)
+    return weighting(K / trace).to(G)
 
 
 def aggregate(G: torch.Tensor, *, reg_eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
     """UPGrad on ``[T, N]`` gradients (mean scale): ``d = (1/T) Σ_t π(g_t)`` and its weights."""
-    K = gram(G).double()
-    trace = K.trace()
-    if float(trace) <= 0.0:
-        weights = torch.full((G.shape[0],), 1.0 / G.shape[0], dtype=G.dtype, device=G.device)
-        return weights @ G, weights
-    weighting = UPGradWeighting(projector=QuadprogProjector(norm_eps=0.0, reg_eps=reg_eps))
-    weights = weighting(K / trace).to(G)
+    weights = dual_cone_weights(G, UPGradWeighting(projector=QuadprogProjector(norm_eps=0.0, reg_eps=reg_eps)))
     return weights @ G, weights
 
 

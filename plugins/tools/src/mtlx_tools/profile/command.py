@@ -77,7 +77,7 @@ def _build_synthetic(config: RunConfig, scratch: str) -> Components:
 )
 @click.option("--no-flops", is_flag=True, help="Skip the FLOP count (no fvcore needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
-@config_options("-o strategy.mode=rep -o backbone.output_stride=16")
+@config_options("-o train.per_task_grads=two-stage -o dataset.train_size=512")
 def profile(
     config_file: str | None,
     overrides: tuple[str, ...],
@@ -94,10 +94,12 @@ def profile(
     """Parameters, forward GFLOPs, time per training step and memory of a model + strategy.
 
     \b
-    Examples:
-      mtlx profile                                     # hps/digits-cnn/conv on digits, ew
-      mtlx profile --arch mtan --dataset digits --strategy mgda
-      mtlx profile --dataset nyuv2 --data-root ~/data/nyuv2 --batch-size 2 --steps 0   # no timing
+    Examples (the tests run each):
+      mtlx profile                               # ew on digits (hps, digits-cnn)
+      mtlx profile --arch mtan --strategy mgda   # mgda's cost over ew
+      mtlx profile --arch saliency-decoder -s mgda -o strategy.grad_mode=rep
+      mtlx profile -d nyuv2 --synthetic -o dataset.resolution=[288,384] \\
+          --batch-size 2 --steps 0               # no data files read, no timing
     """
     config = resolve_cli_config(config_file, flags, overrides, presets)
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="mtlx-synthetic-") as scratch:

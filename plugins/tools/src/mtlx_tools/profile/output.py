@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from mtlx.phases import STRATEGY
 
 from .measure import ProfileResult
 from .timing import INNER_PHASES, PHASES
@@ -49,22 +52,29 @@ def print_result(console: Console, r: ProfileResult) -> None:
 
 
 def _print_times(console: Console, r: ProfileResult) -> None:
+    """One row per mtlx.phases label, one column per strategy: as narrow as the strategy names, so no header
+    is cut in an 80-column terminal."""
     assert r.times is not None
-    title = (f"time per training step (the engine's), batch {r.batch_size}, {r.device}, {r.precision} "
-             "(mean ms per mtlx.phases label; per-task-grads and backward are inside strategy)")
-    steps = Table(title=title, title_justify="left")
-    steps.add_column("strategy", style="bold")
-    for column in (*PHASES, *INNER_PHASES, "other", "total"):
-        steps.add_column(column.removeprefix("mtlx/"), justify="right")
+    console.print(f"time per training step (the engine's), batch {r.batch_size}, {r.device}, {r.precision}, mean ms",
+                  markup=False)
+    steps = Table(show_edge=False)
+    steps.add_column("mtlx.phases label", style="bold", no_wrap=True)
     rows = [(r.strategy, r.times)] + ([(r.compare, r.compare_times)] if r.compare_times is not None else [])
-    for name, t in rows:
-        cells = [f"{t.phases[p]:.1f}" for p in (*PHASES, *INNER_PHASES)]
-        steps.add_row(name, *cells, f"{t.other:.1f}", f"{t.total:.1f}")
+    for name, _ in rows:
+        steps.add_column(Text(str(name)), justify="right", no_wrap=True)
+    for label in PHASES:
+        steps.add_row(label.removeprefix("mtlx/"), *(f"{t.phases[label]:.1f}" for _, t in rows))
+        if label == STRATEGY:  # the core's work for the strategy, inside its time
+            for inner in INNER_PHASES:
+                steps.add_row(f"  {inner.removeprefix('mtlx/')}", *(f"{t.phases[inner]:.1f}" for _, t in rows))
+    steps.add_row("other", *(f"{t.other:.1f}" for _, t in rows))
+    steps.add_row("total", *(f"{t.total:.1f}" for _, t in rows), style="bold")
     console.print(steps)
     if r.compare_times is not None:
         extra = r.times.total - r.compare_times.total
-        strategy_extra = r.times.phases["mtlx/strategy"] - r.compare_times.phases["mtlx/strategy"]
+        strategy_extra = r.times.phases[STRATEGY] - r.compare_times.phases[STRATEGY]
         console.print(
             f"{r.strategy} costs {extra:+.1f} ms per step over {r.compare} "
-            f"({r.times.total / r.compare_times.total:.2f}x; mtlx/strategy {strategy_extra:+.1f} ms)"
+            f"({r.times.total / r.compare_times.total:.2f}x; mtlx/strategy {strategy_extra:+.1f} ms)",
+            markup=False,
         )

@@ -10,8 +10,12 @@ inflate the numbers. On CUDA a region's time is its kernels' time.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -73,11 +77,39 @@ def _run_to(engine: Engine, steps: int) -> float:
     return time.perf_counter() - start
 
 
+#: a line of kineto's own log: ``USDT:2026-01-01 12:00:00 123:123 SyncActivityProfilerHandler.cpp:52] profiler_start``
+_KINETO_LOG = re.compile(r"^[A-Z]+:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ \w+\.(?:cpp|h):\d+\] ")
+
+
+@contextlib.contextmanager
+def _without_profiler_logs() -> Iterator[None]:
+    """Keep torch.profiler's C++ backend (kineto) from logging its stages into the command's output.
+
+    Kineto writes them straight to the process's stderr (file descriptor 2), and no ``KINETO_LOG_LEVEL`` hides
+    them without hiding its errors too: fd 2 is captured around the profiled steps and every other line is
+    written back.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            if kept := "".join(line for line in lines if not _KINETO_LOG.match(line)):
+                os.write(2, kept.encode())
+
+
 def _region_ms(engine: Engine, steps: int) -> tuple[dict[str, float], float]:
     """(summed ms per label, profiled wall ms) of ``steps`` more steps under ``torch.profiler``."""
     cuda = engine.device.type == "cuda"
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    with profile(activities=activities) as prof:
+    with _without_profiler_logs(), profile(activities=activities) as prof:
         wall = _run_to(engine, engine.state.iteration + steps)
     totals = {e.key: e for e in prof.key_averages()}
 

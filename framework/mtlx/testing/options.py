@@ -1,0 +1,28 @@
+"""``check_options``: every option of a component is documented where ``mtlx list --details`` reads it."""
+
+from __future__ import annotations
+
+import attrs
+
+from ..option_docs import describe_options
+from .blame import label
+
+__all__ = ["check_options"]
+
+
+def check_options(component: object) -> None:
+    """The component class (or an instance of it) has an attrs ``Config`` whose every field is documented.
+
+    An option's doc is its entry in the ``Attributes:`` section of the ``Config`` docstring (or a base's):
+    what ``mtlx list --details`` and ``help()`` show. Every ``check_*`` runs this first.
+    """
+    cls = component if isinstance(component, type) else type(component)
+    config = getattr(cls, "Config", None)
+    assert config is not None and attrs.has(config), (
+        f"{label(cls)}: Config is {config!r}; expected: an attrs class whose fields are the options"
+    )
+    for option in describe_options(config):
+        assert option.doc, (
+            f"{label(cls)}: option {option.name!r} has no doc; expected: an entry '{option.name}: ...' in the "
+            "Attributes: section of the Config docstring (mtlx list --details shows it)"
+        )
