@@ -99,7 +99,7 @@ def test_multi_input_encodes_each_task_input(make_model, benchmarks, arch):
     assert {t: tuple(z.shape) for t, z in reps.items()} == {t: (3, 512, 7, 7) for t in tasks}
 
 
-@pytest.mark.parametrize("arch", ["mtan", "cross-stitch", "mmoe"])
+@pytest.mark.parametrize("arch", sorted(a for a, cls in ARCHS.items() if not cls.has_shared_representation))
 def test_architectures_without_z_refuse_multi_input(make_model, benchmarks, arch):
     input_shape, tasks = benchmarks["office"]
     with torch.device("meta"):

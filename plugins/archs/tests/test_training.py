@@ -19,13 +19,19 @@ from mtlx_archs.plugin import ARCHS
 WITH_Z = sorted(a for a, cls in ARCHS.items() if cls.has_shared_representation)
 WITHOUT_Z = sorted(a for a, cls in ARCHS.items() if not cls.has_shared_representation)
 _DIGITS = {"dataset.name": "digits", "dataset.train_size": 8, "dataset.val_size": 1, "dataset.test_size": 1}
-_SMALL = {"backbone.channels": 16, "head.hidden_channels": 8, "arch.num_experts": 2}
+_SMALL = {"backbone.channels": 16, "head.hidden_channels": 8}
+#: fewer experts keep the mixtures cheap; LTB samples its branches (a fixed temperature, no warm-up)
+ARCH_OPTIONS = {
+    "mmoe": {"arch.num_experts": 2},
+    "cgc": {"arch.num_shared_experts": 1},
+    "ple": {"arch.num_shared_experts": 1},
+    "dselect-k": {"arch.num_experts": 2},
+    "ltb": {"arch.tau": 1.0},
+}
 
 
 def _config(arch, strategy, extra=()):
-    layer = {**_DIGITS, "arch.name": arch, "strategy.name": strategy, **dict(extra)}
-    if arch != "mmoe":
-        layer.pop("arch.num_experts", None)
+    layer = {**_DIGITS, "arch.name": arch, "strategy.name": strategy, **ARCH_OPTIONS.get(arch, {}), **dict(extra)}
     return resolve_run_config([layer])
 
 
@@ -95,7 +101,6 @@ def test_vector_variant_trains(digits, arch):
             "backbone.name": "mlp",
             "backbone.hidden_sizes": [32, 16],
             "head.name": "linear",
-            **({"arch.num_experts": 2} if arch == "mmoe" else {}),
         },
     )
     first, last = _train(config, dataset, (inputs, {"cls": targets["cls"]}), tasks={"cls": dataset.tasks["cls"]})

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import mtlx
 
+from .archs.cgc import CGC
 from .archs.cross_stitch import CrossStitch
+from .archs.dselect_k import DSelectK
 from .archs.hps import HardParameterSharing
+from .archs.ltb import BranchingSchedule, LearningToBranch
 from .archs.mmoe import MMoE
 from .archs.mtan import MTAN
+from .archs.ple import PLE
 from .archs.saliency_decoder import SaliencyDecoder
 from .backbones.digits_cnn import DigitsCNN
 from .backbones.mlp import MLP
@@ -30,6 +34,10 @@ ARCHS = {
     "cross-stitch": CrossStitch,
     "mmoe": MMoE,
     "saliency-decoder": SaliencyDecoder,
+    "cgc": CGC,
+    "ple": PLE,
+    "dselect-k": DSelectK,
+    "ltb": LearningToBranch,
 }
 
 
@@ -41,3 +49,10 @@ def mtlx_register(registry) -> None:
         registry.heads.register(name, cls)
     for name, cls in ARCHS.items():
         registry.archs.register(name, cls)
+
+
+@mtlx.hookimpl
+def mtlx_engine_created(engine, config) -> None:
+    """LTB's temperature schedule follows the epochs of the run."""
+    if isinstance(engine.model, LearningToBranch):
+        engine.attach(BranchingSchedule())

@@ -11,7 +11,6 @@ representation.
 
 from __future__ import annotations
 
-
 import attrs
 import torch
 from torch import nn

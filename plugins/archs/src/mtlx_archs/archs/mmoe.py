@@ -18,6 +18,7 @@ from torch import nn
 from mtlx.interfaces import BackboneFactory
 
 from .base import Architecture
+from .modules import gated_mixture
 
 __all__ = ["MMoE"]
 
@@ -46,12 +47,7 @@ class MMoE(Architecture):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         experts = torch.stack([expert(x) for expert in self.experts])  # [E, B, *Z]
-        flat = x.flatten(1)
-        out = {}
-        for t in self.task_names:
-            gate = torch.softmax(self.gates[t](flat), dim=-1)  # [B, E]
-            out[t] = self.heads[t](torch.einsum("be,eb...->b...", gate, experts))
-        return out
+        return {t: self.heads[t](gated_mixture(self.gates[t], x, [experts])) for t in self.task_names}
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.experts.parameters())

@@ -16,7 +16,6 @@ do not apply: ``has_shared_representation`` is False.
 
 from __future__ import annotations
 
-
 import attrs
 import torch
 from torch import nn
