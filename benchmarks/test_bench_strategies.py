@@ -108,12 +108,15 @@ def trainer(problem, name: str) -> Step:
     strategy = cls(cls.Config(**options), tasks=list(problem.tasks))
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-3)
     iteration = 0
+    # MoDo, SDMGrad: k batches per step (the problem's own batch again: the same cost as k independent ones)
+    extra_batches = [(problem.x, problem.targets)] * (strategy.batches_per_step - 1)
 
     def step(epoch: int = 2) -> None:
         nonlocal iteration
         optimizer.zero_grad(set_to_none=True)
         with phase(phases.FORWARD):
-            ctx = make_step(model, problem.x, problem.targets, problem.tasks, iteration=iteration)
+            ctx = make_step(model, problem.x, problem.targets, problem.tasks, iteration=iteration,
+                            extra_batches=extra_batches)
         ctx.epoch = epoch
         with phase(phases.STRATEGY):
             strategy.backward(ctx)

@@ -80,6 +80,9 @@ class TrainConfig:
     batch_size: int = attrs.field(default=32, validator=_ge(1))
     #: drop the last incomplete training batch (BatchNorm on image-level pooling fails on a batch of one)
     drop_last: bool = False
+    #: data parallelism on CUDA: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm). torch has
+    #: no SyncBatchNorm on CPU (gloo): there each process normalises with its own batch's statistics
+    sync_batchnorm: bool = True
     #: evaluation batch size (None: batch_size)
     eval_batch_size: int | None = attrs.field(default=None, validator=_optional(_ge(1)))
     lr: float = attrs.field(default=1e-3, validator=[_gt(0), _finite])

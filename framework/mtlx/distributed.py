@@ -7,7 +7,11 @@ gradient-manipulation strategies take per-task gradients with
 ``torch.autograd.grad`` and write ``.grad`` themselves. Per-task gradients are
 averaged across processes before aggregation (``StepContext.shared_grads``),
 so every rank computes the update a single process would compute on the
-global batch.
+global batch, for a model without BatchNorm. BatchNorm normalises with the
+statistics of its own process's batch unless it is synchronised:
+``train.sync_batchnorm`` converts it to ``torch.nn.SyncBatchNorm`` on CUDA;
+torch has none on CPU (gloo), where BN statistics stay per process (and
+rank 0's running statistics are the ones saved).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch.distributed as dist
 __all__ = [
     "all_reduce_mean",
     "broadcast_object",
+    "gather_to_main",
     "init_from_env",
     "is_distributed",
     "is_main_process",
@@ -107,6 +112,30 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every process's ``obj`` (tensors moved to the CPU), in rank order, on rank 0; ``None`` on the others.
+
+    A collective: every process calls it at the same point. The tensors travel on the CPU so that rank 0 does
+    not unpickle another rank's CUDA tensors onto that rank's device.
+    """
+    obj = _to_cpu(obj)
+    if not is_distributed():
+        return [obj]
+    box: list[Any] | None = [None] * world_size() if is_main_process() else None
+    dist.gather_object(obj, box, dst=0)
+    return box
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def shutdown() -> None:

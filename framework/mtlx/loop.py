@@ -218,6 +218,8 @@ class MTL:
         features: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
         loss_scale: float = 1.0,
         recompute_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+        extra_losses: Sequence[Mapping[str, torch.Tensor] | Sequence[torch.Tensor]] = (),
+        extra_features: Sequence[torch.Tensor | Mapping[str, torch.Tensor] | None] = (),
     ) -> StepResult:
         """Populate ``.grad`` of the shared, task and strategy parameters for this step (the engine's step).
 
@@ -238,17 +240,22 @@ class MTL:
                 ``scaler.scale(loss).backward()`` would leave it, so ``scaler.step(optimizer)`` unscales it.
             recompute_losses: a no-grad re-forward of the same batch, for strategies that need one
                 (FAMO's ``after_step``).
+            extra_losses: for a strategy drawing k batches per step (``strategy.batches_per_step``, e.g.
+                MoDo, SDMGrad: 3): the losses of k - 1 further independent batches, each like ``losses``.
+            extra_features: optionally, each extra batch's features (as ``features``; lets them use two-stage).
 
         Returns:
             The strategy's weights and diagnostics, or a :class:`SkippedStep` (``nonfinite="skip"``).
         """
         named = self._named_losses(losses)
         self._check_features(named, features)
+        extras = self._extra_losses(extra_losses, extra_features)
         if recompute_losses is not None and not callable(recompute_losses):
             raise ConfigError(f"mtlx.MTL.backward: recompute_losses must be a function returning {{task: loss}}, "
                               f"got {type(recompute_losses).__name__}")
-        if (skipped := self._nonfinite(named)) is not None:
-            return skipped
+        for batch in [named, *extras]:
+            if (skipped := self._nonfinite(batch)) is not None:
+                return skipped
         step = StepContext(
             model=self.model,
             losses=named,
@@ -259,6 +266,8 @@ class MTL:
             recompute_losses=torch.no_grad()(recompute_losses) if recompute_losses is not None else None,
             grad_method=self.per_task_grads,
             how_to_provide=_HOW_TO_PROVIDE,
+            extra_losses=extras,
+            extra_representations=list(extra_features),
         )
         result = self.strategy.backward(step)
         self.per_task_grads = step.grad_method  # a two-stage fallback sticks: it is not retried every step
@@ -298,6 +307,22 @@ class MTL:
                 raise ConfigError(f"{where}: the loss of task {t!r} has shape {tuple(loss.shape)}, "
                                   "expected a scalar (reduce it, e.g. .mean())")
         return named
+
+    def _extra_losses(self, extra_losses: Any, extra_features: Any) -> list[dict[str, torch.Tensor]]:
+        """The extra batches' losses, exactly ``batches_per_step - 1`` of them, each checked as ``losses`` is."""
+        wanted = self.strategy.batches_per_step - 1
+        if isinstance(extra_losses, Mapping | torch.Tensor) or len(extra_losses) != wanted:
+            given = "one mapping" if isinstance(extra_losses, Mapping) else f"{len(extra_losses)}"
+            raise ConfigError(f"mtlx.MTL.backward: strategy {self.name!r} takes {wanted + 1} independent batches per "
+                              f"step: pass extra_losses=[...] with the losses of {wanted} more batch(es) "
+                              f"({{task: loss}} each), got {given}")
+        if extra_features and len(extra_features) != wanted:
+            raise ConfigError(f"mtlx.MTL.backward: extra_features has {len(extra_features)} entries for {wanted} "
+                              "extra batch(es); pass one per entry of extra_losses, or none")
+        extras = [self._named_losses(batch) for batch in extra_losses]
+        for batch, z in zip(extras, extra_features, strict=False):
+            self._check_features(batch, z)
+        return extras
 
     def _check_features(self, losses: Mapping[str, torch.Tensor], features: Any) -> None:
         """Every loss reads ``features`` (its task's entry for ``{task: Z_t}``): what strategies read through it."""

@@ -224,6 +224,8 @@ def make_engine(components: Components, train_loader: Any, eval_loaders: Mapping
             "use --precision bf16 or fp32 there", RuntimeWarning, stacklevel=3,
         )
     components.model.to(device)
+    if cfg.sync_batchnorm and device.type == "cuda" and distributed.is_distributed():  # torch's CPU has none
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(components.model)  # swaps the BN children in place
     optimizer = make_optimizer(cfg, components)
     return Engine(
         model=components.model,
@@ -272,9 +274,10 @@ def create_engine(
         # before the checkpoints: a checkpoint's state includes the records of its own step
         engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
                                   tensorboard_dir=run_dir / "tensorboard" if tensorboard else None))
-        engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
         if progress:
             engine.attach(ProgressBar())
+    # every process: last.pt gathers each rank's state (rank 0 writes it)
+    engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
     get_plugin_manager().hook.mtlx_engine_created(engine=engine, config=components.config)
     return engine
 
@@ -369,6 +372,8 @@ def _load_resume_state(engine: Engine, run_dir: Path, run_id: str | None, epochs
         )
     try:
         engine.load_state_dict(checkpoint["engine"])
+        if checkpoint.get("ranks"):  # written with each rank's state (older checkpoints: rank 0's only)
+            engine.load_rank_state(checkpoint["ranks"][distributed.rank()])
     except (RuntimeError, KeyError, ValueError) as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)

@@ -221,7 +221,7 @@ def test_every_run_flag_sets_the_config_key_of_its_name():
     from mtlx.cli.run import run
     from mtlx.config import COMPONENT_SECTIONS, TrainConfig
 
-    own = {"config_file", "overrides", "presets", "out", "resume", "tensorboard", "quiet", "nproc"}
+    own = {"config_file", "overrides", "presets", "out", "resume", "tensorboard", "quiet", "nproc", "max_restarts"}
     flags = {p.name: 1 for p in run.params if p.name not in own}
     keys = set(cli_settings(None, flags, ()))
     known = {f"train.{f.name}" for f in attrs.fields(TrainConfig)} | {f"{s}.name" for s in COMPONENT_SECTIONS}

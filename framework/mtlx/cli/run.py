@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import distributed
-from ..config import load_toml, resume_config
+from ..config import RunConfig, load_toml, resume_config
 from ..errors import ConfigError
 from ..hooks import get_plugin_manager
 from ..runner import check_resumable, interrupt_on_signals, prepare_run_dir, select_device, train
+from . import launcher
 from .options import cli_settings, component_options, config_options, resolve_cli_config
 
 
@@ -43,8 +42,11 @@ from .options import cli_settings, component_options, config_options, resolve_cl
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--nproc", type=click.IntRange(min=1), help="Data-parallel processes: relaunches under torchrun.")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --nproc: restart the workers this many times after a failure, from last.pt.")
 def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
-        resume: str | None, tensorboard: bool, quiet: bool, nproc: int | None, **flags: Any) -> None:
+        resume: str | None, tensorboard: bool, quiet: bool, nproc: int | None, max_restarts: int,
+        **flags: Any) -> None:
     """Train a multi-task model and report per-task metrics and Delta_m.
 
     \b
@@ -55,25 +57,34 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
       torchrun --nproc-per-node 4 -m mtlx run -s rep-mtl -d nyuv2   # or: mtlx run --nproc 4 ...
     """
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        _relaunch_under_torchrun(nproc)
+        with interrupt_on_signals("before the workers started; nothing was written"):
+            config, _ = _resolve(config_file, overrides, presets, out, resume, flags)  # bad input: one line here
+            run_dir = None if resume else prepare_run_dir(out, config)
+        launcher.relaunch(nproc, max_restarts, run_dir)
+    if max_restarts and "WORLD_SIZE" not in os.environ:
+        raise ConfigError("--max-restarts needs --nproc 2 or more (torchrun restarts the workers it launched)")
     if resume is None and out is not None and _restarted_by_torchrun() and (Path(out) / "config.toml").is_file():
         resume = out  # torchrun restarted the group after a failure: continue from the last checkpoint (or step 0)
-    with interrupt_on_signals("during start-up; nothing was written"):
+    with launcher.report_failure(), interrupt_on_signals("during start-up; nothing was written"):
         _run(config_file, overrides, presets, out, resume, tensorboard, quiet, flags)
+
+
+def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
+             resume: str | None, flags: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
+    """The run's config and, on resume, the options the user changed; raises on bad input."""
+    if not resume:
+        return resolve_cli_config(config_file, flags, overrides, presets), {}
+    if presets:
+        raise ConfigError("--preset defines the experiment and cannot be given with --resume")
+    if out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise ConfigError(f"--out cannot be given with --resume: a resumed run stays in {resume}")
+    user = cli_settings(config_file, flags, overrides)
+    return resume_config(load_toml(check_resumable(resume)), user, where=str(resume))
 
 
 def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
          resume: str | None, tensorboard: bool, quiet: bool, flags: dict[str, Any]) -> None:
-    changed: dict[str, Any] = {}
-    if resume:
-        if presets:
-            raise ConfigError("--preset defines the experiment and cannot be given with --resume")
-        if out is not None and Path(out).resolve() != Path(resume).resolve():
-            raise ConfigError(f"--out cannot be given with --resume: a resumed run stays in {resume}")
-        user = cli_settings(config_file, flags, overrides)
-        config, changed = resume_config(load_toml(check_resumable(resume)), user, where=str(resume))
-    else:
-        config = resolve_cli_config(config_file, flags, overrides, presets)
+    config, changed = _resolve(config_file, overrides, presets, out, resume, flags)
     distributed.init_from_env(select_device(config.train.device))
     try:
         main = distributed.is_main_process()
@@ -102,21 +113,6 @@ def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str
 
 def _restarted_by_torchrun() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-
-
-def _relaunch_under_torchrun(nproc: int) -> None:
-    """Re-run this exact command under ``torchrun --standalone --nproc-per-node N`` and exit with its code."""
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "mtlx", *args]
-    raise SystemExit(subprocess.call(command))
 
 
 def print_results(console: Console, results: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from .. import distributed
 from ..data import worker_message
-from ..errors import DataError, MtlxError, NonFiniteLossError, component_failed
+from ..errors import ConfigError, DataError, MtlxError, NonFiniteLossError, component_failed
 from ..gradients import resolve_method
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
 from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
@@ -98,6 +98,12 @@ class Engine:
 
     def __attrs_post_init__(self) -> None:
         self.grad_method = resolve_method(self.grad_method, self.device)
+        k, available = self.strategy.batches_per_step, len(self.train_loader)
+        if available < k:
+            who = self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
+            raise ConfigError(f"{who} draws {k} training batches per step, but the "
+                              f"training loader has {available} per epoch; use a larger training set or a smaller "
+                              "batch size")
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
     # -- handlers ------------------------------------------------------------
@@ -163,6 +169,12 @@ class Engine:
         s = self.state
         return s.should_stop or (s.max_steps is not None and s.iteration >= s.max_steps)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """``len(train_loader) // k`` for a strategy drawing k batches per step (the last ``len % k`` are drawn
+        and left unused, so the loader ends its epoch as usual)."""
+        return len(self.train_loader) // self.strategy.batches_per_step
+
     def run(self) -> State:
         """Train until the epoch or step budget is spent (or a handler sets ``should_stop``)."""
         state = self.state
@@ -172,13 +184,17 @@ class Engine:
                 if state.epoch_iteration == 0:
                     state.epoch_loss_sums = dict.fromkeys(self.tasks, 0.0)
                     self.fire(Events.EPOCH_STARTED)
-                num_batches = len(self.train_loader)
+                num_steps, drawn = self.steps_per_epoch, []
                 for batch in self.batches(self.train_loader, "training"):
-                    self._train_step(batch)
-                    # on the last batch let the loader finish, so its state marks the epoch done
-                    if state.epoch_iteration < num_batches and self._budget_reached():
+                    drawn.append(batch)
+                    if len(drawn) < self.strategy.batches_per_step or state.epoch_iteration >= num_steps:
+                        continue  # the step's next batch, or the unused rest of the epoch
+                    self._train_step(*drawn)
+                    drawn = []
+                    # on the last step let the loader finish, so its state marks the epoch done
+                    if state.epoch_iteration < num_steps and self._budget_reached():
                         break
-                if state.epoch_iteration >= num_batches:
+                if state.epoch_iteration >= num_steps:
                     self.verify_finite(f"the end of epoch {state.epoch + 1}")  # before it is evaluated
                     with self.guard("strategy", f"in on_epoch_end of epoch {state.epoch + 1}"):
                         self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
@@ -204,7 +220,8 @@ class Engine:
             preds, rep = forward(self.model, inputs, multi_input=self.multi_input)
         return task_losses(preds, targets, self.tasks, self.loss_transform), rep
 
-    def _train_step(self, batch: Any) -> None:
+    def _train_step(self, batch: Any, *extra_batches: Any) -> None:
+        """One optimiser step on ``batch`` (and the ``extra_batches`` of a strategy with ``batches_per_step > 1``)."""
         state = self.state
         state.iteration += 1
         state.epoch_iteration += 1
@@ -214,7 +231,8 @@ class Engine:
         self.optimizer.zero_grad(set_to_none=True)
         with phase(FORWARD), self.guard("model", f"in the forward of step {state.iteration}"):
             losses, rep = self._forward_losses(inputs, targets)
-        if self.on_nonfinite == "skip" and not self._losses_finite(losses):
+            extras = [self._forward_losses(*to_device(b, self.device)) for b in extra_batches]
+        if self.on_nonfinite == "skip" and not all(self._losses_finite(x) for x in [losses, *(e for e, _ in extras)]):
             return  # a skipped step never reaches the strategy (its state stays clean); costs one more sync
         ctx = StepContext(
             model=self.model,
@@ -225,6 +243,8 @@ class Engine:
             loss_scale=self._loss_scale(),
             recompute_losses=torch.no_grad()(lambda: self._forward_losses(inputs, targets)[0]),
             grad_method=self.grad_method,
+            extra_losses=[e for e, _ in extras],
+            extra_representations=[z for _, z in extras],
         )
         try:
             with phase(STRATEGY), self.guard("strategy", f"in backward at step {state.iteration}"):
@@ -407,6 +427,19 @@ class Engine:
             "handlers": {h.key: s for h in self.handlers if (s := h.state_dict()) is not None},
             "rng": rng_state(),
         }
+
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between data-parallel processes: the strategy's state (from this process's losses),
+        the epoch's loss sums and the RNG states (CUDA's per device). Checkpoints hold every rank's."""
+        return {"strategy": self._strategy_state(), "epoch_loss_sums": dict(self.state.epoch_loss_sums),
+                "rng": rng_state()}
+
+    def load_rank_state(self, state: Mapping[str, Any]) -> None:
+        """Restore this process's part of a checkpoint (:meth:`rank_state`) after :meth:`load_state_dict`."""
+        with self.guard("strategy", "loading its state from the checkpoint"):
+            self.strategy.load_state_dict(state["strategy"])
+        self.state.epoch_loss_sums = dict(state["epoch_loss_sums"])
+        load_rng_state(state["rng"])
 
     def _strategy_state(self) -> Any:
         with self.guard("strategy", "in state_dict"):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import distributed
 from ..checkpoint import save_checkpoint
 from ..engine import Engine, Handler
 
@@ -16,7 +17,8 @@ class CheckpointHandler(Handler):
     """Writes ``<dir>/last.pt`` after every epoch (EPOCH_ADVANCED), every ``every_steps`` steps and when
     the loop ends anywhere else (COMPLETED: the step budget, or ``should_stop`` set by a signal, which may
     land after this handler saw the step), and ``<dir>/best.pt`` after an evaluation that improved the
-    selection score.
+    selection score. Under data parallelism every process runs it and rank 0 writes: ``last.pt`` holds each
+    rank's :meth:`~mtlx.engine.Engine.rank_state` under ``ranks`` (``best.pt``, written by rank 0 alone, none).
 
     ``meta`` returns what is stored beside the engine state (config, versions, run id). A model with a
     NaN/Inf parameter or buffer is never written (:meth:`~mtlx.engine.Engine.verify_finite` raises first).
@@ -31,8 +33,11 @@ class CheckpointHandler(Handler):
     def save(self, engine: Engine, name: str) -> None:
         """Write ``<directory>/<name>`` (``last.pt`` or ``best.pt``)."""
         engine.verify_finite(f"writing {name}")
-        save_checkpoint(self.directory / name, {**self.meta(), "engine": engine.state_dict()})
-        if name == "last.pt":
+        last = name == "last.pt"  # every process saves last.pt at the same steps: a collective, each rank's state
+        ranks = distributed.gather_to_main(engine.rank_state()) if last and distributed.is_distributed() else None
+        if distributed.is_main_process():
+            save_checkpoint(self.directory / name, {**self.meta(), "engine": engine.state_dict(), "ranks": ranks})
+        if last:
             self._last_saved = (engine.state.epoch, engine.state.iteration)
 
     def iteration_completed(self, engine: Engine) -> None:

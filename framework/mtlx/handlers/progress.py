@@ -23,7 +23,7 @@ class ProgressBar(Handler):
 
     def started(self, engine: Engine) -> None:
         s = engine.state
-        total = s.max_epochs * len(engine.train_loader)
+        total = s.max_epochs * engine.steps_per_epoch
         if s.max_steps is not None:
             total = min(total, s.max_steps)
         self._progress = Progress(

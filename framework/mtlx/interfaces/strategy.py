@@ -11,6 +11,11 @@ Gradient policy for task-specific parameters (heads): unless a strategy says
 otherwise, head t receives ``∇ L_t`` (its weight only changes shared
 parameters), the LibMTL convention; strategies that backpropagate a weighted
 loss (Nash-MTL, FairGrad) give heads ``w_t ∇ L_t``.
+
+A strategy that needs k independent mini-batches per step (MoDo, SDMGrad: "double sampling") sets
+``batches_per_step = k``: the engine draws k batches for each step (an epoch then has
+``len(loader) // k`` steps) and hands the losses of batches 1..k-1 over in ``StepContext.extra_losses``;
+``shared_grads(batch=j)`` gives the per-task gradients of batch j through the core's machinery.
 """
 
 from __future__ import annotations
@@ -77,6 +82,9 @@ class StepContext:
             ``loop`` when two-stage turns out unavailable for the graph, and the
             engine keeps that choice for the following steps
             (``train.per_task_grads``: ``auto``, ``loop`` or ``two-stage``, mtlx.gradients).
+        extra_losses: the losses of the step's extra batches 1..k-1 (``batches_per_step = k``), each
+            ``{task: scalar loss}`` like ``losses`` (batch 0), graph attached.
+        extra_representations: Z of each extra batch when captured (as ``representation``), else empty.
         how_to_provide: ``{field: how}``: how the caller of ``strategy.backward`` lets a strategy have an
             optional field it finds unset (``mtlx.MTL``: "pass recompute_losses= ... to MTL.backward"), so that
             :meth:`missing` speaks of the caller's own arguments.
@@ -92,7 +100,10 @@ class StepContext:
     recompute_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
     grad_method: str = "auto"
     how_to_provide: Mapping[str, str] = attrs.field(factory=dict)
-    _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)
+    extra_losses: Sequence[dict[str, torch.Tensor]] = ()
+    extra_representations: Sequence[torch.Tensor | dict[str, torch.Tensor] | None] = ()
+    _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)  # batch 0's
+    _extra_grads: dict[int, torch.Tensor] = attrs.field(factory=dict, init=False)  # the extra batches'
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -103,14 +114,28 @@ class StepContext:
         how = self.how_to_provide.get(field, f"set StepContext.{field} where the step is built")
         return ConfigError(f"{needed_by} needs the step's {field}: {how}")
 
-    def loss_vector(self) -> torch.Tensor:
-        """The losses stacked as ``[T]`` in task order (for weighting them; per-task gradients never go through it)."""
-        return torch.stack([self.losses[t] for t in self.tasks])
+    @property
+    def num_batches(self) -> int:
+        """How many batches this step has: 1 plus the extra ones."""
+        return 1 + len(self.extra_losses)
 
-    def scaled_losses(self) -> list[torch.Tensor]:
+    def batch_losses(self, batch: int = 0) -> dict[str, torch.Tensor]:
+        """``{task: loss}`` of batch ``batch`` (0: the step's own ``losses``, j >= 1: ``extra_losses[j - 1]``)."""
+        if batch == 0:
+            return self.losses
+        if not 0 < batch < self.num_batches:
+            raise self.missing("extra_losses", f"batch {batch} of a step with {self.num_batches} batch(es)")
+        return self.extra_losses[batch - 1]
+
+    def loss_vector(self, batch: int = 0) -> torch.Tensor:
+        """The losses stacked as ``[T]`` in task order (for weighting them; per-task gradients never go through it)."""
+        losses = self.batch_losses(batch)
+        return torch.stack([losses[t] for t in self.tasks])
+
+    def scaled_losses(self, batch: int = 0) -> list[torch.Tensor]:
         """Each task's own loss times the AMP loss scale, in task order: what per-task gradients start from."""
-        scale = self.loss_scale
-        return [self.losses[t] * scale if scale != 1.0 else self.losses[t] for t in self.tasks]
+        scale, losses = self.loss_scale, self.batch_losses(batch)
+        return [losses[t] * scale if scale != 1.0 else losses[t] for t in self.tasks]
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.shared_parameters() if p.requires_grad]
@@ -137,32 +162,39 @@ class StepContext:
     def backward_heads(self, weights: torch.Tensor | None = None, *, retain_graph: bool = False) -> None:
         """Populate the task-specific parameters' grads with ``∇ Σ_t w_t L_t`` (w = 1 by default).
 
+        With extra batches, ``L_t`` is task t's loss averaged over the step's batches.
         Usually a step's last backward, so it frees the graph unless ``retain_graph``.
         """
-        losses = self.loss_vector()
+        losses = torch.stack([self.loss_vector(j) for j in range(self.num_batches)]).mean(0)
         total = losses.sum() if weights is None else (weights.detach().to(losses) * losses).sum()
         self.backward(total, inputs=self.task_parameters(), retain_graph=retain_graph)  # labelled mtlx/backward
 
-    def shared_grads(self) -> torch.Tensor:
-        """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled.
+    def shared_grads(self, batch: int = 0) -> torch.Tensor:
+        """Per-task gradients w.r.t. the shared parameters, ``[T, P]`` fp32, unscaled, of batch ``batch``.
 
-        Computed once per step (cached), each task from its own loss (each head
+        Computed once per step and batch (cached), each task from its own loss (each head
         traversed once), by ``grad_method``, and averaged across processes under DDP.
         """
-        if self._shared_grads is None:
+        cached = self._shared_grads if batch == 0 else self._extra_grads.get(batch)
+        if cached is None:
             with phase(PER_TASK_GRADS):  # the flattening copies [T, P]: part of the cost
                 # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
-                losses = self.scaled_losses()
+                losses = self.scaled_losses(batch)
                 grads = per_task_grads(
-                    losses, self.shared_parameters(), through=self._two_stage_through(), on_fallback=self._use_loop
+                    losses, self.shared_parameters(), through=self._two_stage_through(batch), on_fallback=self._use_loop
                 )
                 flat = self._unscaled(flatten_grads(grads).float())
-                self._shared_grads = self.average_across_processes(flat)
-        return self._shared_grads
+                cached = self.average_across_processes(flat)
+            if batch == 0:
+                self._shared_grads = cached
+            else:
+                self._extra_grads[batch] = cached
+        return cached
 
-    def _two_stage_through(self) -> torch.Tensor | None:
+    def _two_stage_through(self, batch: int = 0) -> torch.Tensor | None:
         """Z when the two-stage method applies (one Z shared by all tasks), else None (the loop)."""
-        z = self.representation
+        extra = self.extra_representations
+        z = self.representation if batch == 0 else (extra[batch - 1] if batch <= len(extra) else None)
         if not isinstance(z, torch.Tensor) or resolve_method(self.grad_method, z.device) != "two-stage":
             return None
         return z
@@ -220,6 +252,9 @@ class MTOStrategy(ABC):
 
     Config: ClassVar[type]
     needs: ClassVar[Need | None] = None
+    #: independent mini-batches per step (k > 1: the engine and ``mtlx.MTL`` supply the k - 1 extra ones
+    #: as ``StepContext.extra_losses``; an epoch has ``len(loader) // k`` steps)
+    batches_per_step: ClassVar[int] = 1
     #: named option sets for ``--preset`` (``{"paper": {"strategy.<option>": value}}``), applied with the
     #: dataset's preset of the same name
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}

@@ -41,6 +41,8 @@ __all__ = ["check_backbone", "check_dataset", "check_meter", "check_options", "c
 
 
 STEPS_PER_EPOCH = 2
+#: the toy batches of a step's extra batches (``batches_per_step > 1``) are drawn from seeds from here on
+EXTRA_SEEDS = 10_000
 _BACKWARD = "it fills .grad of every shared and task parameter (their shapes) and returns a StepResult"
 
 
@@ -63,7 +65,9 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
     params = dict(model.named_parameters()) | {f"<extra {i}>": p for i, p in enumerate(strategy.extra_parameters())}
     for it in iterations:
         x, targets = toy_batch(tasks, seed=it)
-        step = make_step(model, x, targets, tasks, iteration=it, epoch=it // STEPS_PER_EPOCH)
+        extra = [toy_batch(tasks, seed=EXTRA_SEEDS + it * strategy.batches_per_step + j)
+                 for j in range(1, strategy.batches_per_step)]
+        step = make_step(model, x, targets, tasks, iteration=it, epoch=it // STEPS_PER_EPOCH, extra_batches=extra)
         optimizer.zero_grad(set_to_none=True)
         with blame(what, f"step {it}: backward(step)", _BACKWARD):
             result = strategy.backward(step)

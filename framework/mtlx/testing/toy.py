@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -76,13 +76,18 @@ def make_step(
     epoch: int = 0,
     transform: str = "none",
     grad_method: str = "auto",
+    extra_batches: Sequence[tuple[torch.Tensor, Mapping[str, torch.Tensor]]] = (),
 ) -> StepContext:
     """Forward ``x`` exactly as the engine does and return the step context a strategy sees (at ``iteration``
-    of ``epoch``, both 0-based as the engine counts them)."""
+    of ``epoch``, both 0-based as the engine counts them); ``extra_batches``: the step's batches 1..k-1 of a
+    strategy with ``batches_per_step = k``."""
     preds, rep = forward(model, x)
     recompute = torch.no_grad()(lambda: task_losses(forward(model, x)[0], targets, tasks, transform))
     losses = task_losses(preds, targets, tasks, transform)
+    extras = [forward(model, ex) for ex, _ in extra_batches]
     return StepContext(
         model=model, losses=losses, representation=rep, iteration=iteration, epoch=epoch, recompute_losses=recompute,
         grad_method=grad_method,
+        extra_losses=[task_losses(p, t, tasks, transform) for (p, _), (_, t) in zip(extras, extra_batches, strict=True)],
+        extra_representations=[z for _, z in extras],
     )

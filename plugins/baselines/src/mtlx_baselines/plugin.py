@@ -23,9 +23,11 @@ from .strategies.gradvac import GradVac
 from .strategies.imtl import IMTL
 from .strategies.mgda import MGDA
 from .strategies.moco import MoCo
+from .strategies.modo import MoDo
 from .strategies.nash_mtl import NashMTL
 from .strategies.pcgrad import PCGrad
 from .strategies.rlw import RandomLossWeighting
+from .strategies.sdmgrad import SDMGrad
 from .strategies.stch import STCH
 from .strategies.upgrad import UPGrad
 from .strategies.uw import UncertaintyWeighting
@@ -56,6 +58,8 @@ STRATEGIES: dict[str, type[MTOStrategy]] = {
     "config": ConFIG,
     "dualproj": DualProj,
     "fixed": FixedWeights,
+    "modo": MoDo,
+    "sdmgrad": SDMGrad,
 }
 
 
