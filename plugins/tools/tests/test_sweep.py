@@ -337,3 +337,14 @@ def test_exported_records_hold_what_report_reads_and_nothing_large(finished, tmp
     assert events <= {"epoch", "eval", "resume"} and "eval" in events
     (exported,), (original,) = find_runs([dest]), find_runs([finished / "runs" / key])
     assert exported.results == original.results and exported.config == original.config
+
+
+def test_a_table_valued_option_in_settings_is_one_value(cli, tmp_path):
+    spec = write_spec(tmp_path / "fixed.toml", {
+        "dataset": {"name": "digits"}, "grid": {"seeds": "0"},
+        "settings": [{"strategy.name": "fixed", "strategy.weights": {"seg": 1.0, "depth": 1.0, "cls": 0.5}},
+                     {"strategy": {"name": "fixed", "weights": {"seg": 2.0, "depth": 1.0, "cls": 0.5}}}],
+    })
+    result = cli("sweep", spec, "--out", tmp_path / "out", "--dry-run", toy=False)
+    assert result.exit_code == 0, result.output
+    assert "2 cells" in result.output

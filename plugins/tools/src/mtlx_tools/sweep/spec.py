@@ -119,10 +119,13 @@ def _check_executor(table: Mapping[str, Any], where: str) -> None:
 
 
 def _dotted(table: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"strategy": {"rho": x}}`` and ``{"strategy.rho": x}`` alike -> ``{"strategy.rho": x}``; ``seeds`` kept."""
+    """``{"strategy": {"rho": x}}`` and ``{"strategy.rho": x}`` alike -> ``{"strategy.rho": x}``; ``seeds`` kept.
+
+    A table under a dotted key is the value of a table-valued option (``"strategy.weights" = {seg = 1.0}``).
+    """
     out: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "." not in key:
             out.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             out[key] = value
