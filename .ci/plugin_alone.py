@@ -4,7 +4,7 @@ Run by `nox -s matrix` before the plugin's test dependencies are installed, so
 an undeclared dependency fails here: the plugin must load unbroken, register
 everything registry.toml says it provides (components, and the CLI commands
 of ``mtlx_commands``), and build each of its strategies
-with default options (a strategy that wraps another by name, like rep-mtl's
+with default options (or its ``example_options`` where an option is required) (a strategy that wraps another by name, like rep-mtl's
 base, looks it up at build time).
 """
 
@@ -29,7 +29,8 @@ def main(key: str) -> int:
     for name in entry.provides.get("strategies", []):
         cls = registries.strategies.get(name)
         try:
-            cls.from_registries(cls.Config(), tasks=("a", "b"), registries=registries)
+            tasks = ("a", "b")
+            cls.from_registries(cls.Config(**cls.example_options(tasks)), tasks=tasks, registries=registries)
         except Exception as error:  # noqa: BLE001 - every failure is reported
             problems.append(f"strategy {name!r} does not build with defaults: {type(error).__name__}: {error}")
     for line in problems:

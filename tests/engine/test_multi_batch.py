@@ -7,6 +7,7 @@ steps, the rest is drawn and left unused), hands batches 1..k-1 over as ``StepCo
 
 from __future__ import annotations
 
+import importlib.util
 from typing import ClassVar
 
 import attrs
@@ -22,6 +23,8 @@ from mtlx.interfaces import LossWeighting, StepContext
 from mtlx.testing import ToyModel, toy_batch, toy_tasks
 
 TASKS = toy_tasks(2)
+_BASELINES = pytest.mark.skipif(importlib.util.find_spec("mtlx_baselines") is None,
+                                reason="modo and sdmgrad are mtlx-baselines' (the core-only matrix target lacks them)")
 
 
 class MeanOfBatches(LossWeighting):
@@ -83,6 +86,7 @@ def test_a_loader_shorter_than_k_batches_is_refused_in_one_line():
         _engine(ToyModel(TASKS), strategy, _loader(2))
 
 
+@_BASELINES
 @pytest.mark.parametrize("name", ["modo", "sdmgrad"])
 def test_mtl_backward_with_extra_losses_gives_the_engines_gradients(name):
     torch.manual_seed(0)
@@ -100,6 +104,7 @@ def test_mtl_backward_with_extra_losses_gives_the_engines_gradients(name):
         torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=0, msg=n)
 
 
+@_BASELINES
 @pytest.mark.parametrize("extra", [None, 1])
 def test_mtl_refuses_a_multi_batch_strategy_without_its_extra_losses(extra):
     model = ToyModel(TASKS)

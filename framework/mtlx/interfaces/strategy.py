@@ -264,6 +264,12 @@ class MTOStrategy(ABC):
         self.tasks = tuple(tasks)
 
     @classmethod
+    def example_options(cls, tasks: Sequence[str]) -> dict[str, Any]:
+        """Options that build the strategy for ``tasks`` where its defaults cannot (a required option, such as
+        ``fixed``'s weights); the compatibility matrix builds every strategy with them. Empty by default."""
+        return {}
+
+    @classmethod
     def from_registries(cls, config: Any, *, tasks: Sequence[str], registries: Registries) -> MTOStrategy:
         """Build from the registries of the run: a strategy that wraps another component by name
         (Rep-MTL's base weighting) overrides this to look it up there, never in a global manager."""

@@ -73,6 +73,10 @@ class FixedWeights(LossWeighting):
 
         weights: str | Mapping[str, float] | None = attrs.field(default=None, converter=parse_weights)
 
+    @classmethod
+    def example_options(cls, tasks: Sequence[str]) -> dict[str, Any]:
+        return {"weights": dict.fromkeys(tasks, 1.0)}
+
     def __init__(self, config: Config, *, tasks: Sequence[str]):
         super().__init__(config, tasks=tasks)
         given = config.weights or {}
