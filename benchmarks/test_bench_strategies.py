@@ -103,8 +103,7 @@ def trainer(problem, name: str) -> Step:
     """A closure doing one engine step of strategy ``name`` on its own copy of the model, labelled as the engine does."""
     model = copy.deepcopy(problem.model)
     cls = STRATEGIES[name]
-    # fixed's weights are required, one per task of the problem
-    options = {"weights": dict.fromkeys(problem.tasks, 1.0)} if name == "fixed" else OPTIONS.get(name, {})
+    options = {**cls.example_options(problem.tasks), **OPTIONS.get(name, {})}  # fixed's required weights
     strategy = cls(cls.Config(**options), tasks=list(problem.tasks))
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-3)
     iteration = 0

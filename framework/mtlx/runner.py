@@ -15,11 +15,9 @@ import contextlib
 import json
 import math
 import random
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogge
 from .hooks import get_plugin_manager
 from .jsonutil import dumps
 from .rundir import RUN_FILES
+from .signals import on_stop_signals
 from .threads import torch_threads
 
 __all__ = [
@@ -393,43 +392,19 @@ def _follow_horizon(engine: Engine, epochs: int) -> None:
         group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * factor
 
 
-@contextlib.contextmanager
-def interrupt_on_signals(what: str) -> Iterator[None]:
+def interrupt_on_signals(what: str) -> contextlib.AbstractContextManager[list[str]]:
     """SIGINT/SIGTERM raise :class:`RunInterrupted` ``interrupted by SIGTERM <what>`` (exit 130, one line)
     while the block runs: start-up, where nothing is written yet, and the final evaluation."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def handler(signum: int, frame: Any) -> None:
-        raise RunInterrupted(f"interrupted by {signal.Signals(signum).name} {what}")
+    def interrupt(received: list[str]) -> None:
+        raise RunInterrupted(f"interrupted by {received[-1]} {what}")
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+    return on_stop_signals(interrupt)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(engine: Engine) -> Iterator[list[str]]:
+def _stop_on_signals(engine: Engine) -> contextlib.AbstractContextManager[list[str]]:
     """SIGINT/SIGTERM ask the engine to stop after the current step (a checkpoint is written then)."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        engine.state.should_stop = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+    return on_stop_signals(lambda received: setattr(engine.state, "should_stop", True))
 
 
 def _final_results(engine: Engine, components: Components, run_dir: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ parameters, a task's experts, gate and head its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import attrs
 import torch
@@ -42,6 +43,12 @@ class ExpertCounts:
     num_shared_experts: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     num_task_experts: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
+    def experts(self, task_names: Sequence[str], make_backbone: BackboneFactory) -> tuple[nn.ModuleList, nn.ModuleDict]:
+        """The shared experts, then each task's own (whole backbone copies, built in that order)."""
+        shared = nn.ModuleList(make_backbone() for _ in range(self.num_shared_experts))
+        own = nn.ModuleDict({t: nn.ModuleList(make_backbone() for _ in range(self.num_task_experts)) for t in task_names})
+        return shared, own
+
 
 class CGC(Architecture):
     """CGC: shared and task-owned experts (backbone copies), a softmax gate per task on the input, one head per task."""
@@ -52,10 +59,7 @@ class CGC(Architecture):
     def build_shared(
         self, config: ExpertCounts, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
-        self.shared_experts = nn.ModuleList(make_backbone() for _ in range(config.num_shared_experts))
-        self.task_experts = nn.ModuleDict(
-            {t: nn.ModuleList(make_backbone() for _ in range(config.num_task_experts)) for t in self.task_names}
-        )
+        self.shared_experts, self.task_experts = config.experts(self.task_names, make_backbone)
         n = config.num_shared_experts + config.num_task_experts
         self.gates = nn.ModuleDict({t: nn.Linear(math.prod(input_shape), n) for t in self.task_names})
         return self.shared_experts[0].out_shape

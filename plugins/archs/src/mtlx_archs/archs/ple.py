@@ -49,10 +49,7 @@ class PLE(Architecture):
     def build_shared(
         self, config: ExpertCounts, make_backbone: BackboneFactory, input_shape: tuple[int, ...]
     ) -> tuple[int, ...]:
-        self.shared_experts = nn.ModuleList(make_backbone() for _ in range(config.num_shared_experts))
-        self.task_experts = nn.ModuleDict(
-            {t: nn.ModuleList(make_backbone() for _ in range(config.num_task_experts)) for t in self.task_names}
-        )
+        self.shared_experts, self.task_experts = config.experts(self.task_names, make_backbone)
         for expert in [*self.shared_experts, *(e for t in self.task_names for e in self.task_experts[t])]:
             require_stages(expert, "ple")
         shapes = stage_input_shapes(self.shared_experts[0], input_shape)

@@ -14,14 +14,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from mtlx.errors import RunInterrupted
+from mtlx.signals import on_stop_signals
 
 from .executor import Job, OnFinish
 
@@ -88,23 +89,12 @@ def _die_with_parent() -> None:
         os._exit(RunInterrupted.exit_code)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(running: dict[int, tuple[subprocess.Popen[bytes], Any]]) -> Iterator[list[str]]:
+def _stop_on_signals(running: dict[int, tuple[subprocess.Popen[bytes], Any]]) -> AbstractContextManager[list[str]]:
     """SIGINT/SIGTERM: record it, pass SIGINT on to the running jobs (SIGKILL on the second signal)."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
 
-    def handler(signum: int, frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
+    def stop(received: list[str]) -> None:
         for process, _ in list(running.values()):
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGINT if len(received) == 1 else signal.SIGKILL)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+    return on_stop_signals(stop)

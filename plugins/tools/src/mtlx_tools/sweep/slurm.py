@@ -24,9 +24,9 @@ import shlex
 import shutil
 import signal
 import subprocess
-import threading
 import time as _time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +36,7 @@ from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from mtlx.errors import ConfigError, RunInterrupted
+from mtlx.signals import on_stop_signals
 
 from .executor import Job, OnFinish
 
@@ -238,25 +239,14 @@ class SlurmExecutor:
             raise RunInterrupted(f"stopped by {received[0]}; its SLURM jobs were cancelled")
 
 
-@contextlib.contextmanager
-def _cancel_on_signals(waiting: Mapping[str, object]) -> Iterator[list[str]]:
+def _cancel_on_signals(waiting: Mapping[str, object]) -> AbstractContextManager[list[str]]:
     """SIGINT/SIGTERM: record it and cancel the tasks still waiting (in the main thread only, where signals go)."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
 
-    def handler(signum: int, frame: object) -> None:
-        received.append(signal.Signals(signum).name)
+    def cancel(received: list[str]) -> None:
         if waiting:
             _run("scancel", *waiting)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+    return on_stop_signals(cancel)
 
 
 def _max_array_size() -> int:
