@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import tomli_w
 import torch
@@ -351,3 +352,36 @@ def test_a_table_valued_option_in_settings_is_one_value(cli, tmp_path):
     result = cli("sweep", spec, "--out", tmp_path / "out", "--dry-run", toy=False)
     assert result.exit_code == 0, result.output
     assert "2 cells" in result.output
+
+
+def _toy_arch_config(**fields: tuple[type, object]) -> type:
+    """ToyArch's Config as a later mtlx might define it: the fields given, ``{name: (type, default)}``."""
+    return attrs.make_class("Config", {name: attrs.field(type=kind, default=default)
+                                       for name, (kind, default) in fields.items()}, frozen=True, kw_only=True)
+
+
+def test_an_option_added_by_a_later_version_keeps_finished_and_interrupted_runs(cli, sweep_copy, monkeypatch):
+    """Upgrading mtlx mid-sweep: an option that did not exist when the runs were made, at its default, is what
+    they trained, so the finished run is still skipped and an unfinished one resumes (not re-run, not refused)."""
+    from mtlx.testing.plugin import ToyArch
+
+    monkeypatch.setattr(ToyArch, "Config", _toy_arch_config(channels=(int, 8), dropout=(float, 0.0)))
+    result = cli(*SWEEP, "--out", sweep_copy, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert set(planned(result.output).values()) == {"skip (finished)"}
+    run = next((sweep_copy / "runs").iterdir())
+    (run / "results.json").unlink()
+    result = cli(*SWEEP, "--out", sweep_copy, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert planned(result.output) == {run.name: "resume"}
+
+
+def test_a_default_changed_by_a_later_version_is_not_taken_for_the_runs_made_before(cli, sweep_copy, monkeypatch):
+    from mtlx.testing.plugin import ToyArch
+
+    monkeypatch.setattr(ToyArch, "Config", _toy_arch_config(channels=(int, 16)))
+    before = tree(sweep_copy)
+    result = cli(*SWEEP, "--out", sweep_copy)
+    assert result.exit_code == 2, result.output
+    assert "(now arch.channels 8 -> 16)" in result.output
+    assert tree(sweep_copy) == before

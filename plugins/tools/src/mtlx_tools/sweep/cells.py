@@ -37,6 +37,8 @@ from .spec import SEED_AXIS, Spec
 
 __all__ = ["PLACEMENT_KEYS", "Cell", "differences", "expand", "identity"]
 
+_ABSENT = object()
+
 #: Where and how a cell runs, not what it trains (each may change when ``mtlx run`` resumes): left out of
 #: the cell's identity, so moving a sweep to other threads or another data root keeps its runs.
 PLACEMENT_KEYS = (NOT_EXPERIMENT - {SEED_AXIS}) | {"train.threads"}
@@ -51,6 +53,8 @@ class Cell:
     label: str
     settings: dict[str, Any]
     config: dict[str, Any]
+    #: the flat config of the same components with no option set: what an option a later mtlx adds trains at
+    defaults: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,11 +62,21 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in PLACEMENT_KEYS and k not in RETIRED_KEYS}
 
 
-def differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
-    """``"strategy.rho 0.001 -> 0.01, train.epochs 2 -> 3"``: the keys whose identity differs."""
+def differences(before: Mapping[str, Any], after: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> str:
+    """``"strategy.rho 0.001 -> 0.01, train.epochs 2 -> 3"``: the keys whose identity differs.
+
+    A key that ``before`` (a run's saved config) lacks is an option added since that run was made: it differs
+    only where ``after`` sets it to other than its value in ``defaults``, which is what the run trained with.
+    Without ``defaults`` (a cell's job, whose plan has checked this already) such a key never differs.
+    """
     a, b = identity(before), identity(after)
-    changed = [k for k in sorted({*a, *b}) if a.get(k) != b.get(k)]
-    return ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in changed)
+
+    def differs(k: str) -> bool:
+        if k not in a and k in b:
+            return defaults is not None and defaults.get(k, _ABSENT) != b[k]
+        return a.get(k) != b.get(k)
+
+    return ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted({*a, *b}) if differs(k))
 
 
 def expand(spec: Spec, registries: Registries | None = None) -> list[Cell]:
@@ -150,7 +164,14 @@ def _cell(settings: dict[str, Any], spec: Spec, regs: Registries, shown: Mapping
     parts.append(f"seed{config.get(SEED_AXIS, 0)}")
     label = re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(p for p in parts if p))[:_LABEL_MAX]
     digest = hashlib.sha256(_canonical(identity(config)).encode()).hexdigest()[:8]
-    return Cell(key=f"{label}-{digest}", label=label, settings=settings, config=config)
+    return Cell(key=f"{label}-{digest}", label=label, settings=settings, config=config,
+                defaults=_defaults(config, regs))
+
+
+def _defaults(config: Mapping[str, Any], regs: Registries) -> dict[str, Any]:
+    """The flat config of ``config``'s components with nothing else set: each option at its default."""
+    names = {k: v for k, v in config.items() if k.endswith(".name")}
+    return flatten(with_defaults(resolve_run_config([names], (), regs), regs).to_dict())
 
 
 def _shown_names(keys: Iterable[str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from .executor import Executor, Job
 from .manifest import (
     Entry,
     Manifest,
+    adopt,
     check_run_dir,
     check_sweep_dir,
     check_unchanged,
@@ -163,9 +164,10 @@ def _plan(sweep_dir: Path, spec: Spec, cells: Sequence[Cell], plugins: list[str]
           retry_failed: bool) -> Plan:
     """Check the sweep directory against the cells (read only) and say what each cell needs."""
     previous = check_sweep_dir(sweep_dir, spec.name)
+    cells = adopt(sweep_dir, cells)
     check_unchanged(sweep_dir, cells)
     for cell in cells:
-        check_run_dir(run_dir(sweep_dir, cell.key), cell.config)
+        check_run_dir(run_dir(sweep_dir, cell.key), cell.config, cell.defaults)
     old = previous.cells if previous else {}
     entries = {cell.key: Entry.of(cell, old.get(cell.key)) for cell in cells}
     for entry in entries.values():

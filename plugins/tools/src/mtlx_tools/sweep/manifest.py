@@ -23,10 +23,10 @@ from mtlx.config import load_toml
 from mtlx.errors import CheckpointError, ConfigError, RunInterrupted
 from mtlx.runner import RUN_FILES
 
-from .cells import Cell, differences, identity
+from .cells import Cell, differences
 
 __all__ = [
-    "MANIFEST", "Entry", "Manifest", "check_run_dir", "check_sweep_dir", "check_unchanged", "current_state",
+    "MANIFEST", "Entry", "Manifest", "adopt", "check_run_dir", "check_sweep_dir", "check_unchanged", "current_state",
     "locked", "log_path", "run_dir", "state_after",
 ]
 
@@ -129,6 +129,32 @@ def check_sweep_dir(sweep_dir: Path, name: str) -> Manifest | None:
     return manifest
 
 
+def adopt(sweep_dir: Path, cells: Iterable[Cell]) -> list[Cell]:
+    """``cells``, each keyed by the run directory of ``sweep_dir`` that already trains it.
+
+    A directory's name hashes the config of the mtlx that made it. A later mtlx that adds an option (at the
+    default that reproduces what was trained before) gives the same cell another hash: the cell takes the
+    directory of its label whose saved config differs from its own only by such options, so upgrading
+    mid-sweep neither re-runs nor strands a run.
+    """
+    cells = list(cells)
+    runs = sweep_dir / "runs"
+    keys = {cell.key for cell in cells}
+    if not runs.is_dir():
+        return cells
+    free = {p.name: p for p in runs.iterdir() if p.name not in keys and (p / "config.toml").is_file()}
+    adopted = []
+    for cell in cells:
+        if not run_dir(sweep_dir, cell.key).exists():
+            match = next((name for name, path in sorted(free.items()) if name.rpartition("-")[0] == cell.label
+                          and not differences(load_toml(path / "config.toml"), cell.config, cell.defaults)), None)
+            if match is not None:
+                del free[match]
+                cell = attrs.evolve(cell, key=match)
+        adopted.append(cell)
+    return adopted
+
+
 def check_unchanged(sweep_dir: Path, cells: Iterable[Cell]) -> None:
     """Refuse a spec that no longer gives the finished runs of ``sweep_dir`` (an edit that re-labels them)."""
     cells = list(cells)
@@ -154,18 +180,19 @@ def _relabelled(path: Path, cells: list[Cell]) -> str:
     if not same or not (path / "config.toml").is_file():
         return path.name
     saved = load_toml(path / "config.toml")
-    changes = min((differences(saved, cell.config) for cell in same), key=len)
+    changes = min((differences(saved, cell.config, cell.defaults) for cell in same), key=len)
     return f"{path.name} (now {changes})"
 
 
-def check_run_dir(run: Path, config: Mapping[str, Any]) -> None:
-    """Refuse a run directory that holds a run of other settings than its cell's (another sweep's, a copy)."""
+def check_run_dir(run: Path, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
+    """Refuse a run directory that holds a run of other settings than its cell's (another sweep's, a copy);
+    ``defaults`` as in :func:`differences`."""
     saved = run / "config.toml"
     if not saved.is_file():
         return
-    theirs = load_toml(saved)
-    if identity(theirs) != identity(config):
-        raise CheckpointError(f"run directory {run} holds a run of other settings ({differences(theirs, config)}): it "
+    changes = differences(load_toml(saved), config, defaults)
+    if changes:
+        raise CheckpointError(f"run directory {run} holds a run of other settings ({changes}): it "
                               "belongs to another sweep; move it away or choose another --out")
 
 
