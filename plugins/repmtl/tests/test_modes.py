@@ -197,3 +197,27 @@ def test_preset_paper_selects_paper_mode():
     config = resolve_run_config([{"strategy.name": "rep-mtl", "dataset.name": "digits"}], presets=["paper"])
     assert config.strategy.options == {"mode": "paper"}
     assert resolve_run_config([{"strategy.name": "rep-mtl"}]).strategy.options == {}
+
+
+def test_paper_mode_measures_the_balance_on_steps_1_2_4_8_until_it_warns():
+    """The regularisers' pull grows in training (README: on digits it passes the tasks' at step 2), so a
+    check of step 1 alone misses it; steps 1, 2, 4, 8, ... catch it within twice the step it happened at,
+    for log2(n) measurements over n steps."""
+    tasks, model, x, targets = _setup()
+    strategy = RepMTL(RepMTLConfig(mode="paper", lambda_tsr=1e-4, lambda_csa=1e-4), tasks=list(tasks))
+    measured = [it + 1 for it in range(10)
+                if "grad_ratio.csa.shared" in strategy.backward(make_step(model, x, targets, tasks, iteration=it))
+                .diagnostics]
+    assert measured == [1, 2, 4, 8]
+
+
+def test_paper_mode_warns_on_digits_where_the_regularisers_overtake_the_tasks_after_step_1(tmp_path):
+    """digits, 256 training samples: step 1's ratios are 0.30-0.65, step 2's CSA ratio on the encoder 1.04
+    (README, *paper mode*): the warning comes at step 2 without any option."""
+    with pytest.warns(RuntimeWarning, match="outweighs the task losses' .*grad_ratio.csa.shared"):
+        result = mtlx.testing.invoke_cli(
+            "run", "-s", "rep-mtl", "-d", "digits", "--preset", "paper", "--threads", "1", "-q", "--max-steps", "2",
+            "-o", "dataset.train_size=256", "-o", "dataset.val_size=32", "-o", "dataset.test_size=32",
+            "--out", tmp_path / "r",
+        )
+    assert result.exit_code == 0, result.output

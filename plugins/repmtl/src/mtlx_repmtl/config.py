@@ -71,6 +71,8 @@ class RepMTLConfig:
         balance_every: on steps k, 2k, ... (1-based, as logged; 0: never), log ``grad_ratio.<tsr|csa>.<shared|heads>``,
             ‖∇ λR‖ / ‖∇ Σ w_t L_t‖ over the shared and the task-specific parameters: the gauge for
             choosing λ (costs 2-3 extra backward passes through the saliency graph on those steps).
+            ``mode=paper`` also measures steps 1, 2, 4, 8, ... until it warns that a regulariser outweighs
+            the tasks.
     """
 
     mode: str = attrs.field(default="balanced", validator=attrs.validators.in_(MODES))

@@ -21,11 +21,11 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.profiler import record_function
 
 from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, distributed, get_plugin_manager
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
+from mtlx.phases import phase
 from mtlx.registry import Registries
 
 from .balance import flat_grad, gradient_balance
@@ -95,12 +95,12 @@ class RepMTL(MTOStrategy):
             step.backward(total)
             return StepResult(weights=self._named(weights), diagnostics=diagnostics)
         with full_precision(total.device):
-            with record_function("rep-mtl/saliency"):
+            with phase("rep-mtl/saliency"):
                 saliencies = self._saliencies(step)
-            with record_function("rep-mtl/regularisers"):
+            with phase("rep-mtl/regularisers"):
                 raw = self._regularisers(saliencies, diagnostics)
             if self.config.mode == "balanced" and self._estimates(step):
-                with record_function("rep-mtl/estimate"):
+                with phase("rep-mtl/estimate"):
                     self.lambdas = _balanced_lambdas(total, raw, step, self.config, self.lambdas)
                     self._last_estimate = step.iteration
             lambdas = self.lambdas if self.config.mode == "balanced" else self.config.fixed_lambdas()
@@ -112,7 +112,7 @@ class RepMTL(MTOStrategy):
                 self._warn_if_outweighed(ratios)
         norms = torch.linalg.vector_norm(saliencies.detach().flatten(1), dim=1)
         diagnostics.update({f"saliency_norm.{t}": float(n) for t, n in zip(self.tasks, norms, strict=True)})
-        with record_function("rep-mtl/backward"):
+        with phase("rep-mtl/backward"):
             if self.config.reg_params == "all":
                 step.backward(total + sum(regularisers.values()))
             else:  # the regularisers reach the encoder only (not the heads)
@@ -145,12 +145,16 @@ class RepMTL(MTOStrategy):
         return saliencies / scale if scale != 1.0 else saliencies  # skips two passes over [T, B, C, N]
 
     def _measures_balance(self, step: StepContext) -> bool:
-        """On ``balance_every`` steps; in paper mode also on the first step (for the warning)."""
+        """On ``balance_every`` steps; in paper mode, until it has warned, also on the first step it sees and
+        on steps 1, 2, 4, 8, ...: the regularisers' pull grows in training (on digits it overtakes the tasks'
+        at step 2), and doubling catches that within twice its step for log2(n) measurements over n steps."""
         every = self.config.balance_every
-        if self.config.mode == "paper" and not self._checked_balance:
-            self._checked_balance = True
-            return True
-        return every > 0 and (step.iteration + 1) % every == 0  # steps k·every, 1-based as the logs count them
+        step_number = step.iteration + 1  # 1-based, as the logs count steps
+        if self.config.mode == "paper" and not self._warned_outweighed:
+            first, self._checked_balance = not self._checked_balance, True
+            if first or step_number & (step_number - 1) == 0:
+                return True
+        return every > 0 and step_number % every == 0  # steps k·every
 
     def _warn_if_outweighed(self, ratios: Mapping[str, float]) -> None:
         """Paper mode: say once when a regulariser's gradient exceeds the task losses' on the encoder or the heads."""
