@@ -33,7 +33,7 @@ import mtlx
 from mtlx.build import build_model, resolve_run_config
 from mtlx.gradients import flatten_grads, write_flat_grad
 from mtlx.testing import make_step, toy_batch, toy_tasks
-from mtlx_baselines.strategies import mgda
+from mtlx_baselines.strategies import mgda, mtadam
 from mtlx_repmtl import RepMTL, RepMTLConfig
 from mtlx_repmtl.losses import csa_terms, stack_saliencies, tsr_loss
 
@@ -116,10 +116,10 @@ NOT_ON_PAPER = {"mgda", "mgda (straightforward)"}
 
 #: Gradient methods whose step is the generic GradientAggregation one (per-task gradients, the method's
 #: aggregator, the direction written, the heads' backward): their straightforward twin is written once below.
-AGGREGATORS = ["aligned-mtl", "cagrad", "config", "dualproj", "excess-mtl", "fairgrad", "gradvac", "mgda", "moco",
-               "nash-mtl", "pcgrad", "upgrad"]
+AGGREGATORS = ["aligned-mtl", "cagrad", "config", "dualproj", "excess-mtl", "fairgrad", "gradvac", "metabalance",
+               "mgda", "moco", "nash-mtl", "pcgrad", "upgrad"]
 #: Gradient methods with steps of their own; each has its own twin below (TWINS).
-OWN_STEPS = ["db-mtl", "imtl", "gradnorm"]
+OWN_STEPS = ["db-mtl", "imtl", "gradnorm", "mtadam"]
 #: options that make a step do its full work from the first step (GradNorm is EW until it has initial losses)
 OPTIONS = {"gradnorm": {"initial_loss": "first-step"}}
 #: the control row: one method's straightforward step against a second copy of itself (true ratio 1)
@@ -189,11 +189,25 @@ def straightforward_gradnorm(strategy: mtlx.MTOStrategy, p: Problem) -> None:
     torch.autograd.backward(vector.sum(), inputs=heads)
 
 
+def straightforward_mtadam(strategy: mtlx.MTOStrategy, p: Problem) -> None:
+    """MTAdam's backward (its optimiser step is not timed here): per-task gradients, the same per-layer
+    rescale to the anchor task, their sum written, Σ L_t into the heads."""
+    _, losses = _losses(p)
+    shared = [q for q in p.model.shared_parameters() if q.requires_grad]
+    sizes = torch.tensor([q.numel() for q in shared])
+    layer_of = torch.repeat_interleave(torch.arange(len(shared)), sizes)
+    balanced, _ = mtadam.balance(_loop_grads(losses, shared), layer_of, strategy.state.norms, strategy.config.beta3)
+    write_flat_grad(shared, balanced.sum(0))
+    heads = [q for t in p.tasks for q in p.model.task_parameters(t)]
+    torch.autograd.backward(torch.stack(losses).sum(), inputs=heads)
+
+
 TWINS: dict[str, Callable[[mtlx.MTOStrategy, Problem], None]] = {
     **dict.fromkeys(AGGREGATORS, straightforward_aggregation),
     "db-mtl": straightforward_db_mtl,
     "imtl": straightforward_imtl,
     "gradnorm": straightforward_gradnorm,
+    "mtadam": straightforward_mtadam,
 }
 
 

@@ -43,6 +43,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mtlx import MTOStrategy, phases
+from mtlx.interfaces.strategy import take_optimizer_step
 from mtlx.phases import phase
 from mtlx.testing import make_step
 from mtlx_baselines.plugin import STRATEGIES as BASELINES
@@ -109,18 +110,21 @@ def trainer(problem, name: str) -> Step:
     iteration = 0
     # MoDo, SDMGrad: k batches per step (the problem's own batch again: the same cost as k independent ones)
     extra_batches = [(problem.x, problem.targets)] * (strategy.batches_per_step - 1)
+    # Auto-Lambda: a held-out batch per step (the problem's batch again: the same cost as another one)
+    heldout = (problem.x, problem.targets) if strategy.heldout_split is not None else None
 
     def step(epoch: int = 2) -> None:
         nonlocal iteration
         optimizer.zero_grad(set_to_none=True)
         with phase(phases.FORWARD):
             ctx = make_step(model, problem.x, problem.targets, problem.tasks, iteration=iteration,
-                            extra_batches=extra_batches)
+                            extra_batches=extra_batches, heldout_batch=heldout,
+                            learning_rate=optimizer.param_groups[0]["lr"])
         ctx.epoch = epoch
         with phase(phases.STRATEGY):
             strategy.backward(ctx)
         with phase(phases.OPTIMIZER):
-            optimizer.step()
+            take_optimizer_step(strategy, ctx, optimizer)  # the engine's: MTAdam owns the step
             strategy.after_step(ctx)
         iteration += 1
 

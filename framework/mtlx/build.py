@@ -24,6 +24,7 @@ __all__ = [
     "build_dataset",
     "build_model",
     "build_strategy",
+    "plugin_options",
     "resolve_run_config",
     "strategy_by_name",
     "with_defaults",
@@ -66,7 +67,7 @@ def resolve_run_config(
                 f"{did_you_mean(preset, known)} (presets: {', '.join(known) or 'none'})"
             )
         layers.extend(found)
-    return resolve([*layers, *user_layers])
+    return resolve([*layers, *user_layers], _registries(registries).sections)
 
 
 def _preset_owner(registry: Any, name: str) -> type | None:
@@ -101,10 +102,23 @@ def with_defaults(config: RunConfig, registries: Registries | None = None) -> Ru
     for section, registry in regs.by_section.items():
         comp = getattr(config, section)
         _, cfg = _component(registry, section, config)
-        defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(cfg, recurse=False).items()
-                    if k not in comp.options and v is not None}
-        resolved[section] = attrs.evolve(comp, options={**defaults, **comp.options})
-    return attrs.evolve(config, **resolved)
+        resolved[section] = attrs.evolve(comp, options=_written_out(cfg, comp.options))
+    built = plugin_options(config, regs)
+    plugins = {name: _written_out(cfg, config.plugins.get(name, {})) for name, cfg in built.items()}
+    return attrs.evolve(config, plugins=plugins, **resolved)
+
+
+def _written_out(cfg: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` and every other option of the built ``cfg`` at its default (None: not written)."""
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(cfg, recurse=False).items()
+                if k not in given and v is not None}
+    return {**defaults, **given}
+
+
+def plugin_options(config: RunConfig, registries: Registries | None = None) -> dict[str, Any]:
+    """``{section: its built options class}`` for every section the installed plugins own (``mtlx_addoption``)."""
+    return {name: build_component_config(section.config, config.plugins.get(name, {}), where=section.label)
+            for name, section in _registries(registries).sections.items()}
 
 
 def build_dataset(config: RunConfig, registries: Registries | None = None) -> Dataset:
@@ -164,6 +178,8 @@ class Components:
     dataset: Dataset
     model: MultiTaskModel
     strategy: MTOStrategy
+    #: the plugins' sections, built (:func:`plugin_options`): what their ``mtlx_engine_created`` reads
+    options: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
@@ -175,4 +191,5 @@ def build(config: RunConfig, registries: Registries | None = None) -> Components
     dataset = build_dataset(config, registries)
     model = build_model(config, dataset.tasks, dataset.input_shape, registries)
     strategy = build_strategy(config, list(dataset.tasks), model, registries)
-    return Components(config=with_defaults(config, registries), dataset=dataset, model=model, strategy=strategy)
+    return Components(config=with_defaults(config, registries), dataset=dataset, model=model, strategy=strategy,
+                      options=plugin_options(config, registries))

@@ -7,6 +7,8 @@ The resolved config is written to the run directory as ``config.toml``.
 Component sections (``strategy``, ``dataset``, ``arch``, ``backbone``,
 ``head``) hold ``name`` plus that component's options; the options are
 checked against the component's own attrs ``Config`` when it is built.
+Sections that plugins own (``mtlx_addoption``, :mod:`mtlx.plugin_options`)
+are checked against theirs when the config is resolved.
 """
 
 from __future__ import annotations
@@ -128,9 +130,11 @@ class RunConfig:
     backbone: ComponentConfig = attrs.field(factory=ComponentConfig)
     head: ComponentConfig = attrs.field(factory=ComponentConfig)
     train: TrainConfig = attrs.field(factory=TrainConfig)
+    #: the sections plugins own (``mtlx_addoption``): ``{section: {option: value}}``, as given
+    plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Nested plain dict in the TOML layout (component options inline with ``name``)."""
+        """Nested plain dict in the TOML layout (component options inline with ``name``; plugin sections last)."""
         out: dict[str, Any] = {}
         for section in COMPONENT_SECTIONS:
             comp: ComponentConfig = getattr(self, section)
@@ -138,6 +142,8 @@ class RunConfig:
             body.update(comp.options)
             out[section] = body
         out["train"] = {k: v for k, v in attrs.asdict(self.train).items() if v is not None}
+        for name, body in sorted(self.plugins.items()):  # TOML has no null: an option left at None is not written
+            out[name] = {k: v for k, v in body.items() if v is not None}
         return out
 
     def to_toml(self, run_id: str | None = None) -> str:
@@ -206,12 +212,16 @@ RETIRED_KEYS = frozenset({"train.select_metric"})
 DEFAULTS: dict[str, Any] = {"strategy.name": "ew", "dataset.name": "digits", "arch.name": "hps"}
 
 
-def resolve(layers: list[Mapping[str, Any]]) -> RunConfig:
-    """Merge flat override layers (later wins, :data:`DEFAULTS` first) into a validated :class:`RunConfig`."""
+def resolve(layers: list[Mapping[str, Any]], plugin_sections: Mapping[str, Any] = {}) -> RunConfig:
+    """Merge flat override layers (later wins, :data:`DEFAULTS` first) into a validated :class:`RunConfig`.
+
+    ``plugin_sections`` are the installed plugins' sections (:class:`mtlx.plugin_options.Section` by name):
+    their options are checked against the section's ``config`` here; any other unknown section is refused.
+    """
     merged = {key: value for layer in (DEFAULTS, *layers) for key, value in layer.items()}
     for key in RETIRED_KEYS:
         merged.pop(key, None)
-    sections: dict[str, dict[str, Any]] = {s: {} for s in (*COMPONENT_SECTIONS, "train")}
+    sections: dict[str, dict[str, Any]] = {s: {} for s in (*COMPONENT_SECTIONS, "train", *plugin_sections)}
     for dotted, value in merged.items():
         section, _, key = dotted.partition(".")
         if section not in sections:
@@ -229,7 +239,10 @@ def resolve(layers: list[Mapping[str, Any]]) -> RunConfig:
         train = TrainConfig(**train_options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid [train] setting: {_message(error)}") from None
-    return RunConfig(train=train, **components)
+    plugins = {name: sections[name] for name in plugin_sections if sections[name]}
+    for name, body in plugins.items():
+        build_component_config(plugin_sections[name].config, body, where=plugin_sections[name].label)
+    return RunConfig(train=train, plugins=plugins, **components)
 
 
 _SCALARS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
@@ -283,14 +296,16 @@ RESUMABLE_KEYS = frozenset({
 })
 
 
-def resume_config(saved: Mapping[str, Any], user: Mapping[str, Any], where: str) -> tuple[RunConfig, dict[str, Any]]:
+def resume_config(saved: Mapping[str, Any], user: Mapping[str, Any], where: str,
+                  plugin_sections: Mapping[str, Any] = {}) -> tuple[RunConfig, dict[str, Any]]:
     """The config of a resumed run: ``saved`` (its config.toml, flat) with the ``user`` options that may change.
 
     Returns the config and ``{key: [old, new]}`` of what changed. Any other difference is a
-    :class:`ConfigError` naming every differing key; ``train.epochs`` may only grow.
+    :class:`ConfigError` naming every differing key; ``train.epochs`` may only grow. ``plugin_sections``:
+    as for :func:`resolve`.
     """
-    before = flatten(resolve([saved]).to_dict())
-    after_config = resolve([saved, user])
+    before = flatten(resolve([saved], plugin_sections).to_dict())
+    after_config = resolve([saved, user], plugin_sections)
     after = flatten(after_config.to_dict())
     changed = {k: [before.get(k), after.get(k)] for k in sorted({*before, *after}) if before.get(k) != after.get(k)}
     fixed = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}

@@ -12,6 +12,11 @@ statistics of its own process's batch unless it is synchronised:
 ``train.sync_batchnorm`` converts it to ``torch.nn.SyncBatchNorm`` on CUDA;
 torch has none on CPU (gloo), where BN statistics stay per process (and
 rank 0's running statistics are the ones saved).
+
+Evaluation is sharded too: each process evaluates whole batches of a split
+(:func:`batch_shard`) and the meters are merged (:func:`all_gather_to_all`,
+:meth:`mtlx.interfaces.Meter.merge`), so every process holds the metrics of
+the one-process evaluation and none waits in a collective for another's.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 __all__ = [
+    "all_gather_to_all",
     "all_reduce_mean",
+    "batch_shard",
     "broadcast_object",
+    "check_device",
     "gather_to_main",
     "init_from_env",
     "is_distributed",
@@ -38,8 +48,19 @@ __all__ = [
 ]
 
 
+def check_device(spec: str | torch.device, nproc: int) -> None:
+    """Refuse a CUDA device with an index (``cuda:0``) for ``nproc > 1`` processes: each process uses the GPU of
+    its local rank (``--device cuda`` or ``auto``), and a named one would put every process on the same GPU."""
+    device = torch.device(spec) if spec != "auto" else None
+    if nproc > 1 and device is not None and device.type == "cuda" and device.index is not None:
+        raise ConfigError(f"--device {spec} names one GPU, but each of the {nproc} processes uses the GPU of its "
+                          "local rank (cuda:0, cuda:1, ...): use --device cuda, and CUDA_VISIBLE_DEVICES to choose GPUs")
+
+
 def init_from_env(device: torch.device, timeout_s: float = 600.0) -> bool:
     """Join the process group that ``torchrun`` describes in the environment (no-op otherwise).
+
+    On CUDA each process takes the GPU of its local rank (``device`` has no index: :func:`check_device`).
 
     The group's keys live under a per-restart prefix of the launcher's store:
     after ``torchrun --max-restarts`` restarts a failed group, a plain
@@ -48,6 +69,7 @@ def init_from_env(device: torch.device, timeout_s: float = 600.0) -> bool:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
+    check_device(device, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -106,10 +128,10 @@ def sync_gradients(params: Iterable[torch.nn.Parameter]) -> None:
 
 
 def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every process (e.g. the run directory it chose)."""
+    """Rank 0's ``obj`` on every process (e.g. the run directory it chose); its tensors arrive on the CPU."""
     if not is_distributed():
         return obj
-    box = [obj]
+    box = [_to_cpu(obj) if is_main_process() else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
@@ -126,6 +148,32 @@ def gather_to_main(obj: Any) -> list[Any] | None:
     box: list[Any] | None = [None] * world_size() if is_main_process() else None
     dist.gather_object(obj, box, dst=0)
     return box
+
+
+def all_gather_to_all(obj: Any) -> list[Any]:
+    """Every process's ``obj`` (tensors moved to the CPU), in rank order, on every process. A collective."""
+    obj = _to_cpu(obj)
+    if not is_distributed():
+        return [obj]
+    box: list[Any] = [None] * world_size()
+    dist.all_gather_object(box, obj)
+    return box
+
+
+def batch_shard(dataset: Any, batch_size: int) -> Any:
+    """This process's part of an evaluation split: whole batches ``rank, rank + W, rank + 2W, ...`` of the
+    one-process evaluation's ``batch_size`` batches (the dataset itself without a process group).
+
+    An in-order loader over it with ``batch_size`` yields exactly those batches: every batch but the split's
+    last is full, and the last comes last. No sample is seen twice or padded in, so meters merged over the
+    processes hold the one-process statistics, per-batch ones included. A process may get no batch.
+    """
+    if not is_distributed():
+        return dataset
+    size = len(dataset)
+    starts = range(rank() * batch_size, size, world_size() * batch_size)
+    indices = [i for start in starts for i in range(start, min(start + batch_size, size))]
+    return torch.utils.data.Subset(dataset, indices)
 
 
 def _to_cpu(obj: Any) -> Any:

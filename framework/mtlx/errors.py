@@ -45,18 +45,18 @@ class PluginError(MtlxError):
 
 
 class PluginLoadError(PluginError):
-    """One ``mtlx`` entry point could not be loaded or registered.
+    """One ``mtlx`` entry point could not be loaded, or one of its hooks raised (``hook``).
 
     Carries enough to report the plugin without re-raising: the entry-point
-    name, its distribution and version, the target it points to and the cause.
+    name, its distribution and version, the target it points to, the hook and the cause.
     """
 
-    def __init__(self, name: str, dist: str, target: str, cause: BaseException):
-        self.name, self.dist, self.target, self.cause = name, dist, target, cause
-        super().__init__(
-            f"Error loading mtlx plugin {name!r} ({dist}, {target}): "
-            f"{type(cause).__name__}: {cause}"
-        )
+    def __init__(self, name: str, dist: str, target: str, cause: BaseException, hook: str | None = None):
+        self.name, self.dist, self.target, self.cause, self.hook = name, dist, target, cause, hook
+        what = f"mtlx plugin {name!r} ({dist}, {target}) raised in {hook}" if hook else (
+            f"Error loading mtlx plugin {name!r} ({dist}, {target})")
+        text = str(cause).strip().splitlines()
+        super().__init__(f"{what}: {type(cause).__name__}: {text[-1] if text else ''}".rstrip(": "))
 
 
 class ComponentError(PluginError):

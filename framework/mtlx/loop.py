@@ -18,6 +18,10 @@ optimiser steps::
         mtl.step()                       # after the optimiser step (FAMO's update)
     mtl.end_epoch()                      # per-epoch strategies (DWA, GradNorm)
 
+A strategy that takes the optimiser step itself (``strategy.owns_optimizer_step``: MTAdam) is stepped by
+``mtl.step(optimizer)`` in place of ``optimizer.step(); mtl.step()``; the optimiser (Adam or AdamW) only
+supplies its param groups' learning rate (a scheduler's) and weight decay.
+
 The strategy's cross-step state is in ``mtl.state_dict()`` for the user's checkpoint.
 
 A user's loop has none of the engine's guarantees about what it hands over, so :class:`MTL` checks its
@@ -43,6 +47,7 @@ from .engine.step import nonfinite_message
 from .errors import CheckpointError, ConfigError, NonFiniteLossError
 from .gradients import METHODS
 from .interfaces import EncoderHeads, MTOStrategy, Need, StepContext, StepResult
+from .interfaces.strategy import owned_step_conflict, take_optimizer_step
 
 __all__ = ["EPOCH_WARNING_STEPS", "MTL", "SkippedStep"]
 
@@ -57,6 +62,9 @@ _PASS_FEATURES = "pass features=z, the tensor the heads read (z = shared(x), eac
 _HOW_TO_PROVIDE = {
     "recompute_losses": "pass recompute_losses= (a no-grad re-forward of the same batch: lambda: {task: loss}) "
                         "to MTL.backward",
+    "heldout_losses": "pass heldout_losses= (a forward of a held-out batch through shared and heads: "
+                      "lambda: {task: loss}) to MTL.backward",
+    "learning_rate": "pass learning_rate= (your optimiser's current learning rate) to MTL.backward",
 }
 
 
@@ -115,6 +123,16 @@ def _check_disjoint(parts: Mapping[str, nn.Module]) -> None:
                     f"mtlx.MTL: parameter {first_name!r} of {first_part} is also in {part} (as {name!r}); "
                     "each parameter belongs to shared or to one head"
                 )
+
+
+def _check_modules(name: str, shared: Parameters, heads: Mapping[str, Parameters]) -> None:
+    """A bilevel strategy evaluates the user's losses at virtual parameters by swapping them in the modules the
+    loss functions call (:mod:`mtlx.virtual`): bare parameter lists cannot be swapped."""
+    bare = [part for part, params in [("shared", shared), *((f"heads[{t!r}]", h) for t, h in heads.items())]
+            if not isinstance(params, nn.Module)]
+    if bare:
+        raise ConfigError(f"mtlx.MTL: strategy {name!r} evaluates your losses at virtual parameters, which needs "
+                          f"modules: pass {bare[0]} as the nn.Module your forward calls, not a list of parameters")
 
 
 def _reaches(loss: torch.Tensor, edge: torch.autograd.graph.GradientEdge) -> bool:
@@ -196,6 +214,8 @@ class MTL:
         self.strategy: MTOStrategy = strategy_by_name(name, options, self.tasks)
         self.model = _UserModel(self.tasks, shared, heads)
         _check_disjoint({"shared": self.model.encoder, **{f"heads[{t!r}]": self.model.heads[t] for t in self.tasks}})
+        if self.strategy.heldout_split is not None:
+            _check_modules(name, shared, heads)
         self.per_task_grads = per_task_grads
         self.nonfinite = nonfinite
         self.steps_per_epoch = steps_per_epoch
@@ -220,6 +240,8 @@ class MTL:
         recompute_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None,
         extra_losses: Sequence[Mapping[str, torch.Tensor] | Sequence[torch.Tensor]] = (),
         extra_features: Sequence[torch.Tensor | Mapping[str, torch.Tensor] | None] = (),
+        heldout_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+        learning_rate: float | None = None,
     ) -> StepResult:
         """Populate ``.grad`` of the shared, task and strategy parameters for this step (the engine's step).
 
@@ -243,13 +265,21 @@ class MTL:
             extra_losses: for a strategy drawing k batches per step (``strategy.batches_per_step``, e.g.
                 MoDo, SDMGrad: 3): the losses of k - 1 further independent batches, each like ``losses``.
             extra_features: optionally, each extra batch's features (as ``features``; lets them use two-stage).
+            heldout_losses: for a bilevel strategy (``strategy.heldout_split``, e.g. auto-lambda): a function
+                computing ``{task: loss}`` of a held-out batch through ``shared`` and ``heads`` (the strategy runs
+                it at virtual parameters, so those must be the modules the function calls); with graph.
+            learning_rate: your optimiser's current learning rate (auto-lambda's virtual step).
 
         Returns:
             The strategy's weights and diagnostics, or a :class:`SkippedStep` (``nonfinite="skip"``).
         """
         named = self._named_losses(losses)
+        if loss_scale != 1.0 and self.strategy.owns_optimizer_step:
+            raise ConfigError(f"mtlx.MTL.backward: strategy {self.name!r} "
+                              f"{owned_step_conflict(self.strategy, None, loss_scaling=True)}")
         self._check_features(named, features)
         extras = self._extra_losses(extra_losses, extra_features)
+        self._check_heldout(heldout_losses)
         if recompute_losses is not None and not callable(recompute_losses):
             raise ConfigError(f"mtlx.MTL.backward: recompute_losses must be a function returning {{task: loss}}, "
                               f"got {type(recompute_losses).__name__}")
@@ -268,6 +298,8 @@ class MTL:
             how_to_provide=_HOW_TO_PROVIDE,
             extra_losses=extras,
             extra_representations=list(extra_features),
+            heldout_losses=heldout_losses,
+            learning_rate=learning_rate,
         )
         result = self.strategy.backward(step)
         self.per_task_grads = step.grad_method  # a two-stage fallback sticks: it is not retried every step
@@ -324,6 +356,18 @@ class MTL:
             self._check_features(batch, z)
         return extras
 
+    def _check_heldout(self, heldout_losses: Any) -> None:
+        """A bilevel strategy gets a callable ``heldout_losses``; every other strategy none."""
+        where, split = "mtlx.MTL.backward", self.strategy.heldout_split
+        if heldout_losses is None and split is not None:
+            raise ConfigError(f"{where}: strategy {self.name!r} learns from a held-out batch each step: "
+                              f"{_HOW_TO_PROVIDE['heldout_losses']}")
+        if heldout_losses is not None and split is None:
+            raise ConfigError(f"{where}: strategy {self.name!r} takes no held-out batch; drop heldout_losses=")
+        if heldout_losses is not None and not callable(heldout_losses):
+            raise ConfigError(f"{where}: heldout_losses must be a function returning {{task: loss}}, "
+                              f"got {type(heldout_losses).__name__}")
+
     def _check_features(self, losses: Mapping[str, torch.Tensor], features: Any) -> None:
         """Every loss reads ``features`` (its task's entry for ``{task: Z_t}``): what strategies read through it."""
         where = "mtlx.MTL.backward"
@@ -379,9 +423,28 @@ class MTL:
                       f"mtl.end_epoch() in {self._epoch_steps} steps {how}; call it at the end of each epoch",
                       UserWarning, stacklevel=3)
 
-    def step(self) -> None:
-        """After ``optimizer.step()``: the strategy's ``after_step`` (e.g. FAMO's weight update)."""
+    def step(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """After ``optimizer.step()``: the strategy's ``after_step`` (e.g. FAMO's weight update).
+
+        A strategy that owns the optimiser step (MTAdam) takes it here: ``mtl.step(optimizer)`` in place of
+        ``optimizer.step()``, which must not be called as well (refused: the optimiser would have moments).
+        """
+        where, owned = "mtlx.MTL.step", self.strategy.owns_optimizer_step
+        if owned and optimizer is None:
+            raise ConfigError(f"{where}: strategy {self.name!r} takes the optimiser step itself: call "
+                              "mtl.step(optimizer) in place of optimizer.step()")
+        if not owned and optimizer is not None:
+            raise ConfigError(f"{where}: strategy {self.name!r} does not take the optimiser step: call "
+                              "optimizer.step(), then mtl.step() without the optimiser")
+        if optimizer is not None:
+            if (conflict := owned_step_conflict(self.strategy, optimizer)) is not None:
+                raise ConfigError(f"{where}: strategy {self.name!r} {conflict}")
+            if optimizer.state:
+                raise ConfigError(f"{where}: strategy {self.name!r} takes the optimiser step itself, but the "
+                                  "optimiser has stepped too: call mtl.step(optimizer) in place of optimizer.step()")
         if self._last is not None:
+            if optimizer is not None:
+                take_optimizer_step(self.strategy, self._last, optimizer)
             self.strategy.after_step(self._last)
             self._last = None
         self.iteration += 1

@@ -64,6 +64,9 @@ class SegmentationMeter(Meter):
         index = target[valid] * self.num_classes + pred[valid]
         self.confusion += torch.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, -1).double()
 
+    def merge(self, other: Meter) -> None:
+        self.confusion += other.confusion
+
     def per_class_iou(self) -> torch.Tensor:
         """IoU of each class, ``[num_classes]`` float64: NaN for absent classes, or 0 with ``absent="zero"``."""
         c = self.confusion
@@ -112,6 +115,9 @@ class DepthMeter(Meter):
             self.sums += torch.stack([err.sum(), rel.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)])
         elif err.numel():
             self.sums += torch.stack([err.mean(), rel.mean(), torch.tensor(1.0, dtype=torch.float64)])
+
+    def merge(self, other: Meter) -> None:
+        self.sums += other.sums  # sums and a count: per pixel ("global") or per batch ("batch")
 
     def compute(self) -> dict[str, float]:
         n = float(self.sums[2])
@@ -201,6 +207,13 @@ class NormalMeter(Meter):
             within = [(errors < t).sum() for t in self._thresholds]
             self.sums += torch.stack([errors.sum(), *within]).double()
 
+    def merge(self, other: Meter) -> None:
+        self.errors.extend(other.errors)
+        self.batch_stats.extend(other.batch_stats)
+        if self.median == "histogram":
+            self.histogram += other.histogram
+            self.sums += other.sums
+
     @property
     def count(self) -> int:
         """Valid pixels added so far (batches with valid pixels for ``aggregation="batch"``)."""
@@ -260,6 +273,9 @@ class AccuracyMeter(Meter):
         correct = prediction.argmax(1).cpu() == target.cpu()
         self.counts += torch.tensor([float(correct.sum()), float(correct.numel())], dtype=torch.float64)
 
+    def merge(self, other: Meter) -> None:
+        self.counts += other.counts
+
     def compute(self) -> dict[str, float]:
         return {"acc": float(self.counts[0] / self.counts[1]) if self.counts[1] > 0 else math.nan}
 
@@ -279,6 +295,9 @@ class MAEMeter(Meter):
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         err = (prediction.detach().double().reshape(target.shape) - target.double()).abs().cpu() * self.scale
         self.sums += torch.tensor([float(err.sum()), float(err.numel())], dtype=torch.float64)
+
+    def merge(self, other: Meter) -> None:
+        self.sums += other.sums
 
     def compute(self) -> dict[str, float]:
         return {"mae": float(self.sums[0] / self.sums[1]) if self.sums[1] > 0 else math.nan}

@@ -25,6 +25,7 @@ import attrs
 
 from .errors import PluginError, PluginLoadError, UnknownComponentError, did_you_mean
 from .interfaces import Backbone, Dataset, MTOStrategy, MultiTaskModel, TaskHead
+from .plugin_options import Section
 
 __all__ = ["Entry", "Owner", "Registries", "Registry", "distribution_of", "normalize_distribution"]
 
@@ -247,13 +248,15 @@ class Registries:
     ``owner`` is recorded for what is registered without one: a plugin's scratch registries carry its name.
     ``broken`` are the plugins that failed to load (by entry-point name), ``catalogued`` those of them whose
     components the catalogue lists (an unknown name is not theirs), ``misplaced`` the entry points declared
-    under a group that looks like ``mtlx`` but is not.
+    under a group that looks like ``mtlx`` but is not. ``sections`` are the config sections plugins own
+    (``mtlx_addoption``, :mod:`mtlx.plugin_options`).
     """
 
     broken: dict[str, PluginLoadError] = attrs.field(factory=dict)
     owner: Owner = attrs.field(default=Owner(), converter=lambda o: Owner.parse(o) if isinstance(o, str) else o)
     catalogued: set[str] = attrs.field(factory=set)
     misplaced: list[str] = attrs.field(factory=list)
+    sections: dict[str, Section] = attrs.field(factory=dict)
     strategies: Registry[type[MTOStrategy]] = attrs.field(init=False)
     datasets: Registry[type[Dataset]] = attrs.field(init=False)
     backbones: Registry[type[Backbone]] = attrs.field(init=False)
@@ -333,4 +336,7 @@ class Registries:
             for entry in registry.entries():
                 if entry.obj is cls:
                     return f"{registry.kind} {entry.name!r} from {entry.owner}"
+        for section in self.sections.values():
+            if section.config is cls:
+                return section.label
         return f"{cls.__name__} from {distribution_of(cls)}"

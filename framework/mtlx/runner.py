@@ -30,6 +30,7 @@ from .checkpoint import atomic_write_text, load_checkpoint, write_error
 from .config import RunConfig, TrainConfig, read_run_id
 from .data import EpochLoader, MultiInputLoader, make_loader
 from .engine import Engine, State
+from .engine.evaluation import check_mergeable
 from .errors import CheckpointError, ConfigError, RunInterrupted
 from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
 from .hooks import get_plugin_manager
@@ -171,29 +172,53 @@ def _make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer) -> Any
     return None
 
 
-def _loader(components: Components, split: str, *, train: bool) -> Any:
-    """Training: a sharded, resumable :class:`EpochLoader` (batch size per process); evaluation: in order."""
+def _loader(components: Components, split: str, *, train: bool, seed_offset: int = 0) -> Any:
+    """Training: a sharded, resumable :class:`EpochLoader` (batch size per process); evaluation: in order, this
+    process's whole batches (:func:`mtlx.distributed.batch_shard`)."""
     cfg = components.config.train
     data = components.dataset.split(split)
     collate = components.dataset.collate
 
     def one(dataset: Any) -> Any:
         if train:
-            loader = EpochLoader(dataset, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
+            loader = EpochLoader(dataset, batch_size=cfg.batch_size, seed=cfg.seed + seed_offset,
+                                 num_workers=cfg.num_workers,
                                  collate_fn=collate, rank=distributed.rank(), world_size=distributed.world_size(),
                                  drop_last=cfg.drop_last)
             if len(loader) == 0:
+                what = "the training split" if split == "train" else f"the held-out split {split!r}"
                 raise ConfigError(
-                    f"the training split of {components.config.dataset.name!r} has {len(dataset)} samples: "
-                    f"no batch of {cfg.batch_size} with train.drop_last=true; lower --batch-size"
+                    f"{what} of {components.config.dataset.name!r} has {len(dataset)} samples: "
+                    f"no batch of {cfg.batch_size}{' with train.drop_last=true' * cfg.drop_last}; lower --batch-size"
                 )
             return loader
-        return make_loader(dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
+        size = cfg.eval_batch_size or cfg.batch_size
+        return make_loader(distributed.batch_shard(dataset, size), batch_size=size, shuffle=False,
                            seed=cfg.seed, num_workers=cfg.num_workers, collate_fn=collate)
 
     if components.dataset.multi_input:
         return MultiInputLoader({t: one(d) for t, d in data.items()}, cycle=train)
     return one(data)
+
+
+#: added to the run's seed for the held-out loader's shuffle, so that a held-out split ``train`` is drawn in
+#: another order than the training batches (the original Auto-Lambda's second training loader)
+HELDOUT_SEED_OFFSET = 1
+
+
+def heldout_loader(components: Components) -> Any:
+    """The cycled training-style loader of the strategy's ``heldout_split`` (None without one), its own shard
+    per process; a split the dataset lacks is refused in one line."""
+    split, splits = components.strategy.heldout_split, components.dataset.splits
+    if split is None:
+        return None
+    if split not in splits:
+        raise ConfigError(
+            f"strategy {components.config.strategy.name!r} draws held-out batches of split {split!r}, but dataset "
+            f"{components.config.dataset.name!r} has only {', '.join(splits)}; "
+            "choose one of them in the strategy's options"
+        )
+    return _loader(components, split, train=True, seed_offset=HELDOUT_SEED_OFFSET)
 
 
 def eval_splits(components: Components) -> tuple[str, str | None]:
@@ -233,6 +258,7 @@ def make_engine(components: Components, train_loader: Any, eval_loaders: Mapping
         tasks=components.tasks,
         train_loader=train_loader,
         eval_loaders=eval_loaders,
+        heldout_loader=heldout_loader(components),
         device=device,
         state=State(max_epochs=cfg.epochs, max_steps=cfg.max_steps),
         precision=cfg.precision,
@@ -267,8 +293,10 @@ def create_engine(
     meta = {"config": components.config.to_dict(), "versions": _versions(), "run_id": run_id,
             "world_size": distributed.world_size()}
     engine.attach(LRSchedulerHandler())
-    if distributed.is_main_process():  # only rank 0 evaluates, logs and writes checkpoints
-        engine.attach(EvaluationHandler(val, every=cfg.eval_every))
+    if distributed.is_distributed():
+        check_mergeable(components.tasks)
+    engine.attach(EvaluationHandler(val, every=cfg.eval_every))  # every process: each evaluates its shard
+    if distributed.is_main_process():  # only rank 0 logs and writes checkpoints
         engine.attach(EpochLog(val, eval_every=cfg.eval_every))  # after the evaluation: its metrics are in the line
         # before the checkpoints: a checkpoint's state includes the records of its own step
         engine.attach(JSONLLogger(run_dir / "metrics.jsonl", log_every=cfg.log_every,
@@ -277,7 +305,8 @@ def create_engine(
             engine.attach(ProgressBar())
     # every process: last.pt gathers each rank's state (rank 0 writes it)
     engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
-    get_plugin_manager().hook.mtlx_engine_created(engine=engine, config=components.config)
+    get_plugin_manager().call("mtlx_engine_created", required=True, engine=engine, config=components.config,
+                              options=components.options)
     return engine
 
 
@@ -331,10 +360,10 @@ def train(
                     f"stopped by {received[0]} at step {engine.state.iteration}; a resumable checkpoint is in "
                     f"{run_dir / 'last.pt'}: continue with mtlx run --resume {run_dir}"
                 )
-            if not main:
-                return {}
             with interrupt_on_signals(f"during the final evaluation; continue with mtlx run --resume {run_dir}"):
-                results = _final_results(engine, components, run_dir)
+                results = _final_results(engine, components, run_dir)  # every process: the evaluation is sharded
+                if not main:
+                    return {}
                 results["train_time_s"] = round(time.perf_counter() - start, 2)
                 results["world_size"] = distributed.world_size()
                 atomic_write_text(run_dir / "results.json", dumps(results, indent=2))
@@ -403,8 +432,9 @@ def interrupt_on_signals(what: str) -> contextlib.AbstractContextManager[list[st
 
 
 def _stop_on_signals(engine: Engine) -> contextlib.AbstractContextManager[list[str]]:
-    """SIGINT/SIGTERM ask the engine to stop after the current step (a checkpoint is written then)."""
-    return on_stop_signals(lambda received: setattr(engine.state, "should_stop", True))
+    """SIGINT/SIGTERM ask the engine to stop after the current step (a checkpoint is written then); under data
+    parallelism, after the same step on every process (:meth:`Engine.request_stop`)."""
+    return on_stop_signals(lambda received: engine.request_stop())
 
 
 def _final_results(engine: Engine, components: Components, run_dir: Path) -> dict[str, Any]:
@@ -427,15 +457,23 @@ def _final_results(engine: Engine, components: Components, run_dir: Path) -> dic
         if not (test == val and test in state.metrics):
             engine.evaluate(test)
         results.update(_evaluated(state, "test", test))
-        best_path = run_dir / "best.pt"
-        if state.best is not None and best_path.is_file() and state.best["epoch"] != state.epoch - 1:
+        if state.best is not None and state.best["epoch"] != state.epoch - 1 and (best := _best_weights(run_dir)):
             final_weights = {k: v.clone() for k, v in engine.model.state_dict().items()}
-            run_id = read_run_id(run_dir / "config.toml")
-            engine.model.load_state_dict(_load_own_checkpoint(best_path, run_id, engine.device)["engine"]["model"])
+            engine.model.load_state_dict(best)
             engine.evaluate(test, name=f"{test}@best")
             results.update(_evaluated(state, "test_at_best", f"{test}@best"))
             engine.model.load_state_dict(final_weights)
     return results
+
+
+def _best_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
+    """The model weights of ``run_dir``'s best.pt (None without one), read by rank 0 and sent to every process."""
+    path = run_dir / "best.pt"
+    weights = None
+    if distributed.is_main_process() and path.is_file():
+        weights = _load_own_checkpoint(path, read_run_id(run_dir / "config.toml"), torch.device("cpu"))
+        weights = weights["engine"]["model"]
+    return distributed.broadcast_object(weights)
 
 
 def _evaluated(state: State, key: str, name: str) -> dict[str, Any]:

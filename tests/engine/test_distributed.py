@@ -123,3 +123,29 @@ def test_mtl_in_a_users_loop_two_processes_equal_one(tmp_path, strategy):
         assert done.returncode == 0, done.stderr[-3000:]
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-8  # fp64: summation order only
+
+
+@pytest.mark.parametrize("spec", ["cuda:0", "cuda:1"])
+def test_an_explicit_cuda_index_is_refused_with_several_processes(spec, monkeypatch):
+    """Each process takes the GPU of its local rank; one named GPU would be every process's (checked on a CPU)."""
+    from mtlx import distributed
+    from mtlx.errors import ConfigError
+
+    for fine, nproc in (("cuda", 2), ("auto", 2), ("cpu", 2), (spec, 1)):
+        distributed.check_device(fine, nproc)
+    with pytest.raises(ConfigError, match=rf"--device {spec} names one GPU, but each of the 2 processes uses the GPU "
+                                          r"of its local rank .*use --device cuda"):
+        distributed.check_device(spec, 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a worker that torchrun started: refused before it joins the group
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=f"--device {spec} names one GPU"):
+        distributed.init_from_env(torch.device(spec))
+
+
+def test_nproc_with_an_explicit_cuda_index_exits_2_before_any_worker(tmp_path):
+    done = _mtlx(*TOY, "--threads", "1", "--nproc", "2", "--device", "cuda:0", "--out", str(tmp_path / "run"))
+    assert done.returncode == 2, done.stderr
+    line = ("Error: --device cuda:0 names one GPU, but each of the 2 processes uses the GPU of its local rank "
+            "(cuda:0, cuda:1, ...): use --device cuda, and CUDA_VISIBLE_DEVICES to choose GPUs")
+    assert done.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "run").exists()

@@ -96,12 +96,47 @@ def test_distributed_launcher_reports_the_failing_workers_exit_code_and_line(tmp
 
 
 @pytest.mark.slow
+def test_distributed_launcher_stops_every_worker_after_the_same_step(tmp_path):
+    """The signal reaches rank 0 after step 3 has shared its stop requests, while rank 1 has gone on to step 4:
+    both stop after step 4 (rank 0 stopping alone after step 3 left rank 1 waiting in step 4's all-reduce until
+    the agent killed both 30 s later, and no worker reported)."""
+    out = tmp_path / "run"
+    done = _mtlx("--plugin", "killer_plugin", *TOY, "--nproc", "2", "--epochs", "400", "-o", "dataset.size=64",
+                 "--out", str(out), env=_env(KILL_STEP="3", KILL_RANK="0", KILL_SIGNAL="SIGINT", KILL_WHOM="launcher"))
+    assert done.returncode == 130, done.stderr
+    line = (f"Error: stopped by SIGINT at step 4; a resumable checkpoint is in {out / 'last.pt'}: continue with "
+            f"mtlx run --resume {out}")
+    assert done.stderr.strip().splitlines() == [line]
+    assert load_checkpoint(out / "last.pt")["engine"]["state"]["iteration"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [
+    ("-d", "toy-faulty", "-o", "dataset.poison=loss", "-o", "dataset.poison_task=seg0", "-o", "dataset.poison_from=2",
+     "-o", "dataset.poison_to=100"),
+    ("-s", "raises", "-o", "strategy.at_step=2"),
+], ids=["nonfinite-6", "plugin-3"])
+def test_distributed_launcher_does_not_restart_after_an_error_a_restart_would_repeat(tmp_path, fault):
+    log = tmp_path / "attempts.log"
+    args = ["--plugin", "mtlx.testing.plugin", "--plugin", "faulty_plugin", "--plugin", "killer_plugin", *TOY[2:],
+            *fault, "--epochs", "1", "--nproc", "2", "--max-restarts", "2", "--out", str(tmp_path / "run")]
+    done = _mtlx(*args, env=_env(ATTEMPTS_LOG=str(log), KILL_STEP="1000"))
+    assert done.returncode in (3, 6), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert sorted(log.read_text().splitlines()) == ["0 0", "0 1"]  # one attempt: no restart
+
+
+@pytest.mark.slow
 def test_distributed_launcher_max_restarts_resumes_a_killed_worker_from_last_pt(tmp_path):
     args = (*TOY, "--batch-size", "2", "--epochs", "3", "--checkpoint-every", "2")
     clean = _mtlx(*args, "--nproc", "2", "--out", str(tmp_path / "clean"))
     assert clean.returncode == 0, clean.stderr
+    log = tmp_path / "attempts.log"
     killed = _mtlx("--plugin", "killer_plugin", *args, "--nproc", "2", "--max-restarts", "1",
-                   "--out", str(tmp_path / "killed"), env=_env(KILL_STEP="5", KILL_RANK="1"))
+                   "--out", str(tmp_path / "killed"), env=_env(KILL_STEP="5", KILL_RANK="1", ATTEMPTS_LOG=str(log)))
     assert killed.returncode == 0, killed.stderr
+    assert "mtlx run: worker 1 was killed by SIGKILL; restarting the workers from last.pt (restart 1 of 1)" in (
+        killed.stderr)
+    assert sorted(log.read_text().splitlines()) == ["0 0", "0 1", "1 0", "1 1"]
     weights = [load_checkpoint(tmp_path / name / "last.pt")["engine"]["model"] for name in ("clean", "killed")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

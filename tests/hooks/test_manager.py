@@ -92,7 +92,7 @@ def test_a_plugin_failing_half_way_contributes_nothing_and_its_other_hooks_do_no
     assert regs.strategies.list() == ["alpha"]
     with pytest.raises(mtlx.PluginError, match=r"strategy 'half-done' is unavailable: .*failed after one registration"):
         regs.strategies.get("half-done")
-    pm.hook.mtlx_engine_created(engine=None, config=None)
+    pm.call("mtlx_engine_created", engine=None, config=None, options={})
     assert fired == []
 
 

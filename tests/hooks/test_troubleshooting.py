@@ -176,6 +176,17 @@ def wrong_weights(distribution, tmp_path):
     return _failed_check(lambda: check_strategy("warmup-weights"))
 
 
+def hook_raises(distribution, tmp_path):
+    _install(distribution, PLUGIN + """
+
+@mtlx.hookimpl
+def mtlx_engine_created(engine):
+    raise KeyError("total")
+""")
+    return _last_line("run", "-d", "sums", "-s", "warmup-weights", "--epochs", "1", "--threads", "1", "-q",
+                      "--out", tmp_path / "run")
+
+
 def fixtures_without_pytest(distribution, tmp_path):
     code = "import sys; sys.modules['pytest'] = None; import mtlx.testing.fixtures"
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
@@ -184,7 +195,7 @@ def fixtures_without_pytest(distribution, tmp_path):
 
 REPRODUCERS = {f.__name__.replace("_", "-"): f for f in (
     module_typo, hook_typo, wrong_group, bad_name, not_a_component, no_config, shared_name, unknown_name,
-    missing_data, undocumented_option, strategy_raises, wrong_gradient_size, wrong_weights, fixtures_without_pytest,
+    missing_data, undocumented_option, strategy_raises, hook_raises, wrong_gradient_size, wrong_weights, fixtures_without_pytest,
 )}
 
 

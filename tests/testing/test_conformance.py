@@ -81,6 +81,29 @@ class _BatchMeanMeter(MAEMeter):
     def compute(self):
         return {"mae": sum(self.batches) / len(self.batches)}
 
+    def merge(self, other):
+        self.batches += other.batches
+
+
+class _SumsMergedMeter(_BatchMeanMeter):
+    merge = MAEMeter.merge  # adds sums that its update never fills
+
+
+class _NoMergeMeter(mtlx.Meter):
+    higher_is_better = MAEMeter.higher_is_better
+
+    def __init__(self):
+        self.inner = MAEMeter()
+
+    def reset(self):
+        self.inner.reset()
+
+    def update(self, prediction, target):
+        self.inner.update(prediction, target)
+
+    def compute(self):
+        return self.inner.compute()
+
 
 def test_check_meter_catches_missing_metrics_and_batch_dependence():
     prediction, target = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([0.0, 0.0, 0.0])
@@ -90,6 +113,15 @@ def test_check_meter_catches_missing_metrics_and_batch_dependence():
     with pytest.raises(AssertionError, match="over the whole batch .* != over its two halves"):
         check_meter(_BatchMeanMeter, prediction, target)
     check_meter(_BatchMeanMeter, prediction, target, batch_independent=False)
+
+
+def test_check_meter_catches_a_merge_that_loses_statistics():
+    """Data-parallel evaluation merges the processes' meters: merged must equal one meter fed both halves."""
+    prediction, target = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([0.0, 0.0, 0.0])
+    with pytest.raises(AssertionError, match=r"mae after merge\(\) 1.0 != fed both halves 2.0"):
+        check_meter(_SumsMergedMeter, prediction, target, batch_independent=False)
+    with pytest.raises(AssertionError, match=r"merge\(a meter fed other batches\).*does not implement Meter.merge"):
+        check_meter(_NoMergeMeter, prediction, target)
 
 
 class _DropsATask(ToyDataset):

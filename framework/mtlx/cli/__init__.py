@@ -36,22 +36,18 @@ def _plugin_manager(ctx: click.Context) -> PluginManager:
 
 
 def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
-    """``{name: command}`` from every plugin's ``mtlx_commands`` (a plugin that raises there is reported).
+    """``{name: command}`` from every plugin's ``mtlx_commands`` (a plugin that raises there is reported as
+    every failing hook is: :meth:`mtlx.hooks.PluginManager.call`).
 
     Collected once per invocation: listing, lookup and the did-you-mean hint all ask.
     """
     if "mtlx.plugin_commands" in ctx.meta:
         return ctx.meta["mtlx.plugin_commands"]
     commands: dict[str, click.Command] = {}
-    for impl in _plugin_manager(ctx).hook.mtlx_commands.get_hookimpls():
-        try:
-            offered = list(impl.function())
-        except Exception as error:  # noqa: BLE001 - one broken plugin does not take the CLI down
-            warnings.warn(f"plugin {impl.plugin_name}: mtlx_commands failed: {error}", RuntimeWarning, stacklevel=2)
-            continue
+    for plugin, offered in _plugin_manager(ctx).call("mtlx_commands").items():
         for command in offered:
             if command.name in _COMMANDS or command.name in commands:
-                warnings.warn(f"plugin {impl.plugin_name}: command {command.name!r} already exists; skipped",
+                warnings.warn(f"plugin {plugin}: command {command.name!r} already exists; skipped",
                               RuntimeWarning, stacklevel=2)
                 continue
             commands[command.name] = command

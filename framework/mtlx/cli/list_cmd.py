@@ -26,7 +26,8 @@ KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
 @click.command("list")
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.argument("pattern", required=False, default="*")
-@click.option("--details", "details", metavar="NAME", help="Show NAME's options (type, default, doc) and settings.")
+@click.option("--details", "details", metavar="NAME",
+              help="Show NAME's options (type, default, doc) and settings; NAME may be a plugin's config section.")
 def list_components(kind: str | None, pattern: str, details: str | None) -> None:
     """List installed components (optionally of one KIND, names matching PATTERN),
     broken plugins with their errors, and catalogued plugins not installed.
@@ -34,6 +35,7 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
     \b
       mtlx list --details rep-mtl          # options, presets of a component
       mtlx list datasets --details qm9     # only the dataset of that name
+      mtlx list --details SECTION          # a plugin's own config section (mtlx_addoption)
     """
     console = Console(soft_wrap=True)
     pm = get_plugin_manager()
@@ -49,6 +51,15 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
         table.add_column("summary")
         for listed, entry in registry.listing(pattern):  # a name two plugins register: once per owner, qualified
             table.add_row(Text(listed), Text(entry.owner), Text(entry.summary))
+        console.print(table)
+        console.print()
+    sections = [s for s in registries.sections.values() if kind is None and fnmatch.fnmatch(s.name, pattern)]
+    if sections:
+        table = Table(title="config sections of plugins (-o SECTION.KEY=VALUE)", title_justify="left", show_edge=False)
+        for column in ("section", "plugin", "summary"):
+            table.add_column(column, no_wrap=column != "summary")
+        for section in sorted(sections, key=lambda s: s.name):
+            table.add_row(Text(section.name), Text(str(section.owner)), Text(_summary(section.config)))
         console.print(table)
         console.print()
     if pm.broken:
@@ -75,14 +86,37 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
             console.print(f"  {entry.distribution} ({provides})  ->  {entry.install_command(root)}", markup=False)
 
 
+def _summary(obj: Any) -> str:
+    doc = (inspect.getdoc(obj) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _print_options(console: Console, config_cls: type) -> None:
+    """The table of ``config_cls``'s options: name, type or choices, default and doc."""
+    table = Table(show_edge=False)
+    for column in ("option", "type / choices", "default", "doc"):
+        table.add_column(column, overflow="fold")
+    for option in describe_options(config_cls):
+        doc = Text(option.doc) if option.doc else Text("(undocumented)", style="red")
+        table.add_row(*(Text(cell) for cell in (option.name, option.type, option.default)), doc)
+    console.print(table)
+
+
 def _print_details(console: Console, registries: Any, name: str, kinds: list[str]) -> None:
-    """Each component called ``name`` among ``kinds``: its options, recommended settings and presets."""
+    """Each component called ``name`` among ``kinds``: its options, recommended settings and presets; or the
+    plugin-owned config section ``name`` (with no kind given)."""
     found = [(kind, entry) for kind in kinds for entry in registries.kinds[kind].owners(name)]
-    if not found:
+    section = registries.sections.get(name) if len(kinds) > 1 else None
+    if section is not None:
+        console.print(Text(f"config section [{section.name}]  {section.owner}", style="bold"))
+        console.print(f"set with -o {section.name}.KEY=VALUE or a [{section.name}] table in --config", markup=False)
+        _print_options(console, section.config)
+        console.print()
+    if not found and section is None:
         for kind in kinds:  # a component of a broken plugin: its lookup raises the plugin's error
             if name in registries.kinds[kind].unavailable:
                 registries.kinds[kind].entry(name)
-        known = sorted({n for kind in kinds for n in registries.kinds[kind]})
+        known = sorted({n for kind in kinds for n in registries.kinds[kind]} | set(registries.sections))
         raise UnknownComponentError(f"no component {name!r}{did_you_mean(name, known)} (see mtlx list)")
     for kind, entry in found:
         shared = len(registries.kinds[kind].owners(entry.name)) > 1
@@ -90,13 +124,7 @@ def _print_details(console: Console, registries: Any, name: str, kinds: list[str
                            style="bold"))
         if doc := inspect.getdoc(entry.obj):
             console.print(doc, markup=False)
-        table = Table(show_edge=False)
-        for column in ("option", "type / choices", "default", "doc"):
-            table.add_column(column, overflow="fold")
-        for option in describe_options(entry.obj.Config):
-            doc = Text(option.doc) if option.doc else Text("(undocumented)", style="red")
-            table.add_row(*(Text(cell) for cell in (option.name, option.type, option.default)), doc)
-        console.print(table)
+        _print_options(console, entry.obj.Config)
         settings = {
             "recommended (applied unless set)": getattr(entry.obj, "recommended", {}),
             **{f"--preset {p}": values for p, values in getattr(entry.obj, "presets", {}).items()},

@@ -59,6 +59,7 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         with interrupt_on_signals("before the workers started; nothing was written"):
             config, _ = _resolve(config_file, overrides, presets, out, resume, flags)  # bad input: one line here
+            distributed.check_device(config.train.device, nproc)
             run_dir = None if resume else prepare_run_dir(out, config)
         launcher.relaunch(nproc, max_restarts, run_dir)
     if max_restarts and "WORLD_SIZE" not in os.environ:
@@ -79,7 +80,8 @@ def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple
     if out is not None and Path(out).resolve() != Path(resume).resolve():
         raise ConfigError(f"--out cannot be given with --resume: a resumed run stays in {resume}")
     user = cli_settings(config_file, flags, overrides)
-    return resume_config(load_toml(check_resumable(resume)), user, where=str(resume))
+    return resume_config(load_toml(check_resumable(resume)), user, where=str(resume),
+                         plugin_sections=get_plugin_manager().registries.sections)
 
 
 def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
@@ -112,7 +114,7 @@ def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str
 
 
 def _restarted_by_torchrun() -> bool:
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    return launcher.attempt() > 0
 
 
 def print_results(console: Console, results: dict[str, Any]) -> None:

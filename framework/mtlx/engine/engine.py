@@ -27,6 +27,7 @@ from ..data import worker_message
 from ..errors import ConfigError, DataError, MtlxError, NonFiniteLossError, component_failed
 from ..gradients import resolve_method
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
+from ..interfaces.strategy import owned_step_conflict, take_optimizer_step
 from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
 from ..registry import distribution_of
 from .evaluation import measure, summarize
@@ -50,7 +51,10 @@ class Engine:
         optimizer: optimises model parameters and the strategy's extra parameters.
         tasks: task specs in order.
         train_loader: resumable loader of ``(inputs, {task: target})`` batches.
-        eval_loaders: ``{split: loader}`` for :meth:`evaluate`.
+        eval_loaders: ``{split: loader}`` for :meth:`evaluate`; under a process group, each process's shard
+            (:func:`mtlx.distributed.batch_shard`): the meters are merged across processes.
+        heldout_loader: a resumable loader of the strategy's ``heldout_split`` (a bilevel strategy's), cycled:
+            one batch per step, its position in the checkpoint.
         state: the loop's state, created with the training budget (``State(max_epochs=..., max_steps=...)``).
         precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + GradScaler).
         loss_transform: ``none`` or ``log`` (applied to every task loss).
@@ -78,6 +82,7 @@ class Engine:
     tasks: dict[str, TaskSpec] = attrs.field(converter=dict)
     train_loader: Any
     eval_loaders: dict[str, Any] = attrs.field(default=None, converter=lambda loaders: dict(loaders or {}))
+    heldout_loader: Any = None
     device: torch.device = attrs.field(default="cpu", converter=torch.device)
     precision: str = "fp32"
     loss_transform: str = "none"
@@ -95,6 +100,8 @@ class Engine:
     handlers: list[Handler] = attrs.field(init=False, factory=list)
     _skipped: list[int] = attrs.field(init=False, factory=list)  # the steps skipped in a row (skip mode)
     _verified_at: int | None = attrs.field(init=False, default=None)  # the iteration verify_finite last passed
+    _stop_requested: bool = attrs.field(init=False, default=False)  # by request_stop, shared at a step's end
+    _heldout: Iterator[Any] | None = attrs.field(init=False, default=None)  # the held-out loader's current pass
 
     def __attrs_post_init__(self) -> None:
         self.grad_method = resolve_method(self.grad_method, self.device)
@@ -104,7 +111,36 @@ class Engine:
             raise ConfigError(f"{who} draws {k} training batches per step, but the "
                               f"training loader has {available} per epoch; use a larger training set or a smaller "
                               "batch size")
+        self._check_heldout()
+        conflict = owned_step_conflict(self.strategy, self.optimizer, loss_scaling=self.precision == "fp16",
+                                       clipping=self.max_grad_norm is not None)
+        if conflict is not None:
+            raise ConfigError(f"{self.labels.get('strategy', f'strategy {type(self.strategy).__name__}')} {conflict}")
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    def _check_heldout(self) -> None:
+        """A strategy's held-out split has a loader with at least one batch (one line otherwise)."""
+        split = self.strategy.heldout_split
+        if split is None:
+            return
+        who = self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
+        if self.heldout_loader is None:
+            raise ConfigError(f"{who} draws a held-out batch of split {split!r} per step, but the engine was "
+                              "given no heldout_loader")
+        if len(self.heldout_loader) == 0:
+            raise ConfigError(f"{who} draws a held-out batch of split {split!r} per step, but its loader has no "
+                              "batch; use a larger split or a smaller batch size")
+
+    def _next_heldout(self) -> Any:
+        """The next batch of the held-out loader, which starts a new pass (epoch) where the last one ended."""
+        for _ in range(2):
+            if self._heldout is None:
+                self._heldout = self.batches(self.heldout_loader, f"held-out ({self.strategy.heldout_split})")
+            batch = next(self._heldout, None)
+            if batch is not None:
+                return batch
+            self._heldout = None
+        raise ConfigError(f"the held-out loader of split {self.strategy.heldout_split!r} gave no batch")
 
     # -- handlers ------------------------------------------------------------
     def attach(self, handler: Handler) -> Handler:
@@ -232,6 +268,10 @@ class Engine:
         with phase(FORWARD), self.guard("model", f"in the forward of step {state.iteration}"):
             losses, rep = self._forward_losses(inputs, targets)
             extras = [self._forward_losses(*to_device(b, self.device)) for b in extra_batches]
+        heldout = None
+        if self.heldout_loader is not None and self.strategy.heldout_split is not None:
+            held = to_device(self._next_heldout(), self.device)
+            heldout = lambda: self._forward_losses(*held)[0]  # run by the strategy, at its parameters
         if self.on_nonfinite == "skip" and not all(self._losses_finite(x) for x in [losses, *(e for e, _ in extras)]):
             return  # a skipped step never reaches the strategy (its state stays clean); costs one more sync
         ctx = StepContext(
@@ -245,6 +285,8 @@ class Engine:
             grad_method=self.grad_method,
             extra_losses=[e for e, _ in extras],
             extra_representations=[z for _, z in extras],
+            heldout_losses=heldout,
+            learning_rate=float(self.optimizer.param_groups[0]["lr"]),
         )
         try:
             with phase(STRATEGY), self.guard("strategy", f"in backward at step {state.iteration}"):
@@ -265,6 +307,9 @@ class Engine:
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+            elif self.strategy.owns_optimizer_step:  # MTAdam: the strategy's own step, in place of the optimiser's
+                with self.guard("strategy", f"in optimizer_step at step {state.iteration}"):
+                    take_optimizer_step(self.strategy, ctx, self.optimizer)
             else:
                 self.optimizer.step()
             with self.guard("strategy", f"in after_step at step {state.iteration}"):
@@ -276,8 +321,19 @@ class Engine:
         for t, v in state.losses.items():
             state.epoch_loss_sums[t] = state.epoch_loss_sums.get(t, 0.0) + v
         if distributed.is_distributed():  # a stop request (signal) on any process stops all at this step
-            state.should_stop = self._on_any_process(state.should_stop)
+            state.should_stop = self._on_any_process(state.should_stop or self._stop_requested)
         self.fire(Events.ITERATION_COMPLETED)
+
+    def request_stop(self) -> None:
+        """Stop after the current step; safe to call at any point (a signal handler does).
+
+        Under a process group the request waits for the end of a step, where the processes share it: every
+        process then stops after the same step. Setting ``state.should_stop`` on one process alone, after that
+        step's sharing, would stop it while the others enter the next step's collectives and wait there.
+        """
+        self._stop_requested = True
+        if not distributed.is_distributed():
+            self.state.should_stop = True
 
     def _on_any_process(self, flag: bool) -> bool:
         """Whether ``flag`` holds on any process; the tensor lives on the engine's device (NCCL rejects CPU ones)."""
@@ -359,8 +415,8 @@ class Engine:
         """Raise :class:`NonFiniteLossError` naming the first parameter or buffer that is NaN/Inf (one sync;
         once per iteration): before a checkpoint is written or the model evaluated, at ``when``.
 
-        It reads this process's tensors only (no collective): under data parallelism only rank 0 writes
-        checkpoints and evaluates, and the step's own check has already AND-ed the flags over processes.
+        It reads this process's tensors only (no collective): the step's own check has already AND-ed the flags
+        over processes, whose parameters are equal (each process evaluates its shard; rank 0 writes checkpoints).
         """
         if self._verified_at == self.state.iteration:
             return
@@ -423,6 +479,7 @@ class Engine:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "strategy": self._strategy_state(),
             "loader": self.train_loader.state_dict(),
+            "heldout_loader": self.heldout_loader.state_dict() if self.heldout_loader is not None else None,
             "state": self.state.state_dict(),
             "handlers": {h.key: s for h in self.handlers if (s := h.state_dict()) is not None},
             "rng": rng_state(),
@@ -455,10 +512,13 @@ class Engine:
         with self.guard("strategy", "loading its state from the checkpoint"):
             self.strategy.load_state_dict(state["strategy"])
         self.train_loader.load_state_dict(state["loader"])
+        if self.heldout_loader is not None and state.get("heldout_loader") is not None:
+            self.heldout_loader.load_state_dict(state["heldout_loader"])
+            self._heldout = None  # the next draw resumes at the saved position
         self.state.load_state_dict(state["state"])
         for h in self.handlers:
-            if h.key in state["handlers"]:
-                h.load_state_dict(state["handlers"][h.key])
+            if (saved := h.saved_state(state["handlers"])) is not None:
+                h.load_state_dict(saved)
         load_rng_state(state["rng"])
 
 

@@ -6,7 +6,8 @@ its methods in attach order. A handler that acts every N steps checks
 ``engine.state.iteration`` itself (as detectron2's ``PeriodicWriter`` does).
 A handler that keeps state across a resume implements
 ``state_dict``/``load_state_dict``; the engine stores it under the handler's
-qualified class name. The loop, as pseudo-code::
+full name (``module.QualName``), so two plugins' handlers of one class name
+keep their own state. The loop, as pseudo-code::
 
     started()
     for epoch:
@@ -22,6 +23,7 @@ qualified class name. The loop, as pseudo-code::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,8 +49,13 @@ class Handler:
 
     @property
     def key(self) -> str:
-        """Name under which the handler's state is checkpointed."""
-        return type(self).__qualname__
+        """Name under which the handler's state is checkpointed: its class's module and qualified name."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def saved_state(self, states: Mapping[str, Any]) -> Any | None:
+        """This handler's entry of a checkpoint's handler states (None: none saved): under :attr:`key`, or under
+        the bare class name that checkpoints written before keys were full names used."""
+        return states.get(self.key, states.get(type(self).__qualname__))
 
     def state_dict(self) -> dict[str, Any] | None:
         """Return state to checkpoint, or None for a stateless handler."""

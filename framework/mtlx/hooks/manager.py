@@ -1,4 +1,4 @@
-"""Plugin loading: entry points of group ``mtlx``, each on its own.
+"""Plugin loading and hook calls: entry points of group ``mtlx``, each on its own.
 
 pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails
 to import and skips duplicate names silently; here every entry point is
@@ -6,6 +6,9 @@ loaded, registered and validated separately, so one broken plugin is
 reported (name, distribution, target, cause) while all others still work.
 Entry points declared under a group that looks like ``mtlx`` but is not
 (``mtlx.plugins``, ``mtl``) are never loaded, and are reported.
+
+Every hook is called through :meth:`PluginManager.call`, one plugin at a time,
+so a hook that raises is reported the same way wherever it is called.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import importlib.metadata
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -24,6 +27,7 @@ import pluggy
 
 from ..catalog import load_catalog
 from ..errors import PluginError, PluginLoadError
+from ..plugin_options import PluginOptions
 from ..registry import Owner, Registries
 from . import specs
 
@@ -96,10 +100,6 @@ class PluginManager:
             self._load(module, "<local>", "", module, lambda m=module: importlib.import_module(m))
 
     @property
-    def hook(self) -> Any:
-        return self._pm.hook
-
-    @property
     def broken(self) -> dict[str, PluginLoadError]:
         return {name: info.error for name, info in self.plugins.items() if info.error is not None}
 
@@ -122,10 +122,39 @@ class PluginManager:
             return
         self.plugins[name] = PluginInfo(name, dist, version, target)
 
-    def _mark_broken(self, name: str, dist: str, version: str, target: str, cause: BaseException) -> None:
-        error = PluginLoadError(name, f"{dist}=={version}", target, cause)
-        warnings.warn(str(error), RuntimeWarning, stacklevel=3)
+    def _mark_broken(self, name: str, dist: str, version: str, target: str, cause: BaseException,
+                     hook: str | None = None, *, warn: bool = True) -> PluginLoadError:
+        error = PluginLoadError(name, f"{dist}=={version}" if version else dist, target, cause, hook)
+        if warn:
+            warnings.warn(str(error), RuntimeWarning, stacklevel=3)
         self.plugins[name] = PluginInfo(name, dist, version, target, error)
+        return error
+
+    def call(self, hook: str, arguments: Callable[[PluginInfo], Mapping[str, Any]] | None = None, *,
+             required: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """Call ``hook`` of every plugin that implements it, each on its own (in pluggy's order): ``{plugin name:
+        what it returned}``; ``arguments(plugin)`` adds arguments of that plugin's own (its scratch registries).
+
+        The one policy for a plugin hook that raises, whichever hook it is: the plugin is marked broken with a
+        :class:`~mtlx.errors.PluginLoadError` (one line: the plugin, its distribution and target, the hook, the
+        cause), it is unregistered so none of its hooks fires again, and the other plugins go on. Where the
+        caller cannot go on without every plugin's answer (``required``: a run's ``mtlx_engine_created``), that
+        error is raised (exit 3); elsewhere it is a warning, ``mtlx list`` lists it, and a command that needs
+        what the plugin provides ends with it.
+        """
+        results: dict[str, Any] = {}
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):  # pluggy calls the last registered first
+            info = self.plugins[impl.plugin_name]
+            given = {**kwargs, **(arguments(info) if arguments is not None else {})}
+            try:
+                results[info.name] = impl.function(**{name: given[name] for name in impl.argnames})
+            except Exception as cause:  # one plugin's failure is reported, never another's
+                error = self._mark_broken(info.name, info.dist, info.version, info.target, cause, hook,
+                                          warn=not required)
+                self._pm.unregister(name=info.name)
+                if required:
+                    raise error from cause
+        return results
 
     def register_object(self, plugin: object, name: str) -> None:
         """Register an in-process plugin object (tests, notebooks); rebuilds the registry."""
@@ -141,21 +170,27 @@ class PluginManager:
         other hooks are unregistered, and every component it declares (in
         ``registry.toml`` or registered before failing) is reported as
         unavailable with the cause. A name two plugins register is kept for both
-        (``distribution:name`` picks one).
+        (``distribution:name`` picks one). The plugins' config sections (``mtlx_addoption``) are collected next
+        into ``sections``; a plugin whose ``mtlx_addoption`` raises is broken in the same way.
         """
         if self._registries is None:
             registries = Registries(misplaced=list(self.misplaced))
-            for impl in self._pm.hook.mtlx_register.get_hookimpls():
-                info = self.plugins[impl.plugin_name]
-                scratch = Registries(owner=info.owner)
-                try:
-                    impl.function(registry=scratch)
-                except Exception as error:  # noqa: BLE001 - isolate the failing plugin
-                    self._mark_broken(info.name, info.dist, info.version, info.target, error)
-                    self._pm.unregister(name=info.name)
-                    registries.mark_unavailable(scratch.kinds, self.plugins[info.name].error)
+            scratch: dict[str, Registries] = {}
+
+            def own_registry(info: PluginInfo) -> dict[str, Any]:
+                scratch[info.name] = Registries(owner=info.owner)
+                return {"registry": scratch[info.name]}
+
+            self.call("mtlx_register", own_registry)
+            self.call("mtlx_addoption", lambda info: {"options": PluginOptions(info.owner, registries.sections)})
+            for section in [s for s in registries.sections.values() if self.plugins[s.owner.plugin].error]:
+                del registries.sections[section.name]  # of a plugin whose mtlx_addoption raised after adding it
+            for name, theirs in scratch.items():  # a plugin broken in either hook contributes no component
+                error = self.plugins[name].error
+                if error is not None:
+                    registries.mark_unavailable(theirs.kinds, error)
                 else:
-                    registries.merge(scratch)
+                    registries.merge(theirs)
             for entry in load_catalog():
                 error = self.broken.get(entry.entry_point)
                 if error is not None:

@@ -16,11 +16,16 @@ whose functions are marked with :data:`mtlx.hookimpl`::
 
 Hook names are checked when the plugin is loaded: an ``mtlx_*`` function that
 matches no spec below marks the plugin broken (pluggy's ``check_pending``).
+The core calls every hook through :meth:`mtlx.hooks.PluginManager.call`, one
+plugin at a time: a hook that raises marks its plugin broken with one line
+naming the plugin, its distribution and the hook, and none of its hooks is
+called again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
     from ..config import RunConfig
     from ..engine.engine import Engine
+    from ..plugin_options import PluginOptions
     from ..registry import Registries
 
 hookspec = pluggy.HookspecMarker("mtlx")
@@ -69,16 +75,36 @@ def mtlx_commands() -> list[click.Command]:
     """
 
 
+@hookspec
+def mtlx_addoption(options: PluginOptions) -> None:
+    """Declare the plugin's own config sections, as ``pytest_addoption`` declares a pytest plugin's options.
+
+    ``options.add("ema", EMAOptions)`` declares section ``[ema]`` whose options are the fields of the attrs
+    class ``EMAOptions``, documented as a component's ``Config`` is (an ``Attributes:`` entry per option;
+    ``mtlx.testing.check_options(EMAOptions)`` checks it). Users set them with ``-o ema.decay=0.99`` or an
+    ``[ema]`` table in ``--config``; unknown keys and wrong types are refused in one line (exit 2); a run's
+    ``config.toml`` records every section with its defaults; ``mtlx list --details ema`` shows them. The
+    plugin reads them in :func:`mtlx_engine_created` (``options["ema"]``, the built class). A section has
+    one owner, and the core's (``strategy``, ``train``, ...) are not a plugin's.
+
+    Called once per plugin, after ``mtlx_register``.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Run phase
 # ---------------------------------------------------------------------------
 
 
 @hookspec
-def mtlx_engine_created(engine: Engine, config: RunConfig) -> None:
+def mtlx_engine_created(engine: Engine, config: RunConfig, options: Mapping[str, Any]) -> None:
     """Called after ``mtlx run`` built the engine and its default handlers, before training.
 
     The one way a plugin adds behaviour to a run: attach a
     :class:`~mtlx.engine.Handler` (``engine.attach(MyHandler())``); it runs
-    after the default handlers at each event. The return value is ignored.
+    after the default handlers at each event. ``options`` maps every plugin
+    section (:func:`mtlx_addoption`) to its built options class, so a handler
+    can be configured and switched off per run. A plugin takes only the
+    arguments it names. The return value is ignored; a hook that raises ends
+    the run (exit 3, one line naming the plugin and its distribution).
     """

@@ -16,6 +16,16 @@ A strategy that needs k independent mini-batches per step (MoDo, SDMGrad: "doubl
 ``batches_per_step = k``: the engine draws k batches for each step (an epoch then has
 ``len(loader) // k`` steps) and hands the losses of batches 1..k-1 over in ``StepContext.extra_losses``;
 ``shared_grads(batch=j)`` gives the per-task gradients of batch j through the core's machinery.
+
+A bilevel strategy (Auto-Lambda) sets ``heldout_split`` (a split name, e.g. from its config): the engine
+draws one batch of that split per step from a loader of its own (cycled, resumed exactly, its own shard
+per process) and hands over its forward as ``StepContext.heldout_losses``; ``StepContext.losses_at``
+evaluates such a closure at virtual parameters θ' (:mod:`mtlx.virtual`).
+
+A strategy that works at the optimiser level (MTAdam) sets ``owns_optimizer_step`` to the optimiser classes it
+takes the step of and implements :meth:`MTOStrategy.optimizer_step`: the engine and ``mtlx.MTL`` call it in place
+of ``optimizer.step()`` (:func:`take_optimizer_step`), the optimiser's param groups giving the learning rate (a
+scheduler's) and weight decay. What cannot hold is refused before training (:func:`owned_step_conflict`).
 """
 
 from __future__ import annotations
@@ -33,12 +43,14 @@ from ..distributed import all_reduce_mean
 from ..errors import ConfigError
 from ..gradients import flatten_grads, per_task_grads, resolve_method, write_flat_grad
 from ..phases import BACKWARD, PER_TASK_GRADS, phase
+from ..virtual import losses_at
 from .model import MultiTaskModel
 
 if TYPE_CHECKING:
     from ..registry import Registries
 
-__all__ = ["LossWeighting", "MTOStrategy", "Need", "StepContext", "StepResult"]
+__all__ = ["LossWeighting", "MTOStrategy", "Need", "StepContext", "StepResult", "owned_step_conflict",
+           "take_optimizer_step"]
 
 
 class Need(enum.Enum):
@@ -85,6 +97,10 @@ class StepContext:
         extra_losses: the losses of the step's extra batches 1..k-1 (``batches_per_step = k``), each
             ``{task: scalar loss}`` like ``losses`` (batch 0), graph attached.
         extra_representations: Z of each extra batch when captured (as ``representation``), else empty.
+        heldout_losses: the forward of the step's held-out batch (``strategy.heldout_split``): a closure giving
+            ``{task: scalar loss}`` with graph; evaluate it at other parameters with :meth:`losses_at`.
+        learning_rate: the optimiser's current learning rate (the engine's first parameter group), for a
+            strategy that takes a virtual step as the optimiser would; None where the caller does not know it.
         how_to_provide: ``{field: how}``: how the caller of ``strategy.backward`` lets a strategy have an
             optional field it finds unset (``mtlx.MTL``: "pass recompute_losses= ... to MTL.backward"), so that
             :meth:`missing` speaks of the caller's own arguments.
@@ -102,6 +118,8 @@ class StepContext:
     how_to_provide: Mapping[str, str] = attrs.field(factory=dict)
     extra_losses: Sequence[dict[str, torch.Tensor]] = ()
     extra_representations: Sequence[torch.Tensor | dict[str, torch.Tensor] | None] = ()
+    heldout_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
+    learning_rate: float | None = None
     _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)  # batch 0's
     _extra_grads: dict[int, torch.Tensor] = attrs.field(factory=dict, init=False)  # the extra batches'
 
@@ -136,6 +154,12 @@ class StepContext:
         """Each task's own loss times the AMP loss scale, in task order: what per-task gradients start from."""
         scale, losses = self.loss_scale, self.batch_losses(batch)
         return [losses[t] * scale if scale != 1.0 else losses[t] for t in self.tasks]
+
+    def losses_at(self, compute: Callable[[], Mapping[str, torch.Tensor]],
+                  params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``compute()`` (``heldout_losses``, ``recompute_losses``) with the model's parameters named in ``params``
+        replaced: one forward, differentiable w.r.t. ``params``, the model and its buffers untouched."""
+        return losses_at(self.model, compute, params)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.shared_parameters() if p.requires_grad]
@@ -255,6 +279,13 @@ class MTOStrategy(ABC):
     #: independent mini-batches per step (k > 1: the engine and ``mtlx.MTL`` supply the k - 1 extra ones
     #: as ``StepContext.extra_losses``; an epoch has ``len(loader) // k`` steps)
     batches_per_step: ClassVar[int] = 1
+    #: the split a bilevel strategy draws one held-out batch of per step (``StepContext.heldout_losses``);
+    #: None: none. A class or an instance attribute (a config option)
+    heldout_split: str | None = None
+    #: the optimiser classes whose step the strategy takes itself (MTAdam: Adam, AdamW); empty: it does not.
+    #: Non-empty: :meth:`optimizer_step` runs in place of ``optimizer.step()``; fp16 loss scaling, gradient
+    #: clipping and other optimisers are refused before training (:func:`owned_step_conflict`)
+    owns_optimizer_step: ClassVar[tuple[type[torch.optim.Optimizer], ...]] = ()
     #: named option sets for ``--preset`` (``{"paper": {"strategy.<option>": value}}``), applied with the
     #: dataset's preset of the same name
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
@@ -286,6 +317,11 @@ class MTOStrategy(ABC):
         """
         return ()
 
+    def optimizer_step(self, step: StepContext, optimizer: torch.optim.Optimizer) -> None:
+        """The optimiser step of a strategy that owns it (``owns_optimizer_step``), after ``backward`` and the DDP
+        sync of ``.grad``: update every parameter of ``optimizer``'s param groups, reading their ``lr``."""
+        raise NotImplementedError(f"{type(self).__name__} sets owns_optimizer_step but has no optimizer_step")
+
     def after_step(self, step: StepContext) -> None:
         """Called after the optimiser step (e.g. FAMO's logit update)."""
 
@@ -309,6 +345,50 @@ class MTOStrategy(ABC):
         with torch.no_grad():
             for p, s in zip(params, saved, strict=True):
                 p.copy_(s)
+
+
+def owned_step_conflict(strategy: MTOStrategy, optimizer: torch.optim.Optimizer | None, *,
+                        loss_scaling: bool = False, clipping: bool = False) -> str | None:
+    """Why a strategy that owns the optimiser step cannot take it in this run (None: it can), as the end of a line
+    (``optimizer`` None: not known yet).
+
+    It steps from its own per-task state, so it stands in only for the optimisers it names; an fp16 GradScaler
+    (which skips or unscales ``optimizer.step()``) and clipping of ``.grad`` would not act on its update.
+    """
+    owned = strategy.owns_optimizer_step
+    if not owned:
+        return None
+    if optimizer is not None and not isinstance(optimizer, owned):
+        names = " or ".join(cls.__name__ for cls in owned)
+        return f"takes the optimiser step itself in place of {names}, not {type(optimizer).__name__}: use {names}"
+    if loss_scaling:
+        return ("takes the optimiser step itself, which fp16 loss scaling (GradScaler) cannot unscale or skip: "
+                "train in fp32 or bf16")
+    if clipping:
+        return ("takes the optimiser step itself from per-task gradients, which clipping .grad does not change: "
+                "unset train.max_grad_norm")
+    return None
+
+
+def take_optimizer_step(strategy: MTOStrategy, step: StepContext, optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``, or for a strategy that owns the step its :meth:`~MTOStrategy.optimizer_step`.
+
+    The optimiser's own ``step()`` then runs with every ``.grad`` hidden (restored after): Adam and AdamW skip
+    parameters without a gradient, so it changes nothing, but its hooks run and an LR scheduler sees the step.
+    """
+    if not strategy.owns_optimizer_step:
+        optimizer.step()
+        return
+    strategy.optimizer_step(step, optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = [p.grad for p in params]
+    try:
+        for p in params:
+            p.grad = None
+        optimizer.step()
+    finally:
+        for p, grad in zip(params, grads, strict=True):
+            p.grad = grad
 
 
 class LossWeighting(MTOStrategy):

@@ -41,6 +41,17 @@ class Meter(ABC):
     def compute(self) -> dict[str, float]:
         """Return ``{metric: value}`` over everything added since ``reset``."""
 
+    def merge(self, other: Meter) -> None:
+        """Add the statistics of ``other`` (a meter of the same task, filled on other batches) to this one's.
+
+        Afterwards :meth:`compute` gives what one meter fed both meters' batches would give: data-parallel
+        evaluation fills one meter per process on that process's shard of the split and merges them
+        (:func:`mtlx.engine.evaluation.measure`). Meters that keep per-batch statistics merge them as
+        such: the shards are whole batches of the one-process evaluation. ``mtlx run --nproc N`` refuses a
+        meter that does not implement it.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement Meter.merge")
+
     def details(self) -> dict[str, Any]:
         """Breakdowns reported next to the metrics (results.json), e.g. per-class IoU.
 

@@ -28,6 +28,7 @@ from ..engine.rng import load_rng_state, rng_state
 from ..errors import MtlxError
 from ..hooks import get_plugin_manager
 from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, StepResult, TaskSpec
+from ..interfaces.strategy import take_optimizer_step
 from ..runner import seed_everything
 from .blame import blame, label
 from .checks import assert_same, assert_strategy_state_roundtrip
@@ -43,6 +44,8 @@ __all__ = ["check_backbone", "check_dataset", "check_meter", "check_options", "c
 STEPS_PER_EPOCH = 2
 #: the toy batches of a step's extra batches (``batches_per_step > 1``) are drawn from seeds from here on
 EXTRA_SEEDS = 10_000
+#: the toy held-out batch of step ``it`` (a strategy with a ``heldout_split``) is drawn from seed ``HELDOUT_SEEDS + it``
+HELDOUT_SEEDS = 20_000
 _BACKWARD = "it fills .grad of every shared and task parameter (their shapes) and returns a StepResult"
 
 
@@ -67,7 +70,9 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
         x, targets = toy_batch(tasks, seed=it)
         extra = [toy_batch(tasks, seed=EXTRA_SEEDS + it * strategy.batches_per_step + j)
                  for j in range(1, strategy.batches_per_step)]
-        step = make_step(model, x, targets, tasks, iteration=it, epoch=it // STEPS_PER_EPOCH, extra_batches=extra)
+        heldout = toy_batch(tasks, seed=HELDOUT_SEEDS + it) if strategy.heldout_split is not None else None
+        step = make_step(model, x, targets, tasks, iteration=it, epoch=it // STEPS_PER_EPOCH, extra_batches=extra,
+                         heldout_batch=heldout, learning_rate=optimizer.param_groups[0]["lr"])
         optimizer.zero_grad(set_to_none=True)
         with blame(what, f"step {it}: backward(step)", _BACKWARD):
             result = strategy.backward(step)
@@ -80,7 +85,8 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
         bad = [n for n, g in grads.items() if not bool(torch.isfinite(g).all())]
         assert not bad, f"{what}: step {it}: non-finite gradient in {bad[:5]}"
         record[it] = grads
-        optimizer.step()
+        with blame(what, f"step {it}: the optimiser step", "optimizer.step(), or its own optimizer_step"):
+            take_optimizer_step(strategy, step, optimizer)  # the engine's: a strategy may own the step (MTAdam)
         with blame(what, f"step {it}: after_step(step)", "it updates its own state after the optimiser step"):
             strategy.after_step(step)
         epoch_losses.append(losses)
@@ -102,7 +108,9 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     gradients (finite; every shared and task parameter gets one); checks that
     ``state_dict`` round-trips and that the same seed gives the same
     gradients; then that resuming from a snapshot of model, optimiser and
-    strategy state takes exactly the steps the uninterrupted run takes.
+    strategy state takes exactly the steps the uninterrupted run takes. A strategy with extra batches
+    (``batches_per_step``) or a held-out split (``heldout_split``) gets toy batches of its own seeds for them,
+    and the optimiser's learning rate as ``StepContext.learning_rate``.
     """
     options = dict(options or {})
     tasks = toy_tasks(num_tasks)
@@ -184,10 +192,27 @@ def check_meter(make_meter: Callable[[], Meter], prediction: torch.Tensor, targe
             assert math.isclose(value, split[metric], rel_tol=1e-5, abs_tol=1e-7) or (
                 math.isnan(value) and math.isnan(split[metric])
             ), f"{what}: {metric} over the whole batch {value} != over its two halves {split[metric]}"
+    _check_merge(make_meter, prediction[:half], target[:half], prediction[half:], target[half:], split, what)
     meter.reset()
     meter.update(prediction, target)
     assert _same_metrics(meter.compute(), whole), f"{what}: reset() did not forget the earlier batches"
     return whole
+
+
+def _check_merge(make_meter: Callable[[], Meter], p1: torch.Tensor, t1: torch.Tensor, p2: torch.Tensor,
+                 t2: torch.Tensor, expected: Mapping[str, float], what: str) -> None:
+    """A meter fed the first half, merged with one fed the second, gives the metrics of one meter fed both
+    (data-parallel evaluation merges the processes' meters: :meth:`Meter.merge`)."""
+    first, second = make_meter(), make_meter()
+    first.update(p1, t1)
+    second.update(p2, t2)
+    with blame(what, "merge(a meter fed other batches) then compute()", "it adds the other meter's statistics"):
+        first.merge(second)
+        merged = first.compute()
+    for metric, value in expected.items():
+        assert math.isclose(value, merged[metric], rel_tol=1e-9, abs_tol=1e-12) or (
+            math.isnan(value) and math.isnan(merged[metric])
+        ), f"{what}: {metric} after merge() {merged[metric]} != fed both halves {value}"
 
 
 def _same_metrics(a: Mapping[str, float], b: Mapping[str, float]) -> bool:

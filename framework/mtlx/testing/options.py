@@ -11,13 +11,14 @@ __all__ = ["check_options"]
 
 
 def check_options(component: object) -> None:
-    """The component class (or an instance of it) has an attrs ``Config`` whose every field is documented.
+    """The component class (or an instance of it) has an attrs ``Config`` whose every field is documented; or,
+    given a plugin's section options class itself (``mtlx_addoption``), its every field is.
 
     An option's doc is its entry in the ``Attributes:`` section of the ``Config`` docstring (or a base's):
     what ``mtlx list --details`` and ``help()`` show. Every ``check_*`` runs this first.
     """
     cls = component if isinstance(component, type) else type(component)
-    config = getattr(cls, "Config", None)
+    config = cls if attrs.has(cls) else getattr(cls, "Config", None)
     assert config is not None and attrs.has(config), (
         f"{label(cls)}: Config is {config!r}; expected: an attrs class whose fields are the options"
     )

@@ -77,17 +77,24 @@ def make_step(
     transform: str = "none",
     grad_method: str = "auto",
     extra_batches: Sequence[tuple[torch.Tensor, Mapping[str, torch.Tensor]]] = (),
+    heldout_batch: tuple[torch.Tensor, Mapping[str, torch.Tensor]] | None = None,
+    learning_rate: float | None = None,
 ) -> StepContext:
     """Forward ``x`` exactly as the engine does and return the step context a strategy sees (at ``iteration``
     of ``epoch``, both 0-based as the engine counts them); ``extra_batches``: the step's batches 1..k-1 of a
-    strategy with ``batches_per_step = k``."""
+    strategy with ``batches_per_step = k``; ``heldout_batch``: the held-out batch of a strategy with a
+    ``heldout_split``, forwarded when the strategy calls ``heldout_losses``; ``learning_rate``: the optimiser's."""
     preds, rep = forward(model, x)
     recompute = torch.no_grad()(lambda: task_losses(forward(model, x)[0], targets, tasks, transform))
     losses = task_losses(preds, targets, tasks, transform)
     extras = [forward(model, ex) for ex, _ in extra_batches]
+    heldout = None
+    if heldout_batch is not None:
+        hx, ht = heldout_batch
+        heldout = lambda: task_losses(forward(model, hx)[0], ht, tasks, transform)
     return StepContext(
         model=model, losses=losses, representation=rep, iteration=iteration, epoch=epoch, recompute_losses=recompute,
         grad_method=grad_method,
         extra_losses=[task_losses(p, t, tasks, transform) for (p, _), (_, t) in zip(extras, extra_batches, strict=True)],
-        extra_representations=[z for _, z in extras],
+        extra_representations=[z for _, z in extras], heldout_losses=heldout, learning_rate=learning_rate,
     )

@@ -73,7 +73,7 @@ def test_aggregator_lookup_by_name():
     assert mtlx_baselines.aggregator("nash-mtl") is nash_mtl.aggregate
     assert set(mtlx_baselines.aggregator_names()) == {
         "mgda", "pcgrad", "graddrop", "gradvac", "imtl", "cagrad", "nash-mtl", "aligned-mtl", "db-mtl",
-        "fairgrad", "moco", "upgrad", "excess-mtl", "config", "dualproj",
+        "fairgrad", "moco", "upgrad", "excess-mtl", "config", "dualproj", "metabalance",
     }
     with pytest.raises(mtlx_baselines_error(), match="combines losses, not gradients: it has no aggregator"):
         mtlx_baselines.aggregator("uw")

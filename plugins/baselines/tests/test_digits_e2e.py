@@ -43,7 +43,7 @@ def test_trains_digits_for_a_few_steps(name, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["uw", "dwa", "rlw", "gradnorm", "pcgrad", "gradvac", "nash-mtl", "db-mtl", "famo",
-                                  "stch", "moco", "excess-mtl"])
+                                  "stch", "moco", "excess-mtl", "metabalance", "ldc-mtl"])
 def test_resumed_run_matches_the_uninterrupted_one(name, tmp_path):
     """5 steps (past an epoch of 4) in one go equal 2 steps + ``--resume`` to 5: the strategy state round-trips."""
     common = ["--strategy", name, "--dataset", "digits", "--device", "cpu", "--batch-size", "16", "--seed", "0",

@@ -24,7 +24,8 @@ def _run(command: list[str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["mgda", "pcgrad", "config", "dualproj", "modo", "sdmgrad"])
+@pytest.mark.parametrize("strategy", ["mgda", "pcgrad", "config", "dualproj", "modo", "sdmgrad", "mtadam",
+                                      "metabalance"])
 def test_two_processes_equal_one_process_on_the_global_batch(tmp_path, strategy):
     _run([sys.executable, "-m", "mtlx", *TOY, "-s", strategy, "--batch-size", "4", "--out", str(tmp_path / "one")])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mtlx", *TOY,

@@ -41,7 +41,8 @@ def test_every_strategy_of_the_issue_is_registered_by_this_plugin():
     registry = get_plugin_manager().registries.strategies
     expected = ["ew", "uw", "dwa", "rlw", "gls", "gradnorm", "mgda", "pcgrad", "graddrop", "gradvac", "imtl",
                 "cagrad", "nash-mtl", "aligned-mtl", "db-mtl", "famo", "fairgrad", "stch", "moco", "upgrad",
-                "excess-mtl", "config", "dualproj", "fixed", "modo", "sdmgrad"]
+                "excess-mtl", "config", "dualproj", "fixed", "modo", "sdmgrad", "igbv1", "igbv2", "auto-lambda",
+                "metabalance", "ldc-mtl", "mtadam"]
     assert list(STRATEGIES) == expected
     for name in expected:
         entry = registry.entry(name)
@@ -56,6 +57,11 @@ def extras(strategy) -> list:
     return [toy_batch(TASKS, seed=100 + j) for j in range(1, strategy.batches_per_step)]
 
 
+def heldout(strategy) -> dict:
+    """A bilevel strategy's held-out batch and learning rate (Auto-Lambda), nothing for the others."""
+    return {} if strategy.heldout_split is None else {"heldout_batch": toy_batch(TASKS, seed=99), "learning_rate": 0.1}
+
+
 @pytest.mark.parametrize("grad_method", ["loop", "two-stage"])
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_a_step_backpropagates_each_head_at_most_twice(name, grad_method):
@@ -67,7 +73,8 @@ def test_a_step_backpropagates_each_head_at_most_twice(name, grad_method):
     for it in range(2):  # the second step of epoch-0 strategies (GradNorm) is the gradient step
         counter.reset()
         with counter.counting():
-            step = make_step(model, x, y, TASKS, iteration=it, grad_method=grad_method, extra_batches=extras(strategy))
+            step = make_step(model, x, y, TASKS, iteration=it, grad_method=grad_method, extra_batches=extras(strategy),
+                             **heldout(strategy))
         step.epoch = it
         strategy.backward(step)
         strategy.on_epoch_end(it, {t: float(v.detach()) for t, v in step.losses.items()})
@@ -81,7 +88,7 @@ def test_a_step_frees_the_graph_in_its_last_backward(name):
     activation until the step is dropped and costs a few per cent of the step (benchmarks/README.md)."""
     model, strategy, _ = setup(name, 0, **({"initial_loss": "first-step"} if name == "gradnorm" else {}))
     x, y = toy_batch(TASKS, seed=0)
-    step = make_step(model, x, y, TASKS, extra_batches=extras(strategy))
+    step = make_step(model, x, y, TASKS, extra_batches=extras(strategy), **heldout(strategy))
     strategy.backward(step)
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         torch.autograd.grad(step.losses[next(iter(TASKS))], list(model.encoder.parameters()))

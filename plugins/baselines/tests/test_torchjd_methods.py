@@ -193,7 +193,7 @@ def test_the_step_writes_torchjds_update_and_the_heads_get_their_gradients(name,
 
 
 MTL_CASES = [("config", {}), ("config", {"grad_mode": "rep"}), ("dualproj", {}), ("dualproj", {"grad_mode": "rep"}),
-             ("fixed", FIXED)]
+             ("fixed", FIXED), ("metabalance", {"target": "seg2"}), ("ldc-mtl", {"lamb": 0.5})]
 
 
 @pytest.mark.parametrize(("name", "options"), MTL_CASES)

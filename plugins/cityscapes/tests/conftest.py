@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtlx.testing.fixtures import fresh_plugin_manager, mtlx_cli  # noqa: F401  (pytest fixtures)
-from mtlx_cityscapes.testing import write_cityscapes, write_gta5
+from mtlx_cityscapes.testing import write_cityscapes, write_gta5_frame
+
+#: Label ids written into the fake GTA5 labels: mapped ones (7 road, 26 car, 33 bicycle) and unmapped ones.
+GTA5_FIXTURE_IDS = (0, 4, 7, 14, 26, 33, 34)
 
 
 @pytest.fixture
@@ -20,4 +24,7 @@ def cityscapes_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def gta5_root(tmp_path: Path) -> Path:
     """3 GTA5 frames of 32x64 with palettised label-id PNGs."""
-    return write_gta5(tmp_path / "gta5", n=3, size=(32, 64), seed=0)
+    root, rng = tmp_path / "gta5", np.random.default_rng(0)
+    for number in range(1, 4):
+        write_gta5_frame(root, number, rng.choice(GTA5_FIXTURE_IDS, size=(32, 64)).astype(np.uint8), seed=number)
+    return root

@@ -10,6 +10,7 @@ from mtlx.config import build_component_config
 from mtlx.metrics import AccuracyMeter, DepthMeter, SegmentationMeter
 from mtlx_digits import DigitsDataset
 from mtlx_digits import dataset as dataset_module
+from mtlx_digits.render import draw_slots, load_sources, split_sources
 
 WHERE = "dataset 'digits'"
 
@@ -97,7 +98,11 @@ def test_val_and_test_canvases_do_not_depend_on_train_size(small):
 
 def test_source_digits_are_disjoint_across_splits():
     ds = make(train_size=1000, val_size=300, test_size=300)
-    used = {s: set(ds.canvases(s).sources.flatten().tolist()) - {-1} for s in ds.splits}
+    pools = split_sources(len(load_sources()[0]), ds.config.seed)
+    sizes = {"train": 1000, "val": 300, "test": 300}
+    drawn = {s: draw_slots(pools[s], sizes[s], ds.config.num_digits, ds._generator(i)) for i, s in enumerate(ds.splits)}
+    assert all(torch.equal(torch.isfinite(ds.canvases(s).layer), present) for s, (_, present) in drawn.items())
+    used = {s: set(pick[present].tolist()) for s, (pick, present) in drawn.items()}
     assert not used["train"] & used["val"] and not used["train"] & used["test"] and not used["val"] & used["test"]
     assert len(used["test"]) > 250  # ~750 draws from the 360 held-out digits
 
@@ -114,8 +119,8 @@ def test_task_subset_keeps_the_same_data(small):
 
 
 def test_num_digits_option(small):
-    assert set((make(num_digits=3).canvases("train").sources >= 0).sum(1).tolist()) == {3}
-    assert set((make(num_digits=[1, 2]).canvases("train").sources >= 0).sum(1).tolist()) == {1, 2}
+    assert set(make(num_digits=3).canvases("train").layer.isfinite().sum(1).tolist()) == {3}  # inf: an empty slot
+    assert set(make(num_digits=[1, 2]).canvases("train").layer.isfinite().sum(1).tolist()) == {1, 2}
 
 
 @pytest.mark.parametrize(

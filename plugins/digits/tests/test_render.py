@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from mtlx_digits.render import (
     BACKGROUND_DEPTH,
+    draw_slots,
     load_sources,
     occlude,
     relief_normals,
@@ -91,19 +92,28 @@ def canvases():
     return render_canvases(images, labels, pool, 300, (2, 3), torch.Generator().manual_seed(7))
 
 
+@pytest.fixture(scope="module")
+def sources():
+    """``[N,K]`` indices of the digits the ``canvases`` hold, -1 for empty slots (the renderer's first draws)."""
+    images, _ = load_sources()
+    pool = split_sources(len(images), seed=0)["train"]
+    pick, present = draw_slots(pool, 300, (2, 3), torch.Generator().manual_seed(7))
+    return torch.where(present, pick, -1)
+
+
 def test_render_is_deterministic_in_the_generator(canvases):
     images, labels = load_sources()
     pool = split_sources(len(images), seed=0)["train"]
     again = render_canvases(images, labels, pool, 300, (2, 3), torch.Generator().manual_seed(7))
     other = render_canvases(images, labels, pool, 300, (2, 3), torch.Generator().manual_seed(8))
-    for field in ("image", "seg", "depth", "normal", "cls", "sources", "layer"):
+    for field in ("image", "seg", "depth", "normal", "cls", "layer"):
         assert torch.equal(getattr(again, field), getattr(canvases, field)), field
     assert not torch.equal(other.image, canvases.image)
     assert not torch.equal(other.seg, canvases.seg)
 
 
-def test_render_draws_the_requested_number_of_digits_on_distinct_layers(canvases):
-    present = canvases.sources >= 0
+def test_render_draws_the_requested_number_of_digits_on_distinct_layers(canvases, sources):
+    present = sources >= 0
     assert set(present.sum(1).tolist()) == {2, 3}
     layers = [sorted(row[row.isfinite()].tolist()) for row in canvases.layer]
     assert all(len(set(row)) == len(row) and 1.0 <= row[0] and row[-1] <= 4.0 for row in layers)
@@ -118,10 +128,10 @@ def test_seg_background_is_exactly_depth_background_and_flat(canvases):
     torch.testing.assert_close(canvases.normal.norm(dim=1), torch.ones_like(canvases.depth[:, 0]))
 
 
-def test_seg_and_depth_agree_on_which_digit_is_in_front(canvases):
+def test_seg_and_depth_agree_on_which_digit_is_in_front(canvases, sources):
     """Every digit pixel's depth is the layer of a slot on that canvas whose class is the seg label."""
     _, labels = load_sources()
-    slot_labels = torch.where(canvases.sources >= 0, labels[canvases.sources.clamp(min=0)], -1)
+    slot_labels = torch.where(sources >= 0, labels[sources.clamp(min=0)], -1)
     depth = canvases.depth[:, 0]
     digit = canvases.seg > 0
     matches = depth[..., None] == canvases.layer[:, None, None, :]  # [N,H,W,K]
@@ -130,10 +140,10 @@ def test_seg_and_depth_agree_on_which_digit_is_in_front(canvases):
     assert torch.equal(owner_label[digit] + 1, canvases.seg[digit])
 
 
-def test_cls_is_the_class_of_the_front_digit_which_is_visible(canvases):
+def test_cls_is_the_class_of_the_front_digit_which_is_visible(canvases, sources):
     _, labels = load_sources()
     front = canvases.layer.argmin(1)
-    assert torch.equal(canvases.cls, labels[canvases.sources.gather(1, front[:, None])[:, 0]])
+    assert torch.equal(canvases.cls, labels[sources.gather(1, front[:, None])[:, 0]])
     nearest = canvases.layer.min(1).values
     front_pixels = canvases.depth[:, 0] == nearest[:, None, None]
     assert bool(front_pixels.flatten(1).any(1).all())

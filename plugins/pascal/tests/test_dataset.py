@@ -21,6 +21,33 @@ from mtlx_pascal.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 ALL = ("semseg", "parts", "normals", "sal", "edge")
 
+#: The parts label each image must decode to: (value, box) painted on 0, or None for "all 255".
+PART_LABELS: dict[str, list[tuple[int, t.Box]] | None] = {
+    "2008_000001": [
+        (1, ((5, 13), (14, 22))),
+        (2, ((13, 25), (12, 24))),
+        (3, ((13, 19), (10, 12))),
+        (4, ((19, 21), (24, 26))),
+        (6, ((25, 35), (14, 18))),
+    ],
+    "2008_000002": None,
+    "2008_000003": None,
+    "2008_000004": [(1, ((2, 6), (25, 35))), (5, ((20, 30), (22, 30)))],
+    "2008_000005": [(2, ((8, 10), (5, 15))), (6, ((36, 40), (5, 10)))],
+    "2008_000006": None,
+}
+
+
+def expected_parts(image_id: str) -> np.ndarray:
+    """The hand-written parts label of a fixture image (:data:`PART_LABELS`) at its original size."""
+    boxes = PART_LABELS[image_id]
+    if boxes is None:
+        return np.full((t.HEIGHT, t.WIDTH), 255, dtype=np.uint8)
+    out = np.zeros((t.HEIGHT, t.WIDTH), dtype=np.uint8)
+    for value, ((r0, r1), (c0, c1)) in boxes:
+        out[r0:r1, c0:c1] = value
+    return out
+
 
 def _dataset(root, **options) -> PascalContext:
     return PascalContext(build_component_config(PascalContext.Config, options, "dataset 'pascal'"), root)
@@ -45,7 +72,7 @@ def test_decoded_maps_of_every_task_match_the_fixture(pascal):
         assert out["image"].shape == (t.HEIGHT, t.WIDTH, 3) and out["image"].dtype == np.uint8
         expected_semseg = t.voc_map() if image_id == "2008_000002" else t.semseg_map()  # VOC12 preferred
         np.testing.assert_array_equal(out["semseg"], expected_semseg)
-        np.testing.assert_array_equal(out["parts"], t.expected_parts(image_id))
+        np.testing.assert_array_equal(out["parts"], expected_parts(image_id))
         np.testing.assert_array_equal(
             out["sal"], (t.saliency_png(t.TRAIN_IDS.index(image_id)) > 127).astype(np.float32)
         )

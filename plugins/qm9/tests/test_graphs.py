@@ -8,7 +8,13 @@ import pytest
 from mtlx_qm9.graphs import MAX_BOND_LENGTH, build_graph, map_heavy_atoms, pyg_targets
 from mtlx_qm9.smiles import parse_smiles
 from mtlx_qm9.source import read_records, source_files
-from mtlx_qm9.targets import ATOM_REFERENCE, HARTREE_TO_EV, PYG_COLUMNS
+from mtlx_qm9.targets import ATOM_REFERENCE, HARTREE_TO_EV, TARGET_COLUMNS, TASK_NAMES
+
+#: The 19 target columns of ``torch_geometric.datasets.QM9`` in order (from PyG's documentation).
+PYG_COLUMNS = (
+    "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "u0", "u", "h", "g", "cv",
+    "u0_atom", "u_atom", "h_atom", "g_atom", "a", "b", "c",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +83,7 @@ def test_targets_are_in_pyg_units(records):
     g_atom = (p["g"] - sum(ATOM_REFERENCE[e][3] for e in methane.elements)) * HARTREE_TO_EV
     assert y[PYG_COLUMNS.index("g_atom")] == pytest.approx(g_atom)
     assert y[PYG_COLUMNS.index("cv")] == 6.469 and y[PYG_COLUMNS.index("a")] == 157.7118
+
+
+def test_the_tasks_are_the_pyg_columns_of_their_names_with_atomization_energies():
+    assert tuple(PYG_COLUMNS[c].removesuffix("_atom") for c in TARGET_COLUMNS) == TASK_NAMES

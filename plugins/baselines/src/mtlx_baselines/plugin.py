@@ -6,6 +6,7 @@ import mtlx
 from mtlx import MTOStrategy
 
 from .strategies.aligned_mtl import AlignedMTL
+from .strategies.auto_lambda import AutoLambda
 from .strategies.cagrad import CAGrad
 from .strategies.conflict_free import ConFIG
 from .strategies.db_mtl import DBMTL
@@ -20,10 +21,14 @@ from .strategies.gls import GeometricLossStrategy
 from .strategies.graddrop import GradDrop
 from .strategies.gradnorm import GradNorm
 from .strategies.gradvac import GradVac
+from .strategies.igb import IGBv1, IGBv2
 from .strategies.imtl import IMTL
+from .strategies.ldc_mtl import LDCMTL
+from .strategies.metabalance import MetaBalance
 from .strategies.mgda import MGDA
 from .strategies.moco import MoCo
 from .strategies.modo import MoDo
+from .strategies.mtadam import MTAdam
 from .strategies.nash_mtl import NashMTL
 from .strategies.pcgrad import PCGrad
 from .strategies.rlw import RandomLossWeighting
@@ -60,6 +65,12 @@ STRATEGIES: dict[str, type[MTOStrategy]] = {
     "fixed": FixedWeights,
     "modo": MoDo,
     "sdmgrad": SDMGrad,
+    "igbv1": IGBv1,
+    "igbv2": IGBv2,
+    "auto-lambda": AutoLambda,
+    "metabalance": MetaBalance,
+    "ldc-mtl": LDCMTL,
+    "mtadam": MTAdam,
 }
 
 

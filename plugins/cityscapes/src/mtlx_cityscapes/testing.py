@@ -13,10 +13,7 @@ from PIL import Image
 
 from mtlx.testing.dense import write_npy_release
 
-__all__ = ["GTA5_FIXTURE_IDS", "cityscapes_sample", "write_cityscapes", "write_gta5", "write_gta5_frame"]
-
-#: Label ids written into the fake GTA5 labels: mapped ones (7 road, 26 car, 33 bicycle) and unmapped ones.
-GTA5_FIXTURE_IDS = (0, 4, 7, 14, 26, 33, 34)
+__all__ = ["cityscapes_sample", "write_cityscapes", "write_gta5_frame"]
 
 
 def _labels(rng: np.random.Generator, classes: int, height: int, width: int) -> np.ndarray:
@@ -91,11 +88,3 @@ def write_gta5_frame(
     if train_ids is not None:
         Image.fromarray(train_ids.astype(np.uint8), "L").save(root / "labels" / f"{number:05d}_labelTrainIds.png")
 
-
-def write_gta5(root: Path, *, n: int = 3, size: tuple[int, int] = (32, 64), seed: int = 0) -> Path:
-    """A fake GTA5 tree: ``n`` frames of ``size`` (H, W) with label ids from :data:`GTA5_FIXTURE_IDS`."""
-    rng = np.random.default_rng(seed)
-    for number in range(1, n + 1):
-        ids = rng.choice(GTA5_FIXTURE_IDS, size=size).astype(np.uint8)
-        write_gta5_frame(root, number, ids, seed=seed + number)
-    return Path(root)

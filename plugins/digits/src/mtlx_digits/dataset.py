@@ -146,7 +146,7 @@ class DigitsDataset(Dataset):
         return _SPLITS
 
     def canvases(self, name: str) -> Canvases:
-        """Everything rendered for split ``name``, including what the samples leave out (source indices, layers)."""
+        """Everything rendered for split ``name``, including what the samples leave out (the slots' layers)."""
         if name not in self._canvases:
             raise ConfigError(
                 f"dataset digits has no split {name!r}{did_you_mean(name, _SPLITS)} (splits: {', '.join(_SPLITS)})"

@@ -23,6 +23,7 @@ __all__ = [
     "DEPTH_LEVELS",
     "MASK_THRESHOLD",
     "Canvases",
+    "draw_slots",
     "load_sources",
     "occlude",
     "relief_normals",
@@ -54,7 +55,6 @@ class Canvases:
         depth: ``[N,1,H,W]`` float32, the front digit's layer in [1, 4], background 5.
         normal: ``[N,3,H,W]`` float32 unit normals of the stroke relief (background (0, 0, 1)).
         cls: ``[N]`` int64, the class of the front-most digit.
-        sources: ``[N,K]`` int64 indices into ``load_digits()`` of each slot, -1 for empty slots.
         layer: ``[N,K]`` float32 depth of each slot, inf for empty slots.
     """
 
@@ -63,7 +63,6 @@ class Canvases:
     depth: torch.Tensor
     normal: torch.Tensor
     cls: torch.Tensor
-    sources: torch.Tensor
     layer: torch.Tensor
 
 
@@ -136,6 +135,18 @@ def occlude(
     return seg, depth, front_slot
 
 
+def draw_slots(
+    pool: torch.Tensor, count: int, num_digits: tuple[int, int], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(digit, present)``, both ``[count, num_digits[1]]``: the index (from ``pool``) of each slot's digit and
+    whether the slot holds one. These are :func:`render_canvases`' first draws, so a generator in the same state
+    says which digits it renders."""
+    lo, hi = num_digits
+    per_canvas = torch.randint(lo, hi + 1, (count,), generator=generator)
+    present = torch.arange(hi)[None] < per_canvas[:, None]
+    return pool[torch.randint(0, len(pool), (count, hi), generator=generator)], present
+
+
 def render_canvases(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -149,11 +160,8 @@ def render_canvases(
     Each canvas holds between ``num_digits[0]`` and ``num_digits[1]`` digits. The
     output depends only on the inputs and the generator's state.
     """
-    lo, hi = num_digits
-    n, k = count, hi
-    per_canvas = torch.randint(lo, hi + 1, (n,), generator=generator)
-    present = torch.arange(k)[None] < per_canvas[:, None]
-    pick = pool[torch.randint(0, len(pool), (n, k), generator=generator)]
+    n, k = count, num_digits[1]
+    pick, present = draw_slots(pool, count, num_digits, generator)
     levels = torch.rand(n, len(DEPTH_LEVELS), generator=generator).argsort(1)[:, :k]
     layer = DEPTH_LEVELS[levels]
     size = (16.0 - 2.0 * (layer - 1.0)) * (0.9 + 0.2 * torch.rand(n, k, generator=generator))
@@ -188,6 +196,5 @@ def render_canvases(
         depth=depth.contiguous(),
         normal=relief_normals(RELIEF * front_alpha),
         cls=cls,
-        sources=torch.where(present, pick, -1),
         layer=layer,
     )

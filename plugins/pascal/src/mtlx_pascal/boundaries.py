@@ -28,11 +28,10 @@ __all__ = ["BoundaryCounts", "disk_offsets", "match_boundaries"]
 
 @attrs.frozen
 class BoundaryCounts:
-    """Matched and total pixels of the prediction (precision) and of the ground truth (recall)."""
+    """Matched and total pixels of the prediction (precision; the meter counts the ground truth's for recall)."""
 
     matched: int
     predicted: int
-    ground_truth: int
 
 
 @cache
@@ -55,7 +54,7 @@ def match_boundaries(prediction: np.ndarray, ground_truth: np.ndarray, max_dist:
     height, width = prediction.shape
     py, px = np.nonzero(prediction)
     gy, gx = np.nonzero(ground_truth)
-    counts = BoundaryCounts(matched=0, predicted=len(py), ground_truth=len(gy))
+    counts = BoundaryCounts(matched=0, predicted=len(py))
     if not len(py) or not len(gy):
         return counts
     gt_index = np.full((height, width), -1, dtype=np.int64)

@@ -82,6 +82,10 @@ class SaliencyMeter(Meter):
         self.sums += torch.stack([precision.sum(0), recall.sum(0), jaccard.sum(0)])
         self.images += prediction.shape[0]
 
+    def merge(self, other: Meter) -> None:
+        self.sums += other.sums
+        self.images += other.images
+
     def compute(self) -> dict[str, float]:
         n = float(self.images)
         if n == 0:
@@ -108,6 +112,10 @@ class PascalNormalMeter(NormalMeter):
         err = self.angular_error(prediction, target.masked_fill(invalid, 0.0))
         self.accumulate(err)
         self.squares += (err**2).sum()
+
+    def merge(self, other: Meter) -> None:
+        super().merge(other)
+        self.squares += other.squares
 
     def compute(self) -> dict[str, float]:
         out = super().compute()
@@ -140,6 +148,9 @@ class EdgeMeter(Meter):
         gts = (target.detach().reshape(-1, *target.shape[-2:]) >= 0.5).cpu().numpy()
         for p, gt in zip(prob, gts, strict=True):
             self.counts += torch.from_numpy(self._image_counts(p, thin(gt)))
+
+    def merge(self, other: Meter) -> None:
+        self.counts += other.counts
 
     def _image_counts(self, prob: np.ndarray, gt: np.ndarray) -> np.ndarray:
         counts = np.zeros((3, len(self.thresholds)))

@@ -32,7 +32,6 @@ __all__ = [
     "TRAIN_IDS",
     "VAL_IDS",
     "WIDTH",
-    "expected_parts",
     "label_map",
     "saliency_png",
     "semseg_map",
@@ -77,23 +76,6 @@ OBJECTS: dict[str, list[tuple[int, Box, list[tuple[str, Box]]]]] = {
     "2008_000005": [(PERSON, ((0, 40), (0, 24)), [("neck", ((8, 10), (5, 15))), ("lfoot", ((36, 40), (5, 10)))])],
     "2008_000006": [],
 }
-
-#: The parts label each image must decode to: (value, box) painted on 0, or None for "all 255".
-PART_LABELS: dict[str, list[tuple[int, Box]] | None] = {
-    "2008_000001": [
-        (1, ((5, 13), (14, 22))),
-        (2, ((13, 25), (12, 24))),
-        (3, ((13, 19), (10, 12))),
-        (4, ((19, 21), (24, 26))),
-        (6, ((25, 35), (14, 18))),
-    ],
-    "2008_000002": None,
-    "2008_000003": None,
-    "2008_000004": [(1, ((2, 6), (25, 35))), (5, ((20, 30), (22, 30)))],
-    "2008_000005": [(2, ((8, 10), (5, 15))), (6, ((36, 40), (5, 10)))],
-    "2008_000006": None,
-}
-
 
 def _box(box: Box, scale: int) -> tuple[slice, slice]:
     (r0, r1), (c0, c1) = box
@@ -165,17 +147,6 @@ def normals_png(scale: int = 1) -> np.ndarray:
 def saliency_png(index: int, scale: int = 1) -> np.ndarray:
     """The ``sal_distill`` grey levels of the image with position ``index`` in TRAIN_IDS + VAL_IDS."""
     return np.random.default_rng(index).integers(0, 256, size=(HEIGHT * scale, WIDTH * scale), dtype=np.uint8)
-
-
-def expected_parts(image_id: str, scale: int = 1) -> np.ndarray:
-    """The hand-written parts label of a fixture image at its original size."""
-    boxes = PART_LABELS[image_id]
-    if boxes is None:
-        return np.full((HEIGHT * scale, WIDTH * scale), 255, dtype=np.uint8)
-    out = np.zeros((HEIGHT * scale, WIDTH * scale), dtype=np.uint8)
-    for value, box in boxes:
-        out[_box(box, scale)] = value
-    return out
 
 
 def write_pascal(root: Path, scale: int = 1) -> Path:

@@ -9,7 +9,6 @@ CSVs are read directly: ``qm9_part{1,2,3}.csv`` with one molecule a row,
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,6 @@ __all__ = [
     "PACKAGE",
     "PACKAGE_VERSION",
     "Record",
-    "installed_version",
     "package_data_dir",
     "read_records",
     "source_files",
@@ -75,14 +73,6 @@ def package_data_dir() -> Path:
             f"dataset qm9 reads its molecules from the {PACKAGE!r} package, which is not installed: {_INSTALL_HINT}"
         )
     return Path(spec.submodule_search_locations[0]) / "data"
-
-
-def installed_version() -> str | None:
-    """The installed qm9pack version, or None."""
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def source_files(directory: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The QM9 regression targets: PyG's 19 columns, the 11 MTL tasks and their units.
+"""The QM9 regression targets: the 11 MTL tasks among PyG's 19 columns, and their reported units.
 
 The 11 tasks are those of Nash-MTL, FAMO and LibMTL: PyG columns
 ``[0, 1, 2, 3, 5, 6, 12, 13, 14, 15, 11]`` (the gap is dropped; the four
@@ -13,24 +13,16 @@ __all__ = [
     "ATOM_REFERENCE",
     "HARTREE_TO_EV",
     "MEV_TASKS",
-    "PYG_COLUMNS",
     "STL_BASELINE",
     "TARGET_COLUMNS",
     "TASK_NAMES",
-    "TASK_UNITS",
     "metric_scale",
 ]
 
 #: PyG's Hartree -> eV factor (torch_geometric.datasets.qm9.HAR2EV).
 HARTREE_TO_EV = 27.211386246
 
-#: The 19 target columns of ``torch_geometric.datasets.QM9`` in order.
-PYG_COLUMNS = (
-    "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "u0", "u", "h", "g", "cv",
-    "u0_atom", "u_atom", "h_atom", "g_atom", "a", "b", "c",
-)  # fmt: skip
-
-#: PyG columns of the 11 tasks, in task order.
+#: Columns of the 11 tasks among the 19 targets of ``torch_geometric.datasets.QM9``, in task order.
 TARGET_COLUMNS = (0, 1, 2, 3, 5, 6, 12, 13, 14, 15, 11)
 
 #: Task names in order; u0/u/h/g are atomization energies.
@@ -38,12 +30,6 @@ TASK_NAMES = ("mu", "alpha", "homo", "lumo", "r2", "zpve", "u0", "u", "h", "g", 
 
 #: Tasks reported in meV (stored in eV): LibMTL's columns {2, 3, 6, 12, 13, 14, 15}.
 MEV_TASKS = frozenset({"homo", "lumo", "zpve", "u0", "u", "h", "g"})
-
-#: Units of each task's MAE.
-TASK_UNITS = {
-    "mu": "D", "alpha": "a0^3", "homo": "meV", "lumo": "meV", "r2": "a0^2", "zpve": "meV",
-    "u0": "meV", "u": "meV", "h": "meV", "g": "meV", "cv": "cal/mol K",
-}  # fmt: skip
 
 #: Free-atom energies (Hartree) at B3LYP/6-31G(2df,p) from the QM9 paper's atomref table
 #: (Ramakrishnan et al. 2014, figshare 1057643): U0, U(298 K), H(298 K), G(298 K).

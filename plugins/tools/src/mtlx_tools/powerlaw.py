@@ -35,6 +35,7 @@ import attrs
 import numpy as np
 import torch
 
+import mtlx
 from mtlx.checkpoint import load_checkpoint
 from mtlx.config import flatten, load_toml, resolve
 from mtlx.errors import CheckpointError, ConfigError, MtlxError
@@ -205,7 +206,7 @@ def _groups_from_model(config: Mapping[str, Any], names: list[str]) -> dict[str,
     """Rebuild the run's model (flat ``section.key`` config) and group by ``shared_parameters``/``task_parameters``."""
     from mtlx.build import build_dataset, build_model
 
-    run_config = resolve([config])
+    run_config = resolve([config], mtlx.get_plugin_manager().registries.sections)  # a plugin's [section] too
     dataset = build_dataset(run_config)
     model = build_model(run_config, dataset.tasks, dataset.input_shape)
     known = model.state_dict()
