@@ -21,7 +21,7 @@ def main(key: str) -> int:
     pm = get_plugin_manager()
     problems = [f"plugin {name} is broken: {error}" for name, error in pm.broken.items()]
     registries = pm.registries
-    commands = {c.name for impl in pm.hook.mtlx_commands.get_hookimpls() for c in impl.function()}
+    commands = {c.name for offered in pm.call("mtlx_commands").values() for c in offered}
     for kind, names in entry.provides.items():
         offered = commands if kind == "commands" else registries.kinds[kind]
         problems += [f"{kind} {name!r} is not {'offered' if kind == 'commands' else 'registered'}"
