@@ -4,7 +4,7 @@
     nox -s slow       # end-to-end runs marked @pytest.mark.slow
     nox -s gpu        # on a CUDA machine: the tests marked @pytest.mark.gpu (step, AMP, NCCL DDP, two-stage grads)
     nox -s torch_range  # the fast suite on the lowest declared torch and on the newest below the cap
-    nox -s matrix     # core alone, core + each plugin of registry.toml alone, all together, third-party example
+    nox -s matrix     # core alone, core + each plugin or library of registry.toml alone, all, third-party example
     nox -s bench      # pytest-benchmark suites, JSON in .benchmarks/
     nox -s compare    # side by side with torchjd (installs its cvxpy extras), JSON in .benchmarks/
     nox -s demo       # the README's demo run
@@ -18,7 +18,9 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-CATALOG = tomllib.loads((ROOT / "registry.toml").read_text())["plugins"]
+_REGISTRY = tomllib.loads((ROOT / "registry.toml").read_text())
+#: plugins and libraries (which register nothing) by key: nox installs and tests both the same way
+CATALOG = {**_REGISTRY["plugins"], **_REGISTRY.get("libraries", {})}
 TORCH = "torch==2.13.0"  # pinned first so nothing pulls another torch build
 
 nox.options.sessions = ["tests"]
@@ -102,9 +104,9 @@ MATRIX = ["core", *[k for k in CATALOG if (ROOT / CATALOG[k]["dir"]).is_dir()], 
 @nox.session
 @nox.parametrize("target", MATRIX)
 def matrix(session: nox.Session, target: str) -> None:
-    """One fresh venv per target: core alone, core + one plugin (+ its test deps), all, third-party example.
+    """One fresh venv per target: core alone, core + one plugin or library (+ its test deps), all, third-party.
 
-    A plugin is first installed with only what it declares (``requires``) and
+    A plugin (or library) is first installed with only what it declares (``requires``) and
     checked alone (``.ci/plugin_alone.py``), so an undeclared dependency fails;
     then its test dependencies are added and its tests run. nox's closing
     summary is the plugin x pass/fail table.

@@ -43,8 +43,8 @@ import torch
 import mtlx
 from mtlx.build import build_model, resolve_run_config
 from mtlx.config import build_component_config
-from mtlx.dense.conventions import depth_task, normal_task, segmentation_task
 from mtlx.testing import make_step
+from mtlx_dense import depth_task, normal_task, segmentation_task
 
 #: seed of the global RNG at the start of every run: the dropout masks are the same draws in every row
 DROPOUT_SEED = 0
@@ -81,9 +81,10 @@ def build(args: argparse.Namespace):
 
 def make_strategy(label: str, tasks, extra: dict) -> mtlx.MTOStrategy:
     name, options = STRATEGIES[label]
-    cls = mtlx.get_plugin_manager().registries.strategies.get(name)
+    registries = mtlx.PluginManager().registries  # rep-mtl's base weighting is looked up here
+    cls = registries.strategies.get(name)
     config = build_component_config(cls.Config, {**options, **(extra if name == "rep-mtl" else {})}, where=label)
-    return cls(config, tasks=list(tasks))
+    return cls.from_registries(config, tasks=list(tasks), registries=registries)
 
 
 def train(label, tasks, model, x, targets, steps, device, extra=None, grad_method="auto"):

@@ -42,17 +42,25 @@ import mtlx
 from mtlx.testing import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTL, RepMTLConfig
 
-VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
-    "ew": lambda tasks: _ew(tasks),
-    "rep-mtl:paper": lambda tasks: RepMTL(RepMTLConfig(mode="paper"), tasks=tasks),
-    "rep-mtl": lambda tasks: RepMTL(RepMTLConfig(), tasks=tasks),
-    "rep-mtl:estimate": lambda tasks: RepMTL(RepMTLConfig(estimate_every=1), tasks=tasks),
-}
+#: the installed plugins' registries: where EW and Rep-MTL's base weighting come from, as in a run
+INSTALLED = mtlx.PluginManager().registries
+
+
+def _rep_mtl(**options: Any) -> Callable[[list[str]], mtlx.MTOStrategy]:
+    return lambda tasks: RepMTL.from_registries(RepMTLConfig(**options), tasks=tasks, registries=INSTALLED)
 
 
 def _ew(tasks: list[str]) -> mtlx.MTOStrategy:
-    cls = mtlx.get_plugin_manager().registries.strategies.get("ew")
+    cls = INSTALLED.strategies.get("ew")
     return cls(cls.Config(), tasks=tasks)
+
+
+VARIANTS: dict[str, Callable[[list[str]], mtlx.MTOStrategy]] = {
+    "ew": _ew,
+    "rep-mtl:paper": _rep_mtl(mode="paper"),
+    "rep-mtl": _rep_mtl(),
+    "rep-mtl:estimate": _rep_mtl(estimate_every=1),
+}
 
 
 @attrs.frozen

@@ -42,7 +42,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mtlx import MTOStrategy, phases
+from mtlx import MTOStrategy, PluginManager, phases
 from mtlx.interfaces.strategy import take_optimizer_step
 from mtlx.phases import phase
 from mtlx.testing import make_step
@@ -52,6 +52,8 @@ from mtlx_repmtl import RepMTL
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 STRATEGIES: dict[str, type[MTOStrategy]] = {**BASELINES, "rep-mtl": RepMTL}
+#: the installed plugins' registries: where a strategy that names another (rep-mtl's base) finds it, as in a run
+INSTALLED = PluginManager().registries
 OPTIONS = {"stch": {"warmup_epoch": 0}}
 PROBLEMS = ["digits", "resnet18-64"]
 #: timed rounds (after one warm-up round): a stable median, the module within ~15 min on a loaded 2-core CPU
@@ -105,7 +107,7 @@ def trainer(problem, name: str) -> Step:
     model = copy.deepcopy(problem.model)
     cls = STRATEGIES[name]
     options = {**cls.example_options(problem.tasks), **OPTIONS.get(name, {})}  # fixed's required weights
-    strategy = cls(cls.Config(**options), tasks=list(problem.tasks))
+    strategy = cls.from_registries(cls.Config(**options), tasks=list(problem.tasks), registries=INSTALLED)
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.extra_parameters()], lr=1e-3)
     iteration = 0
     # MoDo, SDMGrad: k batches per step (the problem's own batch again: the same cost as k independent ones)

@@ -86,11 +86,7 @@ def test_default_run_config_is_ew_on_digits():
 def test_recommended_options_follow_their_component():
     """The toy dataset recommends arch 'toy'; its options must not leak onto another arch."""
     from mtlx.build import resolve_run_config
-    from mtlx.hooks import PluginManager, reset_plugin_manager
-
-    pm = PluginManager(modules=["mtlx.testing.plugin"])
-    reset_plugin_manager(pm)
-    regs = pm.registries
+    regs = mtlx.PluginManager(modules=["mtlx.testing.plugin"]).registries
     toy = regs.datasets.get("toy")
     original = toy.recommended
     toy.recommended = {**original, "arch.channels": 4}
@@ -145,17 +141,21 @@ def test_a_saved_config_with_a_retired_key_still_loads(tmp_path):
     assert "select_metric" not in config.to_toml()
 
 
+#: the installed plugins' registries
+INSTALLED = mtlx.PluginManager().registries
+
+
 def _every_component() -> list[tuple[str, str]]:
-    by_section = mtlx.get_plugin_manager().registries.by_section
+    by_section = INSTALLED.by_section
     return [(section, name) for section, registry in by_section.items() for name in registry.list()]
 
 
 @pytest.mark.parametrize(("section", "name"), _every_component())
 def test_the_recorded_defaults_of_every_installed_component_read_back_as_its_defaults(section, name):
     """``config.toml`` writes out every default (:func:`mtlx.build.with_defaults`): TOML must carry them back."""
-    cls = mtlx.get_plugin_manager().registries.by_section[section].get(name)
+    cls = INSTALLED.by_section[section].get(name)
     config = resolve([{"arch.name": "hps", "backbone.name": "digits-cnn", "head.name": "conv", f"{section}.name": name}])
-    recorded = resolve([flatten(tomllib.loads(with_defaults(config).to_toml()))])
+    recorded = resolve([flatten(tomllib.loads(with_defaults(config, INSTALLED).to_toml()))])
     options = getattr(recorded, section).options
     assert build_component_config(cls.Config, options, where=name) == cls.Config()
 

@@ -164,7 +164,8 @@ def test_a_two_stage_fallback_is_not_retried_on_later_steps(monkeypatch):
     def mtlx_register(registry):
         registry.strategies.register("mean-gradient", _MeanGradient)
 
-    mtlx.get_plugin_manager().register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(mtlx_register)), "m")
+    manager = mtlx.PluginManager()
+    manager.register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(mtlx_register)), "m")
     attempts = []
     real_grad = torch.autograd.grad
 
@@ -178,7 +179,7 @@ def test_a_two_stage_fallback_is_not_retried_on_later_steps(monkeypatch):
     tasks = toy_tasks(3)
     model = ToyModel(tasks)
     mtl = mtlx.MTL("mean-gradient", tasks=list(tasks), shared=model.encoder, heads=dict(model.heads),
-                   per_task_grads="two-stage")
+                   per_task_grads="two-stage", registries=manager.registries)
     x, targets = toy_batch(tasks)
     with pytest.warns(RuntimeWarning, match="falling back"):
         for _ in range(3):

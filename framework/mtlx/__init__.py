@@ -18,6 +18,7 @@ from .errors import (
     PluginLoadError,
     UnknownComponentError,
 )
+from .hooks import PluginManager, hookimpl
 from .interfaces import (
     Backbone,
     Dataset,
@@ -32,7 +33,6 @@ from .interfaces import (
     TaskSpec,
 )
 from .loop import MTL
-from .hooks import get_plugin_manager, hookimpl
 
 try:
     __version__ = version("mtlx")
@@ -40,13 +40,13 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0+unknown"
 
 __all__ = [
+    "MTL",
     "Backbone",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "Dataset",
     "LossWeighting",
-    "MTL",
     "MTOStrategy",
     "Meter",
     "MtlxError",
@@ -55,6 +55,7 @@ __all__ = [
     "NonFiniteLossError",
     "PluginError",
     "PluginLoadError",
+    "PluginManager",
     "RunConfig",
     "StepContext",
     "StepResult",
@@ -63,6 +64,5 @@ __all__ = [
     "TrainConfig",
     "UnknownComponentError",
     "__version__",
-    "get_plugin_manager",
     "hookimpl",
 ]

@@ -3,6 +3,12 @@
 Everything is looked up in the plugin registries and every component's
 options are validated against its own attrs ``Config`` here, before any
 training starts, so a typo fails in the first second with the component named.
+
+The registries are passed in: ``mtlx run`` and plugin commands pass their command
+line's (:func:`mtlx.cli.plugin_manager`, ``--no-plugin`` applied), and the runner the
+ones it built with. For the Python API (notebooks, benchmarks) ``registries=None``
+loads the installed plugins afresh on each call: there is no cached process-wide
+manager that a test would have to reset or that one caller's plugins could leak into.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import attrs
 
 from .config import COMPONENT_SECTIONS, DEFAULTS, RunConfig, build_component_config, resolve
 from .errors import ConfigError, UnknownComponentError, did_you_mean
-from .hooks import get_plugin_manager
+from .hooks import PluginManager
 from .interfaces import Dataset, MTOStrategy, MultiTaskModel, Need, TaskSpec
 from .registry import Registries
 
@@ -32,7 +38,8 @@ __all__ = [
 
 
 def _registries(registries: Registries | None) -> Registries:
-    return registries if registries is not None else get_plugin_manager().registries
+    """``registries``, or (None: the Python API's default) those of the installed plugins, loaded afresh."""
+    return registries if registries is not None else PluginManager().registries
 
 
 def resolve_run_config(
@@ -43,9 +50,10 @@ def resolve_run_config(
     When the user picks another component than the recommended one (``--backbone``),
     the options recommended for that section are dropped with it.
     """
+    registries = _registries(registries)
     chosen_by_user = {key: value for layer in user_layers for key, value in layer.items()}
     dataset_name = chosen_by_user.get("dataset.name", DEFAULTS["dataset.name"])
-    dataset_cls = _registries(registries).datasets.get(str(dataset_name))
+    dataset_cls = registries.datasets.get(str(dataset_name))
     recommended = dict(dataset_cls.recommended)
     for section in COMPONENT_SECTIONS:
         # options recommended for one component do not apply to another the user picked instead
@@ -54,7 +62,7 @@ def resolve_run_config(
             recommended = {k: v for k, v in recommended.items() if not k.startswith(f"{section}.")}
     layers: list[Mapping[str, Any]] = [recommended]
     strategy_name = chosen_by_user.get("strategy.name", DEFAULTS["strategy.name"])
-    strategy_cls = _preset_owner(_registries(registries).strategies, str(strategy_name)) if presets else None
+    strategy_cls = _preset_owner(registries.strategies, str(strategy_name)) if presets else None
     owners = ((dataset_cls.presets, ""), (getattr(strategy_cls, "presets", {}), "strategy."))
     for preset in presets:
         # a preset names a published setting: the dataset's part (data, model, training) and the strategy's
@@ -67,7 +75,7 @@ def resolve_run_config(
                 f"{did_you_mean(preset, known)} (presets: {', '.join(known) or 'none'})"
             )
         layers.extend(found)
-    return resolve([*layers, *user_layers], _registries(registries).sections)
+    return resolve([*layers, *user_layers], registries.sections)
 
 
 def _preset_owner(registry: Any, name: str) -> type | None:
@@ -172,12 +180,13 @@ def build_strategy(
 
 @attrs.frozen
 class Components:
-    """What a run is made of."""
+    """What a run is made of, and the registries it was built from (the runner's labels, a compared strategy)."""
 
     config: RunConfig
     dataset: Dataset
     model: MultiTaskModel
     strategy: MTOStrategy
+    registries: Registries
     #: the plugins' sections, built (:func:`plugin_options`): what their ``mtlx_engine_created`` reads
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -188,8 +197,9 @@ class Components:
 
 def build(config: RunConfig, registries: Registries | None = None) -> Components:
     """Build dataset, model and strategy (on CPU; the runner moves the model)."""
+    registries = _registries(registries)
     dataset = build_dataset(config, registries)
     model = build_model(config, dataset.tasks, dataset.input_shape, registries)
     strategy = build_strategy(config, list(dataset.tasks), model, registries)
     return Components(config=with_defaults(config, registries), dataset=dataset, model=model, strategy=strategy,
-                      options=plugin_options(config, registries))
+                      options=plugin_options(config, registries), registries=registries)

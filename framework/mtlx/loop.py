@@ -32,7 +32,6 @@ otherwise run on quietly (Rep-MTL becomes EW) or fail deep inside torch.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -41,13 +40,16 @@ import attrs
 import torch
 from torch import nn
 
-from . import distributed
 from .build import strategy_by_name
+from .engine import State
+from .engine.driver import StepDriver
+from .engine.finite import nonfinite_loss
 from .engine.step import nonfinite_message
 from .errors import CheckpointError, ConfigError, NonFiniteLossError
 from .gradients import METHODS
 from .interfaces import EncoderHeads, MTOStrategy, Need, StepContext, StepResult
-from .interfaces.strategy import owned_step_conflict, take_optimizer_step
+from .interfaces.strategy import owned_step_conflict
+from .registry import Registries
 
 __all__ = ["EPOCH_WARNING_STEPS", "MTL", "SkippedStep"]
 
@@ -182,6 +184,9 @@ class MTL:
         steps_per_epoch: for strategies with an epoch hook (DWA, GradNorm): warn once when more steps than
             this pass without :meth:`end_epoch`; without it the warning comes after
             :data:`EPOCH_WARNING_STEPS` steps.
+        registries: where ``name`` (and a strategy's base, Rep-MTL's) is looked up; None loads the installed
+            plugins afresh for this call (``mtlx.PluginManager().registries``): nothing is cached process-wide,
+            so what one caller registered never leaks into another's strategy.
         **options: the strategy's options (its ``Config`` fields), checked as ``-o strategy.<key>`` is.
     """
 
@@ -195,6 +200,7 @@ class MTL:
         per_task_grads: str = "auto",
         nonfinite: str = "raise",
         steps_per_epoch: int | None = None,
+        registries: Registries | None = None,
         **options: Any,
     ):
         self.tasks = _task_names(tasks)
@@ -211,21 +217,26 @@ class MTL:
         if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
             raise ConfigError(f"mtlx.MTL: steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
         self.name = name
-        self.strategy: MTOStrategy = strategy_by_name(name, options, self.tasks)
+        self.strategy: MTOStrategy = strategy_by_name(name, options, self.tasks, registries)
         self.model = _UserModel(self.tasks, shared, heads)
         _check_disjoint({"shared": self.model.encoder, **{f"heads[{t!r}]": self.model.heads[t] for t in self.tasks}})
         if self.strategy.heldout_split is not None:
             _check_modules(name, shared, heads)
-        self.per_task_grads = per_task_grads
         self.nonfinite = nonfinite
         self.steps_per_epoch = steps_per_epoch
-        self.iteration = 0
-        self.epoch = 0
-        self._epoch_sums = dict.fromkeys(self.tasks, 0.0)
-        self._epoch_steps = 0
+        # the engine's step, by construction; the State's budget is the user loop's, unused here
+        self.driver = StepDriver(self.strategy, State(max_epochs=0), self.tasks,
+                                 lambda: [*self.model.parameters(), *self.parameters()], per_task_grads)
+        self.state = self.driver.state  # iteration (mtl.step() calls), epoch, epoch_iteration, epoch_loss_sums
+        self.driver.start_epoch()
         self._last: StepContext | None = None
         self._per_epoch = self.strategy.uses_epoch_end
         self._warned_epoch = False
+
+    iteration = property(lambda self: self.state.iteration, doc="The steps taken (``mtl.step()`` calls).")
+    epoch = property(lambda self: self.state.epoch, doc="The epochs ended (``mtl.end_epoch()`` calls).")
+    per_task_grads = property(lambda self: self.driver.grad_method,
+                              doc="As given, or ``loop`` after a two-stage fallback (which sticks).")
 
     def parameters(self) -> list[nn.Parameter]:
         """The strategy's own learnable parameters (UW's log-variances): add them to your optimiser."""
@@ -294,21 +305,16 @@ class MTL:
             epoch=self.epoch,
             loss_scale=loss_scale,
             recompute_losses=torch.no_grad()(recompute_losses) if recompute_losses is not None else None,
-            grad_method=self.per_task_grads,
             how_to_provide=_HOW_TO_PROVIDE,
             extra_losses=extras,
             extra_representations=list(extra_features),
             heldout_losses=heldout_losses,
             learning_rate=learning_rate,
         )
-        result = self.strategy.backward(step)
-        self.per_task_grads = step.grad_method  # a two-stage fallback sticks: it is not retried every step
-        # without a DDP wrapper: the gradients of the global batch, as the engine does (a no-op on one process)
-        distributed.sync_gradients([*self.model.parameters(), *self.parameters()])
+        result = self.driver.backward(step)
         self._last = step
-        for t, loss in named.items():
-            self._epoch_sums[t] += float(loss.detach())
-        self._epoch_steps += 1
+        self.driver.record({t: float(loss.detach()) for t, loss in named.items()})
+        self.state.epoch_iteration += 1
         self._warn_without_epochs()
         return result
 
@@ -397,14 +403,9 @@ class MTL:
 
     def _nonfinite(self, losses: Mapping[str, torch.Tensor]) -> SkippedStep | None:
         """The engine's guard: a NaN/Inf loss (on any process) raises, or skips the step with a warning."""
-        finite = torch.stack([v.detach().float() for v in losses.values()]).isfinite().float()
-        if distributed.is_distributed():  # every process must take the same decision (the gradient sync)
-            finite = distributed.all_reduce_mean(finite)  # < 1 where a loss is NaN/Inf on some process
-        bad = next((t for t, ok in zip(losses, finite.tolist(), strict=True) if ok < 1.0), None)
-        if bad is None:
+        what = nonfinite_loss(losses)
+        if what is None:
             return None
-        value = float(losses[bad].detach())
-        what = f"the loss of task {bad!r} is {value if not math.isfinite(value) else 'NaN/Inf on another process'}"
         message = nonfinite_message(self.iteration + 1, self.epoch, what, losses)
         if self.nonfinite == "raise":
             raise NonFiniteLossError(f"{message}. Lower the learning rate or pass nonfinite='skip' to mtlx.MTL.")
@@ -414,13 +415,13 @@ class MTL:
     def _warn_without_epochs(self) -> None:
         """Once: a strategy with an epoch hook that sees no end_epoch keeps its first epoch's weights for ever."""
         limit = self.steps_per_epoch or EPOCH_WARNING_STEPS
-        if not self._per_epoch or self._warned_epoch or self._epoch_steps <= limit:
+        if not self._per_epoch or self._warned_epoch or self.state.epoch_iteration <= limit:
             return
         self._warned_epoch = True
         how = (f"(steps_per_epoch={self.steps_per_epoch})" if self.steps_per_epoch else
                f"(pass steps_per_epoch= to mtlx.MTL if your epochs are longer than {EPOCH_WARNING_STEPS} steps)")
         warnings.warn(f"mtlx.MTL: strategy {self.name!r} updates once per epoch, but there was no "
-                      f"mtl.end_epoch() in {self._epoch_steps} steps {how}; call it at the end of each epoch",
+                      f"mtl.end_epoch() in {self.state.epoch_iteration} steps {how}; call it at the end of each epoch",
                       UserWarning, stacklevel=3)
 
     def step(self, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -443,21 +444,15 @@ class MTL:
                 raise ConfigError(f"{where}: strategy {self.name!r} takes the optimiser step itself, but the "
                                   "optimiser has stepped too: call mtl.step(optimizer) in place of optimizer.step()")
         if self._last is not None:
-            if optimizer is not None:
-                take_optimizer_step(self.strategy, self._last, optimizer)
-            self.strategy.after_step(self._last)
+            self.driver.finish(self._last, optimizer)
             self._last = None
-        self.iteration += 1
+        self.state.iteration += 1
 
     def end_epoch(self, mean_losses: Mapping[str, float] | None = None) -> None:
         """At the end of each epoch (DWA, GradNorm): the epoch's mean task losses (tracked, unless given)."""
-        if mean_losses is None:
-            steps = max(self._epoch_steps, 1)
-            mean_losses = {t: s / steps for t, s in self._epoch_sums.items()}
-        self.strategy.on_epoch_end(self.epoch, mean_losses)
-        self.epoch += 1
-        self._epoch_sums = dict.fromkeys(self.tasks, 0.0)
-        self._epoch_steps = 0
+        self.driver.end_epoch(mean_losses)
+        self.driver.next_epoch()
+        self.driver.start_epoch()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue exactly: the strategy (named) and its state, the step/epoch counters."""
@@ -465,10 +460,10 @@ class MTL:
             "strategy_name": self.name,
             "strategy_class": _qualified(type(self.strategy)),
             "strategy": self.strategy.state_dict(),
-            "iteration": self.iteration,
-            "epoch": self.epoch,
-            "epoch_sums": dict(self._epoch_sums),
-            "epoch_steps": self._epoch_steps,
+            "iteration": self.state.iteration,
+            "epoch": self.state.epoch,
+            "epoch_sums": dict(self.state.epoch_loss_sums),
+            "epoch_steps": self.state.epoch_iteration,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -489,10 +484,10 @@ class MTL:
             raise CheckpointError(f"{where}: the state does not fit strategy {self.name!r} "
                                   f"({type(error).__name__}: {error}); was it saved with another strategy "
                                   "or other options?") from error
-        self.iteration = int(state["iteration"])
-        self.epoch = int(state["epoch"])
-        self._epoch_sums = dict(state["epoch_sums"])
-        self._epoch_steps = int(state["epoch_steps"])
+        self.state.iteration = int(state["iteration"])
+        self.state.epoch = int(state["epoch"])
+        self.state.epoch_loss_sums = dict(state["epoch_sums"])
+        self.state.epoch_iteration = int(state["epoch_steps"])
 
 
 def _qualified(cls: type) -> str:

@@ -33,7 +33,7 @@ from .engine import Engine, State
 from .engine.evaluation import check_mergeable
 from .errors import CheckpointError, ConfigError, RunInterrupted
 from .handlers import CheckpointHandler, EpochLog, EvaluationHandler, JSONLLogger, LRSchedulerHandler, ProgressBar
-from .hooks import get_plugin_manager
+from .hooks import PluginManager
 from .jsonutil import dumps
 from .rundir import RUN_FILES
 from .signals import on_stop_signals
@@ -125,10 +125,10 @@ def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
     return run_dir
 
 
-def _versions() -> dict[str, str]:
+def _versions(plugins: PluginManager) -> dict[str, str]:
     """mtlx's and every loaded plugin's version, stored in checkpoints."""
-    plugins = get_plugin_manager().plugins.values()
-    return {**{info.dist: info.version for info in plugins if info.error is None}, "mtlx": __version__}
+    loaded = plugins.plugins.values()
+    return {**{info.dist: info.version for info in loaded if info.error is None}, "mtlx": __version__}
 
 
 def make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Optimizer:
@@ -152,9 +152,9 @@ def _checkpoint_bytes(engine: Engine, train: TrainConfig) -> int:
     return model + slots * stepped
 
 
-def _labels(config: RunConfig) -> dict[str, str]:
+def _labels(components: Components) -> dict[str, str]:
     """How messages name the run's components: ``strategy 'ew' from mtlx-baselines==0.1.0 (baselines)``."""
-    registries = get_plugin_manager().registries
+    config, registries = components.config, components.registries
 
     def label(section: str) -> str:
         return registries.by_section[section].describe(getattr(config, section).name)
@@ -277,20 +277,22 @@ def create_engine(
     components: Components,
     run_dir: Path,
     *,
+    plugins: PluginManager,
     progress: bool = False,
     tensorboard: bool = False,
     run_id: str | None = None,
 ) -> Engine:
     """The engine with the default handlers (LR schedule, evaluation, JSONL, checkpoints, progress).
 
-    Nothing is written until it runs. Checkpoints carry ``run_id`` and the number of processes.
+    ``plugins``' ``mtlx_engine_created`` attach theirs; checkpoints record their versions. Nothing is written
+    until it runs. Checkpoints carry ``run_id`` and the number of processes.
     """
     cfg = components.config.train
     val, test = eval_splits(components)
     eval_loaders = {s: _loader(components, s, train=False) for s in {val, test} if s is not None}
     engine = make_engine(components, _loader(components, "train", train=True), eval_loaders)
-    engine.labels = _labels(components.config)
-    meta = {"config": components.config.to_dict(), "versions": _versions(), "run_id": run_id,
+    engine.labels = _labels(components)
+    meta = {"config": components.config.to_dict(), "versions": _versions(plugins), "run_id": run_id,
             "world_size": distributed.world_size()}
     engine.attach(LRSchedulerHandler())
     if distributed.is_distributed():
@@ -305,8 +307,8 @@ def create_engine(
             engine.attach(ProgressBar())
     # every process: last.pt gathers each rank's state (rank 0 writes it)
     engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
-    get_plugin_manager().call("mtlx_engine_created", required=True, engine=engine, config=components.config,
-                              options=components.options)
+    plugins.call("mtlx_engine_created", required=True, engine=engine, config=components.config,
+                 options=components.options)
     return engine
 
 
@@ -314,6 +316,7 @@ def train(
     config: RunConfig,
     run_dir: Path,
     *,
+    plugins: PluginManager,
     resume: bool = False,
     resume_changes: Mapping[str, Any] | None = None,
     progress: bool = False,
@@ -322,6 +325,7 @@ def train(
 ) -> dict[str, Any]:
     """Train and evaluate; write ``config.toml`` and ``results.json``; return the results.
 
+    Everything is built from ``plugins``' registries (the command line's: :func:`mtlx.cli.plugin_manager`).
     Phase 1 builds and checks everything, the directory's room for a checkpoint included, and writes
     nothing; phase 2 claims the directory (:func:`mtlx.rundir.claim`), then calls ``on_start(step, epoch)``
     (the start line: the directory exists now) and trains. A resumed run's checkpoint must be this run's
@@ -331,11 +335,12 @@ def train(
     """
     with torch_threads(config.train.threads):  # restored afterwards: the caller's process is left as it was
         seed_everything(config.train.seed)
-        components = build(config)
+        components = build(config, plugins.registries)
         config = components.config  # with every default written out
         main = distributed.is_main_process()
         run_id = read_run_id(run_dir / "config.toml") if resume else rundir.new_run_id()
-        engine = create_engine(components, run_dir, progress=progress, tensorboard=tensorboard, run_id=run_id)
+        engine = create_engine(components, run_dir, plugins=plugins, progress=progress, tensorboard=tensorboard,
+                               run_id=run_id)
         if main:
             rundir.check_writable(run_dir, _checkpoint_bytes(engine, config.train))
         held = rundir.claim(run_dir, new=not resume) if main else contextlib.nullcontext()

@@ -30,18 +30,18 @@ def shadow_run() -> None:
 
 
 def test_a_plugins_command_is_listed_and_runs():
-    mtlx.get_plugin_manager().register_object(_commands_plugin(hello), "greeter")
-    listing = invoke_cli("--help")
+    greeter = {"greeter": _commands_plugin(hello)}
+    listing = invoke_cli("--help", plugins=greeter)
     assert "hello" in listing.output and "Greet someone (a plugin's command)." in listing.output
-    result = invoke_cli("hello", "--name", "mtlx")
+    result = invoke_cli("hello", "--name", "mtlx", plugins=greeter)
     assert result.exit_code == 0 and result.output == "hello mtlx\n"
 
 
 def test_a_plugin_cannot_replace_a_core_command(recwarn):
-    mtlx.get_plugin_manager().register_object(_commands_plugin(shadow_run), "shadow")
-    result = invoke_cli("run", "--help")
+    shadow = {"shadow": _commands_plugin(shadow_run)}
+    result = invoke_cli("run", "--help", plugins=shadow)
     assert result.exit_code == 0 and "Train a multi-task model" in result.output
-    invoke_cli("--help")
+    invoke_cli("--help", plugins=shadow)
     assert any("command 'run' already exists; skipped" in str(w.message) for w in recwarn)
 
 
@@ -59,6 +59,5 @@ def interrupted() -> None:
 
 
 def test_ctrl_c_outside_training_exits_130_in_one_line():
-    mtlx.get_plugin_manager().register_object(_commands_plugin(interrupted), "ctrl-c")
-    result = invoke_cli("interrupted")
+    result = invoke_cli("interrupted", plugins={"ctrl-c": _commands_plugin(interrupted)})
     assert result.exit_code == 130 and result.output == "Interrupted (Ctrl-C)\n"

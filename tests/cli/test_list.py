@@ -76,12 +76,9 @@ def _documented_plugin():
 
 
 def test_details_show_each_option_with_type_default_choices_and_doc(cli, monkeypatch):
-    import mtlx
-
     monkeypatch.setenv("COLUMNS", "250")  # one table row per option
 
-    mtlx.get_plugin_manager().register_object(_documented_plugin(), "documented-plugin")
-    result = cli("list", "--details", "documented", toy=False)
+    result = cli("list", "--details", "documented", toy=False, plugins={"documented-plugin": _documented_plugin()})
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "strategy documented <local> (documented-plugin)" in text
@@ -97,13 +94,10 @@ def test_details_show_each_option_with_type_default_choices_and_doc(cli, monkeyp
 
 def test_every_option_of_every_installed_component_is_documented():
     """What ``mtlx list --details`` shows for each option: its entry in the ``Attributes:`` of the Config (or a base)."""
-    import importlib
-
     import mtlx
     from mtlx.option_docs import describe_options
 
-    pm = mtlx.get_plugin_manager()
-    pm.register_object(importlib.import_module("mtlx.testing.plugin"), "toy")
+    pm = mtlx.PluginManager(modules=["mtlx.testing.plugin"])
     undocumented = [
         f"{registry.kind} {entry.name}: {option.name}"
         for registry in pm.registries.kinds.values()
@@ -149,8 +143,7 @@ def test_summaries_and_names_are_printed_verbatim_not_as_rich_markup(cli, monkey
     plugin = types.SimpleNamespace(mtlx_register=mtlx.hookimpl(lambda registry: registry.strategies.register(
         "bracketed", Bracketed)))
     monkeypatch.setenv("COLUMNS", "200")
-    mtlx.get_plugin_manager().register_object(plugin, "bracket-plugin")
-    result = cli("list", "strategies", "bracketed", toy=False)
+    result = cli("list", "strategies", "bracketed", toy=False, plugins={"bracket-plugin": plugin})
     assert result.exit_code == 0, result.output
     assert "Weights [tasks] by [bold]importance[/bold] (see [1])." in " ".join(result.output.split())
 
@@ -175,7 +168,6 @@ def test_an_undocumented_option_is_marked_in_the_details(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     plugin = types.SimpleNamespace(mtlx_register=mtlx.hookimpl(lambda registry: registry.strategies.register(
         "bare", Bare)))
-    mtlx.get_plugin_manager().register_object(plugin, "bare-plugin")
-    result = cli("list", "--details", "bare", toy=False)
+    result = cli("list", "--details", "bare", toy=False, plugins={"bare-plugin": plugin})
     assert result.exit_code == 0, result.output
     assert "scale │ float │ 1.0 │ (undocumented)" in " ".join(result.output.split())

@@ -13,7 +13,7 @@ from mtlx import runner
 from mtlx.build import build
 from mtlx.config import resolve
 from mtlx.engine.finite import finite_flags
-from mtlx.hooks import PluginManager, reset_plugin_manager
+from mtlx.hooks import PluginManager
 
 ENGINE = Path(runner.__file__).parent / "engine"
 HOST_READS = {"item", "tolist", "__float__", "__bool__", "__int__", "__index__", "numpy"}
@@ -44,10 +44,9 @@ class _HostReads(TorchFunctionMode):
 def test_a_training_step_reads_the_device_once():
     """Losses, their flags, the gradients' flag and a flag per parameter and buffer: one transfer (five before,
     with two tasks: a float() per loss to check it, one for the gradients, a float() per loss to log it)."""
-    reset_plugin_manager(PluginManager(modules=["mtlx.testing.plugin"]))  # the autouse fixture resets it after
     config = resolve([{"dataset.name": "toy", "strategy.name": "toy-weighted", "arch.name": "toy",
                        "backbone.name": "toy", "head.name": "toy", "train.batch_size": 4}])
-    components = build(config)
+    components = build(config, PluginManager(modules=["mtlx.testing.plugin"]).registries)
     engine = runner.make_engine(components, runner._loader(components, "train", train=True))
     first, second = list(engine.train_loader)[:2]
     engine._train_step(first)

@@ -7,8 +7,10 @@ import sys
 import warnings
 
 import pytest
+from click.testing import CliRunner
 
 import mtlx
+from mtlx.cli import Invocation, main
 
 BOOM = '''
 import mtlx
@@ -54,11 +56,14 @@ def _line(hook: str) -> str:
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-def test_a_hook_that_raises_is_reported_in_the_same_line_wherever_it_is_called(cli, distribution, tmp_path, hook):
+def test_a_hook_that_raises_is_reported_in_the_same_line_wherever_it_is_called(distribution, tmp_path, hook):
     distribution("boom-pkg", "boom_pkg", BOOM.format(hook=hook), entry_point="boom")
+    invocation = Invocation()  # the command line's ctx.obj: its plugin manager is read after the command
+    args = ["--help"] if hook == "mtlx_commands" else [*RUN, "--out", str(tmp_path / "run")]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = cli("--help") if hook == "mtlx_commands" else cli(*RUN, "--out", tmp_path / "run")
+        result = CliRunner().invoke(main, ["--plugin", "mtlx.testing.plugin", *args], obj=invocation,
+                                    catch_exceptions=False)
     reported = {str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)}
     if hook == "mtlx_engine_created":  # the run cannot go on without what the plugin meant to attach
         assert result.exit_code == 3, result.output
@@ -66,7 +71,7 @@ def test_a_hook_that_raises_is_reported_in_the_same_line_wherever_it_is_called(c
     else:  # a registration hook: the plugin is skipped, the command goes on, the same line is the warning
         assert result.exit_code == 0, result.output
         assert _line(hook) in reported
-    assert str(mtlx.get_plugin_manager().broken["boom"]) == _line(hook)
+    assert str(invocation.manager.broken["boom"]) == _line(hook)
     called = sys.modules["boom_pkg.plugin"].CALLED
     assert called[-1] == hook, "a hook of the plugin was called after one of them raised"
 

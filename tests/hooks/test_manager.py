@@ -113,17 +113,11 @@ def test_every_catalogued_component_of_a_broken_plugin_is_unavailable_with_its_c
         regs.strategies.get("fancy-c")
 
 
-def test_the_process_wide_manager_is_the_installed_plugins_or_the_one_installed():
-    from mtlx.hooks import PluginManager, get_plugin_manager, reset_plugin_manager
+def test_a_manager_is_the_installed_plugins_or_those_not_blocked():
+    from mtlx.hooks import PluginManager
     from mtlx.hooks.manager import ENTRY_POINT_GROUP
 
     installed = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}  # core alone: none
-    reset_plugin_manager()
-    try:
-        default = get_plugin_manager()
-        assert get_plugin_manager() is default and set(default.plugins) | set(default.broken) == installed
-        blocked = PluginManager(blocked=sorted(installed))
-        reset_plugin_manager(blocked)
-        assert get_plugin_manager() is blocked and not blocked.plugins
-    finally:
-        reset_plugin_manager()
+    default = PluginManager()
+    assert set(default.plugins) | set(default.broken) == installed
+    assert not PluginManager(blocked=sorted(installed)).plugins

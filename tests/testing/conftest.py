@@ -1,3 +1,3 @@
-"""Imports the shared fixtures the way plugin conftests do (``fresh_plugin_manager`` comes from tests/conftest.py)."""
+"""Imports the shared fixtures the way plugin conftests do."""
 
 from mtlx.testing.fixtures import mtlx_cli, single_thread  # noqa: F401  (pytest fixtures)

@@ -45,23 +45,26 @@ class _HeadsOnly(mtlx.MTOStrategy):
 
 
 def _register(**strategies):
+    """The installed plugins' registries and, from a plugin named ``broken``, ``strategies``."""
     def mtlx_register(registry):
         for name, cls in strategies.items():
             registry.strategies.register(name, cls)
 
-    mtlx.get_plugin_manager().register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(mtlx_register)), "broken")
+    manager = mtlx.PluginManager()
+    manager.register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(mtlx_register)), "broken")
+    return manager.registries
 
 
 def test_check_strategy_passes_a_conforming_strategy_and_catches_missing_state_and_gradients():
     from mtlx.testing.plugin import ToyWeighted
 
-    _register(forgetful=_Forgetful, **{"heads-only": _HeadsOnly, "toy-weighted": ToyWeighted})
-    check_strategy("toy-weighted")
+    registries = _register(forgetful=_Forgetful, **{"heads-only": _HeadsOnly, "toy-weighted": ToyWeighted})
+    check_strategy("toy-weighted", registries=registries)
     with pytest.raises(AssertionError, match=r"strategy 'forgetful' from <local> \(broken\): after resume .*: "
                        r"the gradient of step\[6\]\.encoder.* differs"):
-        check_strategy("forgetful")
+        check_strategy("forgetful", registries=registries)
     with pytest.raises(AssertionError, match=r"strategy 'heads-only' from <local> \(broken\): step 0 left no gradient in \['encoder"):
-        check_strategy("heads-only")
+        check_strategy("heads-only", registries=registries)
 
 
 class _WrongKeysMeter(MAEMeter):
@@ -247,9 +250,9 @@ class _Undocumented(mtlx.LossWeighting):
     ids=["short-gradient", "raises", "wrong-weights"],
 )
 def test_check_strategy_names_the_component_its_distribution_and_what_was_expected_in_one_line(strategy, message):
-    _register(short=strategy)
+    registries = _register(short=strategy)
     with pytest.raises(AssertionError, match=message) as failed:
-        check_strategy("short")
+        check_strategy("short", registries=registries)
     assert len(str(failed.value).splitlines()) == 1
 
 
@@ -259,9 +262,9 @@ def test_check_options_fails_on_an_undocumented_option_and_every_check_runs_it()
                        r"\(mtlx list --details shows it\)$"):
         check_options(_Undocumented)
     check_options(_Forgetful)  # no options: nothing to document
-    _register(undocumented=_Undocumented)
+    registries = _register(undocumented=_Undocumented)
     with pytest.raises(AssertionError, match=r"^strategy 'undocumented' from <local> \(broken\): option 'scale' has no doc"):
-        check_strategy("undocumented")
+        check_strategy("undocumented", registries=registries)
 
     class Quiet(_Backbone):
         @attrs.frozen
@@ -296,8 +299,8 @@ def test_check_dataset_names_a_dataset_that_raises_and_what_was_expected():
     with pytest.raises(AssertionError, match=r"^_SplitFails from module .*test_conformance: split\('test'\) raised "
                        r"OSError: cannot open test.npz; expected: a torch Dataset of \(input, \{task: target\}\) samples$"):
         check_dataset(_SplitFails(ToyDataset.Config(), None))
-    registered = mtlx.get_plugin_manager()
+    registered = mtlx.PluginManager()
     registered.register_object(types.SimpleNamespace(mtlx_register=mtlx.hookimpl(
         lambda registry: registry.datasets.register("split-fails", _SplitFails))), "data-plugin")
     with pytest.raises(AssertionError, match=r"^dataset 'split-fails' from <local> \(data-plugin\): split\('test'\) raised"):
-        check_dataset(_SplitFails(ToyDataset.Config(), None))
+        check_dataset(_SplitFails(ToyDataset.Config(), None), registries=registered.registries)

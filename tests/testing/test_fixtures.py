@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import torch
 
-import mtlx
-from mtlx.hooks import manager
-
-
-def test_each_test_starts_without_a_cached_plugin_manager():
-    """tests/conftest.py imports the autouse ``fresh_plugin_manager``: no manager is cached on entry."""
-    assert manager._MANAGER is None
-    assert mtlx.get_plugin_manager() is manager._MANAGER  # created on first use (and dropped after the test)
-
 
 def test_single_thread_sets_one_intra_op_thread():
     """tests/testing/conftest.py imports the autouse ``single_thread``."""

@@ -34,10 +34,13 @@ def test_a_user_loop_takes_the_engines_step(strategy, options):
     model = ToyModel(tasks).double()
     x, targets = toy_batch(tasks)
     x = x.double()
-    cls = mtlx.get_plugin_manager().registries.strategies.get(strategy)
-    engine_strategy = cls(build_component_config(cls.Config, options, "s"), tasks=list(tasks))
+    registries = mtlx.PluginManager().registries  # both built as a run builds them (rep-mtl's base from here)
+    cls = registries.strategies.get(strategy)
+    config = build_component_config(cls.Config, options, "s")
+    engine_strategy = cls.from_registries(config, tasks=list(tasks), registries=registries)
     twin = copy.deepcopy(model)
-    mtl = mtlx.MTL(strategy, tasks=list(tasks), shared=twin.encoder, heads=dict(twin.heads), **options)
+    mtl = mtlx.MTL(strategy, tasks=list(tasks), shared=twin.encoder, heads=dict(twin.heads), registries=registries,
+                   **options)
     for it in range(3):  # includes rep-mtl's estimate step and later ones
         model.zero_grad(set_to_none=True)
         twin.zero_grad(set_to_none=True)

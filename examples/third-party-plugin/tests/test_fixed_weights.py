@@ -7,11 +7,10 @@ import torch
 
 import mtlx
 from mtlx.testing import ToyModel, check_strategy, invoke_cli, make_step, toy_batch, toy_tasks
-from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse: each test loads the plugins afresh)
 
 
 def test_registered_through_the_entry_point():
-    entry = mtlx.get_plugin_manager().registries.strategies.entry("fixed-weights")
+    entry = mtlx.PluginManager().registries.strategies.entry("fixed-weights")
     assert entry.owner.startswith("mtlx-fixed-weights==0.1.0")
 
 

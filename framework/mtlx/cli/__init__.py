@@ -14,25 +14,14 @@ import click
 
 from ..catalog import load_catalog, source_root
 from ..errors import MtlxError, did_you_mean
-from ..hooks import PluginManager, get_plugin_manager, reset_plugin_manager
+from .context import Invocation, plugin_manager
 
-__all__ = ["main"]
+__all__ = ["Invocation", "main", "plugin_manager"]
 
 _COMMANDS = {
     "run": "mtlx.cli.run:run",
     "list": "mtlx.cli.list_cmd:list_components",
 }
-
-
-def _plugin_manager(ctx: click.Context) -> PluginManager:
-    """The process-wide manager, with this invocation's ``--plugin``/``--no-plugin`` (parsed before dispatch)."""
-    plugins, blocked = tuple(ctx.params.get("plugins", ())), tuple(ctx.params.get("blocked", ()))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported by the commands
-        if (plugins or blocked) and not ctx.meta.get("mtlx.plugins_loaded"):
-            ctx.meta["mtlx.plugins_loaded"] = True
-            reset_plugin_manager(PluginManager(modules=plugins, blocked=blocked))
-        return get_plugin_manager()
 
 
 def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
@@ -44,7 +33,7 @@ def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
     if "mtlx.plugin_commands" in ctx.meta:
         return ctx.meta["mtlx.plugin_commands"]
     commands: dict[str, click.Command] = {}
-    for plugin, offered in _plugin_manager(ctx).call("mtlx_commands").items():
+    for plugin, offered in plugin_manager(ctx).call("mtlx_commands").items():
         for command in offered:
             if command.name in _COMMANDS or command.name in commands:
                 warnings.warn(f"plugin {plugin}: command {command.name!r} already exists; skipped",
@@ -86,12 +75,12 @@ class MtlxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MtlxError as error:
-            if ctx.obj and ctx.obj.get("debug"):
+            if ctx.ensure_object(Invocation).debug:
                 raise
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:  # Ctrl-C outside training (start-up, final evaluation): 130, as a training interrupt
-            if ctx.obj and ctx.obj.get("debug"):
+            if ctx.ensure_object(Invocation).debug:
                 raise
             click.echo("Interrupted (Ctrl-C)", err=True)
             ctx.exit(130)
@@ -112,6 +101,5 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...], blocked: tup
       mtlx run --strategy rep-mtl --dataset digits
       mtlx list                              # installed and available plugins
     """
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    _plugin_manager(ctx)
+    ctx.ensure_object(Invocation).debug = debug
+    plugin_manager(ctx)

@@ -28,6 +28,7 @@ import click
 
 from ..checkpoint import atomic_write_text
 from ..errors import MtlxError
+from .context import Invocation
 
 __all__ = ["ATTEMPT", "FAILURE_DIR", "attempt", "relaunch", "report_failure"]
 
@@ -40,7 +41,8 @@ ATTEMPT = "MTLX_ATTEMPT"
 
 def _debug() -> bool:
     ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("debug"))
+    invocation = ctx.find_object(Invocation) if ctx else None
+    return bool(invocation and invocation.debug)
 
 
 def _worker_args(run_dir: Path | None) -> list[str]:

@@ -17,8 +17,8 @@ from rich.text import Text
 
 from ..catalog import load_catalog, source_root
 from ..errors import UnknownComponentError, did_you_mean
-from ..hooks import get_plugin_manager
 from ..option_docs import describe_options
+from .context import plugin_manager
 
 KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
 
@@ -38,7 +38,7 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
       mtlx list --details SECTION          # a plugin's own config section (mtlx_addoption)
     """
     console = Console(soft_wrap=True)
-    pm = get_plugin_manager()
+    pm = plugin_manager()
     registries = pm.registries
     if details is not None:
         _print_details(console, registries, details, [kind] if kind else list(KINDS))

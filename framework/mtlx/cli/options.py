@@ -14,6 +14,7 @@ import click
 
 from ..build import resolve_run_config
 from ..config import COMPONENT_SECTIONS, RunConfig, load_toml, parse_override
+from ..registry import Registries
 
 __all__ = ["cli_settings", "component_options", "config_options", "resolve_cli_config"]
 
@@ -36,10 +37,12 @@ def cli_settings(config_file: str | None, flags: Mapping[str, Any], overrides: S
 
 
 def resolve_cli_config(
-    config_file: str | None, flags: Mapping[str, Any], overrides: Sequence[str], presets: Sequence[str]
+    config_file: str | None, flags: Mapping[str, Any], overrides: Sequence[str], presets: Sequence[str], *,
+    registries: Registries,
 ) -> RunConfig:
-    """The full run config of a new run: defaults < the dataset's recommendation < presets < the user's layer."""
-    return resolve_run_config([cli_settings(config_file, flags, overrides)], presets)
+    """The full run config of a new run: defaults < the dataset's recommendation < presets < the user's layer,
+    resolved against the command's ``registries`` (:func:`mtlx.cli.plugin_manager`)."""
+    return resolve_run_config([cli_settings(config_file, flags, overrides)], presets, registries)
 
 
 def _stack(*options: Callable[[F], F]) -> Callable[[F], F]:

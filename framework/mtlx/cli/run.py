@@ -14,9 +14,10 @@ from rich.table import Table
 from .. import distributed
 from ..config import RunConfig, load_toml, resume_config
 from ..errors import ConfigError
-from ..hooks import get_plugin_manager
+from ..hooks import PluginManager
 from ..runner import check_resumable, interrupt_on_signals, prepare_run_dir, select_device, train
 from . import launcher
+from .context import plugin_manager
 from .options import cli_settings, component_options, config_options, resolve_cli_config
 
 
@@ -44,8 +45,9 @@ from .options import cli_settings, component_options, config_options, resolve_cl
 @click.option("--nproc", type=click.IntRange(min=1), help="Data-parallel processes: relaunches under torchrun.")
 @click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --nproc: restart the workers this many times after a failure, from last.pt.")
-def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
-        resume: str | None, tensorboard: bool, quiet: bool, nproc: int | None, max_restarts: int,
+@click.pass_context
+def run(ctx: click.Context, config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...],
+        out: str | None, resume: str | None, tensorboard: bool, quiet: bool, nproc: int | None, max_restarts: int,
         **flags: Any) -> None:
     """Train a multi-task model and report per-task metrics and Delta_m.
 
@@ -56,9 +58,10 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
       mtlx run --strategy mgda --dataset nyuv2 --data-root ~/data/nyuv2 --preset paper
       torchrun --nproc-per-node 4 -m mtlx run -s rep-mtl -d nyuv2   # or: mtlx run --nproc 4 ...
     """
+    plugins = plugin_manager(ctx)
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         with interrupt_on_signals("before the workers started; nothing was written"):
-            config, _ = _resolve(config_file, overrides, presets, out, resume, flags)  # bad input: one line here
+            config, _ = _resolve(plugins, config_file, overrides, presets, out, resume, flags)  # bad input: one line
             distributed.check_device(config.train.device, nproc)
             run_dir = None if resume else prepare_run_dir(out, config)
         launcher.relaunch(nproc, max_restarts, run_dir)
@@ -67,32 +70,32 @@ def run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str,
     if resume is None and out is not None and _restarted_by_torchrun() and (Path(out) / "config.toml").is_file():
         resume = out  # torchrun restarted the group after a failure: continue from the last checkpoint (or step 0)
     with launcher.report_failure(), interrupt_on_signals("during start-up; nothing was written"):
-        _run(config_file, overrides, presets, out, resume, tensorboard, quiet, flags)
+        _run(plugins, config_file, overrides, presets, out, resume, tensorboard, quiet, flags)
 
 
-def _resolve(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
-             resume: str | None, flags: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
+def _resolve(plugins: PluginManager, config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...],
+             out: str | None, resume: str | None, flags: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
     """The run's config and, on resume, the options the user changed; raises on bad input."""
     if not resume:
-        return resolve_cli_config(config_file, flags, overrides, presets), {}
+        return resolve_cli_config(config_file, flags, overrides, presets, registries=plugins.registries), {}
     if presets:
         raise ConfigError("--preset defines the experiment and cannot be given with --resume")
     if out is not None and Path(out).resolve() != Path(resume).resolve():
         raise ConfigError(f"--out cannot be given with --resume: a resumed run stays in {resume}")
     user = cli_settings(config_file, flags, overrides)
     return resume_config(load_toml(check_resumable(resume)), user, where=str(resume),
-                         plugin_sections=get_plugin_manager().registries.sections)
+                         plugin_sections=plugins.registries.sections)
 
 
-def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...], out: str | None,
-         resume: str | None, tensorboard: bool, quiet: bool, flags: dict[str, Any]) -> None:
-    config, changed = _resolve(config_file, overrides, presets, out, resume, flags)
+def _run(plugins: PluginManager, config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...],
+         out: str | None, resume: str | None, tensorboard: bool, quiet: bool, flags: dict[str, Any]) -> None:
+    config, changed = _resolve(plugins, config_file, overrides, presets, out, resume, flags)
     distributed.init_from_env(select_device(config.train.device))
     try:
         main = distributed.is_main_process()
         run_dir = (Path(resume) if resume else prepare_run_dir(out, config)) if main else None
         run_dir = distributed.broadcast_object(run_dir)
-        for name, error in get_plugin_manager().broken.items():
+        for name, error in plugins.broken.items():
             warnings.warn(f"plugin {name} is broken and was skipped: {error}", RuntimeWarning, stacklevel=1)
         console = Console(soft_wrap=True)  # a line is never wrapped or cut when output is not a terminal
 
@@ -103,8 +106,8 @@ def _run(config_file: str | None, overrides: tuple[str, ...], presets: tuple[str
             else:
                 console.print(f"[bold]mtlx run[/] {config.strategy.name} on {config.dataset.name} -> {run_dir}")
 
-        results = train(config, run_dir, resume=bool(resume), resume_changes=changed, progress=not quiet,
-                        tensorboard=tensorboard, on_start=announce)
+        results = train(config, run_dir, plugins=plugins, resume=bool(resume), resume_changes=changed,
+                        progress=not quiet, tensorboard=tensorboard, on_start=announce)
         if main and "nothing_to_do" in results:
             console.print(results["nothing_to_do"])
         elif main:

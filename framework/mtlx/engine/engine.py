@@ -2,6 +2,8 @@
 
 Evaluation and Delta_m live in :mod:`.evaluation`, the random generators'
 checkpoint in :mod:`.rng`; this module is the loop and the training step.
+The strategy's part of the step is :class:`~.driver.StepDriver`'s, as in ``mtlx.MTL``: the
+engine is the loop around it (batches, forward, AMP, clipping, the finiteness guard, events).
 
 The engine knows tasks, a model, a strategy, an optimiser and loaders. It
 never branches on a strategy's name: the strategy's ``backward`` populates
@@ -14,7 +16,7 @@ optimizer), so ``torch.profiler`` shows where its time goes.
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -27,12 +29,20 @@ from ..data import worker_message
 from ..errors import ConfigError, DataError, MtlxError, NonFiniteLossError, component_failed
 from ..gradients import resolve_method
 from ..interfaces import MTOStrategy, MultiTaskModel, StepContext, TaskSpec
-from ..interfaces.strategy import owned_step_conflict, take_optimizer_step
-from ..phases import FORWARD, OPTIMIZER, STRATEGY, phase
+from ..interfaces.strategy import owned_step_conflict
+from ..phases import FORWARD, OPTIMIZER, phase
 from ..registry import distribution_of
+from .driver import StepDriver
 from .evaluation import measure, summarize
 from .events import Events
-from .finite import finite_flags, watched_tensors
+from .finite import (
+    all_processes_ok,
+    finite_flags,
+    nonfinite_loss,
+    shown,
+    tasks_with_nonfinite_gradients,
+    watched_tensors,
+)
 from .handler import Handler
 from .rng import load_rng_state, rng_state
 from .state import State
@@ -92,10 +102,10 @@ class Engine:
     multi_input: bool = False
     scheduler: Any = None
     max_grad_norm: float | None = None
-    #: ``per_task_grads`` as given, resolved for the device (``auto`` -> ``loop``/``two-stage``) after init
-    grad_method: str = attrs.field(default="auto", alias="per_task_grads")
+    per_task_grads: str = "auto"  # as given: the driver holds it resolved for the device, and sticky
     scaler: torch.amp.GradScaler | None = attrs.field(init=False, default=None)
-    state: State = attrs.field(factory=lambda: State(max_epochs=1))
+    state: State = attrs.field(factory=lambda: State(max_epochs=1), on_setattr=lambda e, _, v: e._drive(v))
+    driver: StepDriver = attrs.field(init=False)  # the strategy's part of each step, shared with mtlx.MTL
     labels: Mapping[str, str] = attrs.field(factory=dict)
     handlers: list[Handler] = attrs.field(init=False, factory=list)
     _skipped: list[int] = attrs.field(init=False, factory=list)  # the steps skipped in a row (skip mode)
@@ -104,7 +114,9 @@ class Engine:
     _heldout: Iterator[Any] | None = attrs.field(init=False, default=None)  # the held-out loader's current pass
 
     def __attrs_post_init__(self) -> None:
-        self.grad_method = resolve_method(self.grad_method, self.device)
+        self.driver = StepDriver(self.strategy, self.state, self.tasks, self.trainable_parameters,
+                                 resolve_method(self.per_task_grads, self.device),
+                                 functools.partial(self.guard, "strategy"))
         k, available = self.strategy.batches_per_step, len(self.train_loader)
         if available < k:
             who = self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
@@ -117,6 +129,11 @@ class Engine:
         if conflict is not None:
             raise ConfigError(f"{self.labels.get('strategy', f'strategy {type(self.strategy).__name__}')} {conflict}")
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    def _drive(self, state: State) -> State:
+        """A State set later (by a handler, a test) is the driver's too."""
+        self.driver.state = state
+        return state
 
     def _check_heldout(self) -> None:
         """A strategy's held-out split has a loader with at least one batch (one line otherwise)."""
@@ -218,7 +235,7 @@ class Engine:
             self.fire(Events.STARTED)
             while state.epoch < state.max_epochs and not self._budget_reached():
                 if state.epoch_iteration == 0:
-                    state.epoch_loss_sums = dict.fromkeys(self.tasks, 0.0)
+                    self.driver.start_epoch()
                     self.fire(Events.EPOCH_STARTED)
                 num_steps, drawn = self.steps_per_epoch, []
                 for batch in self.batches(self.train_loader, "training"):
@@ -232,11 +249,9 @@ class Engine:
                         break
                 if state.epoch_iteration >= num_steps:
                     self.verify_finite(f"the end of epoch {state.epoch + 1}")  # before it is evaluated
-                    with self.guard("strategy", f"in on_epoch_end of epoch {state.epoch + 1}"):
-                        self.strategy.on_epoch_end(state.epoch, state.epoch_mean_losses())
+                    self.driver.end_epoch()
                     self.fire(Events.EPOCH_COMPLETED)
-                    state.epoch += 1
-                    state.epoch_iteration = 0
+                    self.driver.next_epoch()
                     self.fire(Events.EPOCH_ADVANCED)
             self.fire(Events.COMPLETED)
         except BaseException:
@@ -282,20 +297,16 @@ class Engine:
             epoch=state.epoch,
             loss_scale=self._loss_scale(),
             recompute_losses=torch.no_grad()(lambda: self._forward_losses(inputs, targets)[0]),
-            grad_method=self.grad_method,
             extra_losses=[e for e, _ in extras],
             extra_representations=[z for _, z in extras],
             heldout_losses=heldout,
             learning_rate=float(self.optimizer.param_groups[0]["lr"]),
         )
         try:
-            with phase(STRATEGY), self.guard("strategy", f"in backward at step {state.iteration}"):
-                result = self.strategy.backward(ctx)
+            result = self.driver.backward(ctx)
         except MtlxError:
             self._losses_finite(losses, everywhere=False)  # a NaN loss, not the strategy, is at fault: say so
             raise
-        self.grad_method = ctx.grad_method  # a two-stage fallback sticks: it is not retried every step
-        distributed.sync_gradients(self.trainable_parameters())
         values = self._checked_losses(losses, inputs, targets)
         if values is None:
             return
@@ -307,19 +318,14 @@ class Engine:
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-            elif self.strategy.owns_optimizer_step:  # MTAdam: the strategy's own step, in place of the optimiser's
-                with self.guard("strategy", f"in optimizer_step at step {state.iteration}"):
-                    take_optimizer_step(self.strategy, ctx, self.optimizer)
-            else:
+            elif not self.strategy.owns_optimizer_step:  # MTAdam's step is the driver's, in the optimiser's place
                 self.optimizer.step()
-            with self.guard("strategy", f"in after_step at step {state.iteration}"):
-                self.strategy.after_step(ctx)
+            self.driver.finish(ctx, self.optimizer)
         self._skipped.clear()
         state.losses = values
         state.weights = dict(result.weights) if result.weights is not None else None
         state.diagnostics = {k: float(v) for k, v in result.diagnostics.items()}
-        for t, v in state.losses.items():
-            state.epoch_loss_sums[t] = state.epoch_loss_sums.get(t, 0.0) + v
+        self.driver.record(values)
         if distributed.is_distributed():  # a stop request (signal) on any process stops all at this step
             state.should_stop = self._on_any_process(state.should_stop or self._stop_requested)
         self.fire(Events.ITERATION_COMPLETED)
@@ -343,21 +349,12 @@ class Engine:
         """The fp16 GradScaler's current scale (initialised on first use), 1.0 otherwise."""
         return 1.0 if self.scaler is None else float(self.scaler.scale(torch.ones((), device=self.device)))
 
-    def _all_processes_ok(self, flags: torch.Tensor) -> torch.Tensor:
-        """``flags`` (bools) AND-ed over processes, as floats (1.0: true everywhere)."""
-        flags = flags.float()
-        return distributed.all_reduce_mean(flags) if distributed.is_distributed() else flags
-
     def _losses_finite(self, losses: Mapping[str, torch.Tensor], everywhere: bool = True) -> bool:
-        """False (after :meth:`_nonfinite`) when a task's loss is NaN/Inf on any process (``everywhere``: every
-        process calls this; otherwise only this process's losses are read)."""
-        finite = torch.stack([v.detach().float() for v in losses.values()]).isfinite()
-        ok = (self._all_processes_ok(finite) if everywhere else finite.float()).tolist()
-        for (task, loss), flag in zip(losses.items(), ok, strict=True):
-            if flag < 1.0:
-                self._nonfinite(f"the loss of task {task!r} is {_shown(float(loss.detach()))}", losses)
-                return False
-        return True
+        """False (after :meth:`_nonfinite`) when a task's loss is NaN/Inf (:func:`~.finite.nonfinite_loss`)."""
+        what = nonfinite_loss(losses, everywhere)
+        if what is not None:
+            self._nonfinite(what, losses)
+        return what is None
 
     def _checked_losses(self, losses: Mapping[str, torch.Tensor], inputs: Any, targets: Any) -> dict[str, float] | None:
         """The step's loss values, or None for a skipped step: the step's one host sync.
@@ -371,7 +368,7 @@ class Engine:
         grads_ok = finite_flags(grads).all() if grads and self.scaler is None else torch.ones((), dtype=torch.bool)
         flags = torch.cat([stacked.isfinite(), grads_ok.reshape(1).to(stacked.device),
                            finite_flags(tensors).to(stacked.device)])
-        host = torch.cat([stacked, self._all_processes_ok(flags)]).tolist()
+        host = torch.cat([stacked, all_processes_ok(flags)]).tolist()
         n = len(losses)
         values, loss_ok, grad_ok, state_ok = host[:n], host[n : 2 * n], host[2 * n], host[2 * n + 1 :]
         for name, ok in zip(names, state_ok, strict=True):
@@ -381,35 +378,16 @@ class Engine:
                     if self.on_nonfinite == "skip" else ". Lower the learning rate"))
         for (task, value), ok in zip(zip(losses, values, strict=True), loss_ok, strict=True):
             if ok < 1.0:
-                self._nonfinite(f"the loss of task {task!r} is {_shown(value)}", losses)
+                self._nonfinite(f"the loss of task {task!r} is {shown(value)}", losses)
                 return None
         if grad_ok < 1.0:
-            tasks = self._tasks_with_nonfinite_gradients(inputs, targets)
+            tasks = tasks_with_nonfinite_gradients(self.model, self.trainable_parameters(), self.device,
+                                                   lambda: self._forward_losses(inputs, targets)[0])
             what = (f"the gradient of task{'s' * (len(tasks) > 1)} {', '.join(map(repr, tasks))} is NaN/Inf" if tasks
                     else "the combined gradient is NaN/Inf (every task's own gradient is finite)")
             self._nonfinite(what, losses)
             return None
         return dict(zip(losses, values, strict=True))
-
-    def _tasks_with_nonfinite_gradients(self, inputs: Any, targets: Any) -> list[str]:
-        """The tasks whose own gradient is NaN/Inf, from a second forward on the step's batch (failure path
-        only; the model's buffers and the random generators are restored, so the run is as without it)."""
-        buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
-        params = [p for p in self.trainable_parameters() if p.requires_grad]
-        devices = [self.device] if self.device.type == "cuda" else []
-        bad = []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                losses, _ = self._forward_losses(inputs, targets)
-                for task, loss in losses.items():
-                    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-                    if not bool(finite_flags([g for g in grads if g is not None and g.numel() > 0]).all()):
-                        bad.append(task)
-        finally:
-            with torch.no_grad():
-                for name, buffer in self.model.named_buffers():
-                    buffer.copy_(buffers[name])
-        return bad
 
     def verify_finite(self, when: str) -> None:
         """Raise :class:`NonFiniteLossError` naming the first parameter or buffer that is NaN/Inf (one sync;
@@ -520,9 +498,3 @@ class Engine:
             if (saved := h.saved_state(state["handlers"])) is not None:
                 h.load_state_dict(saved)
         load_rng_state(state["rng"])
-
-
-def _shown(value: float) -> str:
-    """A non-finite loss as it is, a finite one as found non-finite elsewhere (the flags are AND-ed over processes)."""
-    return str(value) if not math.isfinite(value) else "NaN/Inf on another process"
-

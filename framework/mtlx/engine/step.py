@@ -6,7 +6,6 @@ Whenever the model exposes a shared representation Z, the forward runs as
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 from ..errors import ConfigError
 from ..interfaces import MultiTaskModel, TaskSpec
 
-__all__ = ["LOSS_TRANSFORMS", "first_nonfinite", "forward", "nonfinite_message", "task_losses", "to_device"]
+__all__ = ["LOSS_TRANSFORMS", "forward", "nonfinite_message", "task_losses", "to_device"]
 
 #: Engine-level loss transforms (rep-mtl.md: the paper trains with ``log``).
 LOSS_TRANSFORMS = {
@@ -68,14 +67,6 @@ def task_losses(
     """Per-task scalar losses in task order, after the loss transform, computed in fp32."""
     fn = LOSS_TRANSFORMS[transform]
     return {name: fn(spec.loss(predictions[name].float(), targets[name])) for name, spec in tasks.items()}
-
-
-def first_nonfinite(losses: Mapping[str, torch.Tensor]) -> str | None:
-    """Name of the first task whose loss is NaN/Inf, else None."""
-    for name, loss in losses.items():
-        if not math.isfinite(float(loss.detach())):
-            return name
-    return None
 
 
 def nonfinite_message(iteration: int, epoch: int, what: str, losses: Mapping[str, torch.Tensor]) -> str:

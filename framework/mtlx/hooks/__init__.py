@@ -6,7 +6,7 @@ how the core finds them and calls their hooks. What they register goes into :mod
 
 import pluggy
 
-from .manager import ENTRY_POINT_GROUP, PluginInfo, PluginManager, get_plugin_manager, reset_plugin_manager
+from .manager import ENTRY_POINT_GROUP, PluginInfo, PluginManager
 
 hookimpl = pluggy.HookimplMarker("mtlx")
 
@@ -14,7 +14,5 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginInfo",
     "PluginManager",
-    "get_plugin_manager",
     "hookimpl",
-    "reset_plugin_manager",
 ]

@@ -31,7 +31,7 @@ from ..plugin_options import PluginOptions
 from ..registry import Owner, Registries
 from . import specs
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginManager", "get_plugin_manager", "reset_plugin_manager"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "PluginManager"]
 
 ENTRY_POINT_GROUP = "mtlx"
 DISABLE_AUTOLOAD_ENV = "MTLX_DISABLE_PLUGIN_AUTOLOAD"
@@ -72,6 +72,11 @@ def _misplaced(entry_points: Any) -> list[str]:
 
 class PluginManager:
     """Loads mtlx plugins and builds the component registries from them.
+
+    There is no process-wide manager: each ``mtlx`` command line makes one (:func:`mtlx.cli.plugin_manager`,
+    with its ``--plugin``/``--no-plugin``) and passes it, or its registries, to everything it builds, as pytest
+    passes ``config.pluginmanager``. The Python API (``mtlx.MTL``, :mod:`mtlx.build`, :mod:`mtlx.testing`) takes
+    ``registries=`` and loads a fresh manager where none is given, so no state outlives a call.
 
     Args:
         autoload: load installed entry points (off with ``MTLX_DISABLE_PLUGIN_AUTOLOAD=1``).
@@ -200,20 +205,3 @@ class PluginManager:
             self._registries = registries
         return self._registries
 
-
-_MANAGER: PluginManager | None = None
-
-
-def get_plugin_manager() -> PluginManager:
-    """The process-wide plugin manager: the installed plugins, loaded on first call, or the manager
-    :func:`reset_plugin_manager` installed (the CLI's, with its ``--plugin``/``--no-plugin``)."""
-    global _MANAGER
-    if _MANAGER is None:
-        _MANAGER = PluginManager()
-    return _MANAGER
-
-
-def reset_plugin_manager(manager: PluginManager | None = None) -> None:
-    """Make ``manager`` the process-wide one, or forget it (None: tests, between CLI invocations)."""
-    global _MANAGER
-    _MANAGER = manager

@@ -5,8 +5,8 @@ pytest fixtures are in :mod:`mtlx.testing.fixtures`.
 """
 
 from ..threads import torch_threads
-from .checks import assert_strategy_state_roundtrip
-from .cli import invoke_cli
+from .checks import assert_strategy_state_roundtrip, flat, task_gradients
+from .cli import assert_refused_at_start_up, assert_resume_is_exact, engine_states_on_one_and_two_processes, invoke_cli
 from .conformance import check_backbone, check_dataset, check_meter, check_options, check_strategy
 from .toy import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
 from .traversal import HeadTraversals
@@ -15,14 +15,19 @@ __all__ = [
     "EncoderHeads",
     "HeadTraversals",
     "ToyModel",
+    "assert_refused_at_start_up",
+    "assert_resume_is_exact",
     "assert_strategy_state_roundtrip",
     "check_backbone",
     "check_dataset",
     "check_meter",
     "check_options",
     "check_strategy",
+    "engine_states_on_one_and_two_processes",
+    "flat",
     "invoke_cli",
     "make_step",
+    "task_gradients",
     "torch_threads",
     "toy_batch",
     "toy_tasks",

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..hooks import get_plugin_manager
+from ..hooks import PluginManager
+from ..registry import Registries
 
 __all__ = ["blame", "label"]
 
 
-def label(component: object) -> str:
-    """``"strategy 'ew' from mtlx-baselines==0.1.0 (baselines)"``, or ``"MyData from my-dist==1.0"`` unregistered."""
-    return get_plugin_manager().registries.describe(component)
+def label(component: object, registries: Registries | None = None) -> str:
+    """``"strategy 'ew' from mtlx-baselines==0.1.0 (baselines)"``, or ``"MyData from my-dist==1.0"`` unregistered.
+
+    Looked up in ``registries``; None: the installed plugins, loaded afresh (no process-wide state to reset).
+    """
+    return (registries if registries is not None else PluginManager().registries).describe(component)
 
 
 def first_line(error: BaseException) -> str:

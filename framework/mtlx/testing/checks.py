@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from ..interfaces import MTOStrategy
+from ..interfaces import MTOStrategy, StepContext
 
-__all__ = ["assert_same", "assert_strategy_state_roundtrip"]
+__all__ = ["assert_same", "assert_strategy_state_roundtrip", "flat", "task_gradients"]
 
 
 def assert_strategy_state_roundtrip(strategy: MTOStrategy, fresh: MTOStrategy) -> None:
@@ -35,3 +35,18 @@ def assert_same(a: object, b: object, where: str) -> None:
         assert_same(a.to_dict(), b.to_dict(), where)
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def flat(grads: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The gradients of several parameter tensors as one vector, in parameter order."""
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def task_gradients(
+    step: StepContext, shared: Sequence[torch.nn.Parameter], heads: Mapping[str, Sequence[torch.nn.Parameter]]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The reference a gradient method is checked against, by plain autograd, one task at a time: the ``[T, P]``
+    Jacobian of the step's losses w.r.t. ``shared`` and each task's gradient w.r.t. its own head (flat)."""
+    grad = lambda t, params: flat(torch.autograd.grad(step.losses[t], list(params), retain_graph=True))
+    jacobian = torch.stack([grad(t, shared) for t in step.losses])
+    return jacobian, {t: grad(t, heads[t]) for t in step.losses}

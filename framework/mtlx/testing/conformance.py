@@ -26,9 +26,10 @@ import torch
 from ..build import strategy_by_name
 from ..engine.rng import load_rng_state, rng_state
 from ..errors import MtlxError
-from ..hooks import get_plugin_manager
+from ..hooks import PluginManager
 from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, StepResult, TaskSpec
 from ..interfaces.strategy import take_optimizer_step
+from ..registry import Registries
 from ..runner import seed_everything
 from .blame import blame, label
 from .checks import assert_same, assert_strategy_state_roundtrip
@@ -99,7 +100,7 @@ def _train(strategy: MTOStrategy, model: ToyModel, optimizer: torch.optim.Optimi
 
 
 def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_tasks: int = 3, steps: int = 6,
-                   seed: int = 0) -> None:
+                   seed: int = 0, registries: Registries | None = None) -> None:
     """The installed strategy ``name`` (with ``options``) trained as the engine trains, on a toy model.
 
     Builds it from the registries; trains ``steps`` steps with Adam (2 steps
@@ -110,16 +111,18 @@ def check_strategy(name: str, options: Mapping[str, Any] | None = None, *, num_t
     gradients; then that resuming from a snapshot of model, optimiser and
     strategy state takes exactly the steps the uninterrupted run takes. A strategy with extra batches
     (``batches_per_step``) or a held-out split (``heldout_split``) gets toy batches of its own seeds for them,
-    and the optimiser's learning rate as ``StepContext.learning_rate``.
+    and the optimiser's learning rate as ``StepContext.learning_rate``. ``name`` (and a base it names) is looked
+    up in ``registries``; None: the installed plugins, loaded afresh for this check.
     """
     options = dict(options or {})
     tasks = toy_tasks(num_tasks)
-    check_options(get_plugin_manager().registries.strategies.get(name))
-    what = get_plugin_manager().registries.strategies.describe(name) + (f" {options}" if options else "")
+    registries = registries if registries is not None else PluginManager().registries
+    check_options(registries.strategies.get(name), registries)
+    what = registries.strategies.describe(name) + (f" {options}" if options else "")
 
     def build() -> MTOStrategy:
         try:
-            return strategy_by_name(name, options, tasks)
+            return strategy_by_name(name, options, tasks, registries)
         except MtlxError:
             raise  # a bad option or name: the message already says what to change
         except Exception:
@@ -228,7 +231,8 @@ def _prediction_for(spec: TaskSpec, target: torch.Tensor, generator: torch.Gener
     return torch.randn(size, generator=generator)
 
 
-def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meters: bool = True) -> None:
+def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meters: bool = True,
+                  registries: Registries | None = None) -> None:
     """A built dataset: tasks, splits, samples, ``collate``, meters and the stored baseline.
 
     Checks that ``tasks`` maps each name to its TaskSpec; that the splits
@@ -239,10 +243,11 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
     per-sample ``input_shape`` the model is built for; that reading an
     evaluation sample twice gives the same values; that each task's meter
     passes :func:`check_meter` on the batch; and that ``baseline()`` is None
-    or finite numbers for metrics the meters report.
+    or finite numbers for metrics the meters report. Messages name it as ``registries`` know it (None: the
+    installed plugins).
     """
-    check_options(dataset)
-    name = label(dataset)
+    check_options(dataset, registries)
+    name = label(dataset, registries)
     with blame(name, "tasks / splits", "{task: TaskSpec} and the split names"):
         tasks, splits = dataset.tasks, dataset.splits
     assert tasks, f"{name}: no tasks"
@@ -296,20 +301,22 @@ def check_dataset(dataset: Dataset, *, samples: int = 2, batch_independent_meter
 # -- backbones ----------------------------------------------------------------------------------
 
 
-def check_backbone(make: Callable[[], Backbone], input_shape: Sequence[int], *, batch: int = 2, seed: int = 0) -> None:
+def check_backbone(make: Callable[[], Backbone], input_shape: Sequence[int], *, batch: int = 2, seed: int = 0,
+                   registries: Registries | None = None) -> None:
     """A backbone built by ``make()`` for per-sample ``input_shape``.
 
     Checks that it declares ``out_shape`` and its output on a batch has that
     per-sample shape and is finite; that every parameter receives a gradient;
     that eval-mode forwards are deterministic; and that a fresh instance
-    loaded with its ``state_dict`` computes the same output.
+    loaded with its ``state_dict`` computes the same output. Messages name it as ``registries`` know it (None:
+    the installed plugins).
     """
     seed_everything(seed)
     with blame("check_backbone", "make()", "a Backbone built from its Config and the input shape"):
         backbone = make()
-    name = label(backbone)
+    name = label(backbone, registries)
     assert isinstance(backbone, Backbone), f"{name} is not a mtlx Backbone"
-    check_options(backbone)
+    check_options(backbone, registries)
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(seed))
     with blame(name, f"forward(x of shape {tuple(x.shape)})", "one tensor Z of shape (batch, *out_shape)"):
         z = backbone(x)

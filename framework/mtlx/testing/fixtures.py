@@ -3,7 +3,7 @@
 Import the ones you need into a ``conftest.py`` (pytest collects fixtures
 from the conftest's namespace; autouse ones then apply to every test below it)::
 
-    from mtlx.testing.fixtures import fresh_plugin_manager, mtlx_cli  # noqa: F401  (pytest fixtures)
+    from mtlx.testing.fixtures import mtlx_cli, single_thread  # noqa: F401  (pytest fixtures)
 
 This module imports pytest, so :mod:`mtlx.testing` does not import it; pytest comes with the
 ``test`` extra (``pip install 'mtlx[test]'``), which a plugin's own ``test`` extra lists.
@@ -21,23 +21,10 @@ except ImportError:  # mtlx itself does not depend on pytest: say which extra br
     ) from None
 from click.testing import Result
 
-from ..hooks import reset_plugin_manager
 from ..threads import torch_threads
 from .cli import invoke_cli
 
-__all__ = ["fresh_plugin_manager", "mtlx_cli", "single_thread"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_plugin_manager() -> Iterator[None]:
-    """Every test sees the installed plugins afresh and leaves no manager behind.
-
-    The CLI and ``mtlx.get_plugin_manager()`` cache one process-wide manager,
-    so without this a test would see what an earlier test registered or loaded.
-    """
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+__all__ = ["mtlx_cli", "single_thread"]
 
 
 @pytest.fixture

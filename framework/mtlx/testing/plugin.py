@@ -1,7 +1,7 @@
 """A self-contained test plugin: ``--plugin mtlx.testing.plugin`` adds toy components.
 
 It lets the core's own tests (and plugin authors) run the whole CLI without
-any first-party plugin installed: dataset ``toy`` (random dense data with a
+any first-party plugin installed: dataset ``toy`` (random per-pixel data with a
 stored baseline), architecture ``toy`` (:class:`~mtlx.testing.ToyModel`),
 backbone/head placeholders it ignores, and strategy ``toy-weighted``
 (fixed weights 1, 2, 3, ...).
@@ -23,14 +23,14 @@ __all__ = ["ToyArch", "ToyDataset", "ToyWeighted"]
 
 
 class ToyDataset(Dataset):
-    """Random dense data: segmentation and regression tasks on 6x6 inputs."""
+    """Random per-pixel data: classification and regression tasks on 6x6 inputs."""
 
     @attrs.frozen(kw_only=True)
     class Config:
         """Options of ``-o dataset.KEY=VALUE``.
 
         Attributes:
-            num_tasks: tasks, alternating segmentation and regression (``seg0``, ``reg1``, ...).
+            num_tasks: tasks, alternating per-pixel classification and regression (``seg0``, ``reg1``, ...).
             size: samples per split.
             seed: seed of the data (each split draws its own).
         """
@@ -62,7 +62,7 @@ class ToyDataset(Dataset):
         return torch.utils.data.StackDataset(x, torch.utils.data.StackDataset(**targets))  # (x[i], {task: y[i]})
 
     def baseline(self) -> Mapping[str, Mapping[str, float]]:
-        return {"seg0": {"miou": 0.25, "pixacc": 0.3}, "reg1": {"mae": 1.0}}
+        return {"seg0": {"acc": 0.3}, "reg1": {"mae": 1.0}}
 
 
 class _Unused(Backbone, TaskHead):

@@ -1,4 +1,4 @@
-"""A tiny dense multi-task problem: two or more regression/segmentation tasks on a small conv net."""
+"""A tiny per-pixel multi-task problem: two or more regression/classification tasks on a small conv net."""
 
 from __future__ import annotations
 
@@ -7,21 +7,23 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..dense.conventions import segmentation_task
 from ..engine.step import forward, task_losses
 from ..interfaces import EncoderHeads, MultiTaskModel, StepContext, TaskSpec
-from ..losses import mse_loss
-from ..metrics import MAEMeter
+from ..losses import classification_loss, mse_loss
+from ..metrics import AccuracyMeter, MAEMeter
 
 __all__ = ["EncoderHeads", "ToyModel", "make_step", "toy_batch", "toy_tasks"]
 
 
 def toy_tasks(num_tasks: int = 3, num_classes: int = 4) -> dict[str, TaskSpec]:
-    """``num_tasks`` dense tasks alternating segmentation and regression."""
+    """``num_tasks`` per-pixel tasks alternating classification (``seg0``, -1 ignored) and regression (``reg1``)."""
     tasks = {}
     for i in range(num_tasks):
         if i % 2 == 0:
-            tasks[f"seg{i}"] = segmentation_task(num_classes, name=f"seg{i}")
+            tasks[f"seg{i}"] = TaskSpec(
+                name=f"seg{i}", kind="classification", out_channels=num_classes, dense=True,
+                loss=classification_loss, meter=AccuracyMeter,
+            )
         else:
             tasks[f"reg{i}"] = TaskSpec(
                 name=f"reg{i}", kind="regression", out_channels=1, dense=True, loss=mse_loss, meter=MAEMeter
@@ -52,12 +54,12 @@ class ToyModel(EncoderHeads):
 def toy_batch(
     tasks: Mapping[str, TaskSpec], batch_size: int = 4, size: int = 6, in_channels: int = 3, seed: int = 0
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Random inputs and targets for :func:`toy_tasks` (segmentation targets include ignore pixels)."""
+    """Random inputs and targets for :func:`toy_tasks` (class targets include ignored pixels, -1)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, in_channels, size, size, generator=g)
     targets = {}
     for name, spec in tasks.items():
-        if spec.kind == "segmentation":
+        if spec.kind == "classification":
             t = torch.randint(0, spec.out_channels, (batch_size, size, size), generator=g)
             t[:, 0, 0] = -1
             targets[name] = t

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from mtlx import TaskSpec
-from mtlx.losses import classification_loss, depth_l1_loss, mse_loss, normal_cosine_loss, segmentation_loss
-from mtlx.metrics import AccuracyMeter, DepthMeter, MAEMeter, NormalMeter, SegmentationMeter
+from mtlx.losses import classification_loss, mse_loss
+from mtlx.metrics import AccuracyMeter, MAEMeter
 from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 from mtlx_archs.plugin import ARCHS, BACKBONES, HEADS
+from mtlx_dense import DepthMeter, NormalMeter, SegmentationMeter, depth_l1_loss, normal_cosine_loss
 
 
 def _seg(n: int) -> TaskSpec:
@@ -20,7 +21,7 @@ def _seg(n: int) -> TaskSpec:
         kind="segmentation",
         out_channels=n,
         dense=True,
-        loss=segmentation_loss,
+        loss=classification_loss,
         meter=functools.partial(SegmentationMeter, n),
     )
 

@@ -10,10 +10,6 @@ processes = one, and the one-line start-up refusals (no such split, a split too 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
 
 import attrs
 import pytest
@@ -28,7 +24,15 @@ from mtlx.cli import main
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward, task_losses
-from mtlx.testing import ToyModel, check_strategy, toy_batch, toy_tasks
+from mtlx.testing import (
+    ToyModel,
+    assert_refused_at_start_up,
+    assert_resume_is_exact,
+    check_strategy,
+    engine_states_on_one_and_two_processes,
+    toy_batch,
+    toy_tasks,
+)
 from mtlx.virtual import losses_at
 from mtlx_baselines.strategies import auto_lambda
 
@@ -245,12 +249,13 @@ def test_the_engine_draws_one_heldout_batch_per_step_cycling_and_resumes_its_pos
     assert first.strategy.seen + resumed.strategy.seen == expected[:5]
 
 
-def test_mtl_backward_with_heldout_losses_gives_the_engines_gradients():
+@pytest.mark.parametrize("name", ["auto-lambda", "moml", "forum"])
+def test_mtl_backward_with_heldout_losses_gives_the_engines_gradients(name):
     torch.manual_seed(0)
     model = ToyModel(TASKS)
     twin = copy.deepcopy(model)
-    mtl = MTL("auto-lambda", tasks=NAMES, shared=twin.encoder, heads=twin.heads, lr=0.05)
-    strategy = auto_lambda.AutoLambda(mtl.strategy.config, tasks=NAMES)
+    mtl = MTL(name, tasks=NAMES, shared=twin.encoder, heads=twin.heads, lr=0.05)
+    strategy = type(mtl.strategy)(mtl.strategy.config, tasks=NAMES)
     engine = Engine(model=model, strategy=strategy, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
                     tasks=TASKS, train_loader=loader(0), heldout_loader=loader(1, shuffle_seed=1),
                     state=State(max_epochs=1, max_steps=1))
@@ -296,10 +301,17 @@ def test_mtl_refuses_parameter_lists_for_a_virtual_step_and_heldout_losses_elsew
 TINY = ["-o", "dataset.test_size=32"]
 
 
-def _run(*extra):
-    args = ["run", "--strategy", "auto-lambda", "--dataset", "digits", "--device", "cpu", "--batch-size", "16",
+#: the toy problem of the "2 processes = 1" tests, 2 epochs
+TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2"]
+
+
+def _args(*extra, name: str = "auto-lambda") -> list:
+    return ["run", "--strategy", name, "--dataset", "digits", "--device", "cpu", "--batch-size", "16",
             "--seed", "0", "--quiet", "--threads", "1", *TINY, *extra]
-    return CliRunner().invoke(main, args)
+
+
+def _run(*extra, name: str = "auto-lambda"):
+    return CliRunner().invoke(main, _args(*extra, name=name))
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -308,15 +320,7 @@ def test_digits_run_and_resume_across_heldout_epochs(split, tmp_path):
     the run is interrupted: 5 steps in one go equal 2 steps + ``--resume`` to 5."""
     options = ["-o", "dataset.train_size=64", "-o", "dataset.val_size=32", "-o", f"strategy.heldout_split={split}",
                "-o", "strategy.lr=0.01"]
-    full = _run(*options, "--max-steps", "5", "--out", str(tmp_path / "full"))
-    assert full.exit_code == 0, f"{full.output}\n{full.exception!r}"
-    assert _run(*options, "--max-steps", "2", "--out", str(tmp_path / "part")).exit_code == 0
-    resumed = CliRunner().invoke(main, ["run", "--resume", str(tmp_path / "part"), "--max-steps", "5", "--quiet"])
-    assert resumed.exit_code == 0, f"{resumed.output}\n{resumed.exception!r}"
-    full_results = json.loads((tmp_path / "full" / "results.json").read_text())
-    part_results = json.loads((tmp_path / "part" / "results.json").read_text())
-    assert full_results["steps"] == part_results["steps"] == 5
-    assert full_results["test"] == part_results["test"]
+    assert_resume_is_exact(_args(*options), tmp_path, steps=5, interrupt_at=2)
     lambdas = load_checkpoint(tmp_path / "full" / "last.pt")["engine"]["strategy"]["auto_lambda"]["lambdas"]
     assert len(set(lambdas.tolist())) == 3  # λ moved, each task its own way
 
@@ -334,29 +338,18 @@ def test_a_bf16_digits_run_trains_lambda(tmp_path):
     (["-o", "strategy.heldout_split=val", "-o", "dataset.val_size=8", "-o", "train.drop_last=true"],
      "the held-out split 'val' of 'digits' has 8 samples: no batch of 16"),
 ])
-def test_a_missing_or_too_short_heldout_split_is_refused_before_the_run_directory(options, says, tmp_path):
+@pytest.mark.parametrize("name", ["auto-lambda", "moml", "forum"])
+def test_a_missing_or_too_short_heldout_split_is_refused_before_the_run_directory(name, options, says, tmp_path):
     out = tmp_path / "run"
-    result = _run("-o", "dataset.train_size=64", *options, "--max-steps", "1", "--out", str(out))
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line]
-    assert len(lines) == 1 and says in lines[0], result.output
-    assert not out.exists()
+    result = _run("-o", "dataset.train_size=64", *options, "--max-steps", "1", "--out", str(out), name=name)
+    assert_refused_at_start_up(result, says, out)
 
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     """Each process draws its own shard of the held-out batch; θ', d and the hyper-gradient are averaged."""
-    toy = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2", "-s", "auto-lambda",
-           "-o", "strategy.lr=0.05"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for nproc, out in [(1, "one"), (2, "two")]:
-        launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
-        command = [sys.executable, *launch, "-m", "mtlx", *toy, "--batch-size", str(4 // nproc),
-                   "--out", str(tmp_path / out)]
-        done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-    one = load_checkpoint(tmp_path / "one" / "last.pt")["engine"]
-    two = load_checkpoint(tmp_path / "two" / "last.pt")["engine"]
+    one, two = engine_states_on_one_and_two_processes(
+        [*TOY, "-s", "auto-lambda", "-o", "strategy.lr=0.05"], tmp_path)
     assert max(float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]) < 1e-5
     lam_one, lam_two = one["strategy"]["auto_lambda"]["lambdas"], two["strategy"]["auto_lambda"]["lambdas"]
     # the finite difference of fp32 losses summed in another order: λ agrees to ~1e-4 of its change, not bitwise

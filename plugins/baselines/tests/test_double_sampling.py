@@ -9,14 +9,12 @@ too short for three batches.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from click.testing import CliRunner
 
 from mtlx.cli import main
-from mtlx.testing import check_strategy
+from mtlx.testing import assert_resume_is_exact, check_strategy
 from mtlx_baselines.strategies import modo, sdmgrad
 from mtlx_baselines.strategies._double_sampling import project_simplex
 
@@ -112,26 +110,20 @@ def test_conformance_with_exact_resume(name):
     check_strategy(name)
 
 
-def _run(tmp_path, name, *extra):
-    args = ["run", "--strategy", name, "--dataset", "digits", "--device", "cpu", "--batch-size", "16", "--seed", "0",
+def _args(name, *extra) -> list:
+    return ["run", "--strategy", name, "--dataset", "digits", "--device", "cpu", "--batch-size", "16", "--seed", "0",
             "--quiet", "--threads", "1", *TINY, *extra]
-    return CliRunner().invoke(main, args)
+
+
+def _run(tmp_path, name, *extra):
+    return CliRunner().invoke(main, _args(name, *extra))
 
 
 @pytest.mark.parametrize("name", ["modo", "sdmgrad"])
 def test_digits_run_and_resume_across_an_epoch(name, tmp_path):
     """112 samples / 16 = 7 batches: 2 steps of 3 batches per epoch (one batch unused); 5 steps in one go
     equal 2 steps + ``--resume`` to 5."""
-    size = ["-o", "dataset.train_size=112"]
-    full = _run(tmp_path, name, *size, "--max-steps", "5", "--out", str(tmp_path / "full"))
-    assert full.exit_code == 0, f"{full.output}\n{full.exception!r}"
-    assert _run(tmp_path, name, *size, "--max-steps", "2", "--out", str(tmp_path / "part")).exit_code == 0
-    resumed = CliRunner().invoke(main, ["run", "--resume", str(tmp_path / "part"), "--max-steps", "5", "--quiet"])
-    assert resumed.exit_code == 0, f"{resumed.output}\n{resumed.exception!r}"
-    full_results = json.loads((tmp_path / "full" / "results.json").read_text())
-    part_results = json.loads((tmp_path / "part" / "results.json").read_text())
-    assert full_results["steps"] == part_results["steps"] == 5
-    assert full_results["test"] == part_results["test"]
+    assert_resume_is_exact(_args(name, "-o", "dataset.train_size=112"), tmp_path, steps=5, interrupt_at=2)
 
 
 def test_a_loader_too_short_for_three_batches_is_refused_before_the_run_directory(tmp_path):

@@ -20,7 +20,7 @@ from mtlx.cli import main
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward, task_losses
-from mtlx.testing import ToyModel, check_strategy, make_step, toy_batch, toy_tasks
+from mtlx.testing import ToyModel, check_strategy, toy_batch, toy_tasks
 from mtlx_baselines.strategies.igb import IGBv1, IGBv2
 
 TASKS = ("a", "b", "c")
@@ -28,15 +28,6 @@ TASKS = ("a", "b", "c")
 #: every 2 steps (one update on 4 transitions while the buffer is nearly empty) and choosing the weights from epoch 1
 FAST = {"base_epoch": 0, "start_epoch": 1, "update_after": 1, "update_every": 2, "batch_size": 8, "hidden": 8,
         "buffer_size": 16}
-
-
-@pytest.fixture
-def step():
-    """A real step context (combine reads its epoch, iteration and learning rate; the losses are given)."""
-    tasks = toy_tasks(3)
-    model = ToyModel(tasks)
-    x, y = toy_batch(tasks)
-    return make_step(model, x, y, tasks)
 
 
 def losses_of(*values: float) -> torch.Tensor:

@@ -15,7 +15,15 @@ import torch
 import mtlx
 from mtlx import ConfigError
 from mtlx.config import build_component_config
-from mtlx.testing import ToyModel, check_strategy, invoke_cli, make_step, toy_batch, toy_tasks
+from mtlx.testing import (
+    ToyModel,
+    assert_refused_at_start_up,
+    check_strategy,
+    invoke_cli,
+    make_step,
+    toy_batch,
+    toy_tasks,
+)
 from mtlx_baselines.plugin import STRATEGIES
 
 TASKS = toy_tasks(3)
@@ -142,10 +150,7 @@ TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-o", "dataset.num
 @pytest.mark.parametrize(("option", "message"), [("strategy.lamb=-1", "lamb"), ("strategy.lambda=1", "lambda")])
 def test_bad_options_are_refused_at_start_up(tmp_path, option, message):
     result = invoke_cli(*TOY, "-s", "ldc-mtl", "-o", option, "-q", "--out", tmp_path / "run")
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.strip()]
-    assert len(errors) == 1 and message in errors[0], result.output
-    assert not (tmp_path / "run").exists(), "a refused start left a run directory"
+    assert_refused_at_start_up(result, message, tmp_path / "run")
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from mtlx import ConfigError, LossWeighting
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies.dwa import DynamicWeightAverage
 from mtlx_baselines.strategies.famo import FAMO
@@ -19,15 +18,6 @@ from mtlx_baselines.strategies.stch import STCH
 from mtlx_baselines.strategies.uw import UncertaintyWeighting
 
 TASKS = ("a", "b", "c")
-
-
-@pytest.fixture
-def step():
-    """A real step context (only its epoch and losses matter to combine)."""
-    tasks = toy_tasks(3)
-    model = ToyModel(tasks)
-    x, y = toy_batch(tasks)
-    return make_step(model, x, y, tasks)
 
 
 def losses_of(*values: float) -> torch.Tensor:

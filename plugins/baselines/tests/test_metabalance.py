@@ -13,7 +13,17 @@ import torch
 
 import mtlx
 from mtlx.config import build_component_config
-from mtlx.testing import ToyModel, check_strategy, invoke_cli, make_step, toy_batch, toy_tasks
+from mtlx.testing import (
+    ToyModel,
+    assert_refused_at_start_up,
+    check_strategy,
+    flat,
+    invoke_cli,
+    make_step,
+    task_gradients,
+    toy_batch,
+    toy_tasks,
+)
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies.metabalance import MetaBalanceState, aggregate
 
@@ -105,19 +115,10 @@ def build(**options):
     return cls(build_component_config(cls.Config, options, where="strategy 'metabalance'"), tasks=list(TASKS))
 
 
-def flat(grads) -> torch.Tensor:
-    return torch.cat([g.reshape(-1) for g in grads])
-
-
-@pytest.mark.parametrize("grad_method", ["loop", "two-stage"])
-def test_the_step_balances_each_parameter_tensor_and_heads_get_their_gradients(grad_method):
-    torch.manual_seed(0)
-    model = ToyModel(TASKS).double()
-    x, targets = toy_batch(TASKS, seed=0)
-    step = make_step(model, x.double(), targets, TASKS, grad_method=grad_method)
+def test_the_step_balances_each_parameter_tensor_and_heads_get_their_gradients(float64_step):
+    step, model = float64_step, float64_step.model
     shared, heads = list(model.encoder.parameters()), {t: list(model.heads[t].parameters()) for t in TASKS}
-    jacobian = torch.stack([flat(torch.autograd.grad(step.losses[t], shared, retain_graph=True)) for t in TASKS])
-    head_grads = {t: flat(torch.autograd.grad(step.losses[t], heads[t], retain_graph=True)) for t in TASKS}
+    jacobian, head_grads = task_gradients(step, shared, heads)
     build(target="reg1").backward(step)
     parts = [p.numel() for p in shared]
     assert len(parts) > 1
@@ -167,10 +168,7 @@ TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-o", "dataset.num
 ])
 def test_bad_options_are_refused_at_start_up(tmp_path, option, message):
     result = invoke_cli(*TOY, "-s", "metabalance", "-o", option, "-q", "--out", tmp_path / "run")
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.strip()]
-    assert len(errors) == 1 and message in errors[0], result.output
-    assert not (tmp_path / "run").exists(), "a refused start left a run directory"
+    assert_refused_at_start_up(result, message, tmp_path / "run")
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import mtlx_baselines
-from mtlx import ConfigError, MultiTaskModel, Need, StepContext, get_plugin_manager
+from mtlx import ConfigError, MultiTaskModel, Need, PluginManager, StepContext
 from mtlx.config import build_component_config
 from mtlx.testing import HeadTraversals, ToyModel, check_strategy, make_step, toy_batch, toy_tasks
 from mtlx_baselines.errors import SolverError
@@ -38,11 +38,11 @@ def setup(name: str, seed: int, **options):
 
 
 def test_every_strategy_of_the_issue_is_registered_by_this_plugin():
-    registry = get_plugin_manager().registries.strategies
+    registry = PluginManager().registries.strategies
     expected = ["ew", "uw", "dwa", "rlw", "gls", "gradnorm", "mgda", "pcgrad", "graddrop", "gradvac", "imtl",
                 "cagrad", "nash-mtl", "aligned-mtl", "db-mtl", "famo", "fairgrad", "stch", "moco", "upgrad",
                 "excess-mtl", "config", "dualproj", "fixed", "modo", "sdmgrad", "igbv1", "igbv2", "auto-lambda",
-                "metabalance", "ldc-mtl", "mtadam"]
+                "moml", "forum", "metabalance", "ldc-mtl", "mtadam"]
     assert list(STRATEGIES) == expected
     for name in expected:
         entry = registry.entry(name)

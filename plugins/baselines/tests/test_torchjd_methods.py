@@ -22,7 +22,7 @@ from torchjd import aggregation
 
 import mtlx
 from mtlx.config import build_component_config
-from mtlx.testing import ToyModel, invoke_cli, make_step, toy_batch, toy_tasks
+from mtlx.testing import ToyModel, flat, invoke_cli, make_step, task_gradients, toy_batch, toy_tasks
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies import conflict_free, dualproj
 
@@ -167,21 +167,12 @@ def build(name: str, **options):
     return cls(build_component_config(cls.Config, options, where=f"strategy {name!r}"), tasks=list(TASKS))
 
 
-def flat(grads) -> torch.Tensor:
-    return torch.cat([g.reshape(-1) for g in grads])
-
-
-@pytest.mark.parametrize("grad_method", ["loop", "two-stage"])
 @pytest.mark.parametrize("name", sorted(ORIGINALS))
-def test_the_step_writes_torchjds_update_and_the_heads_get_their_gradients(name, grad_method):
+def test_the_step_writes_torchjds_update_and_the_heads_get_their_gradients(name, float64_step):
     options, original = ORIGINALS[name]
-    torch.manual_seed(0)
-    model = ToyModel(TASKS).double()
-    x, targets = toy_batch(TASKS, seed=0)
-    step = make_step(model, x.double(), targets, TASKS, grad_method=grad_method)
+    step, model = float64_step, float64_step.model
     shared, heads = list(model.encoder.parameters()), {t: list(model.heads[t].parameters()) for t in TASKS}
-    jacobian = torch.stack([flat(torch.autograd.grad(step.losses[t], shared, retain_graph=True)) for t in TASKS])
-    head_grads = {t: flat(torch.autograd.grad(step.losses[t], heads[t], retain_graph=True)) for t in TASKS}
+    jacobian, head_grads = task_gradients(step, shared, heads)
     result = build(name, **options).backward(step)
     # the core hands strategies fp32 gradients (mtlx.gradients), and torchjd gets them as they are
     close(flat(p.grad for p in shared), original(jacobian.float()), scale=float(jacobian.norm()), tol=1e-6)

@@ -1,5 +1,4 @@
-"""Fixtures: tiny Cityscapes (.npy release) and GTA5 (PNG) trees in their exact formats; from mtlx: a fresh plugin
-manager, the CLI."""
+"""Fixtures: tiny Cityscapes (.npy release) and GTA5 (PNG) trees in their exact formats; from mtlx: the CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlx.testing.fixtures import fresh_plugin_manager, mtlx_cli  # noqa: F401  (pytest fixtures)
+from mtlx.testing.fixtures import mtlx_cli  # noqa: F401  (pytest fixture)
 from mtlx_cityscapes.testing import write_cityscapes, write_gta5_frame
 
 #: Label ids written into the fake GTA5 labels: mapped ones (7 road, 26 car, 33 bicycle) and unmapped ones.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.hooks import get_plugin_manager
+from mtlx.hooks import PluginManager
 
 SMALL_MODEL = (
     "--backbone", "digits-cnn", "--head", "conv", "--device", "cpu", "-q",
@@ -46,6 +46,6 @@ def test_gta5_run_trains_on_frames_and_tests_on_cityscapes(
 
 
 def test_both_datasets_registered_through_the_entry_point() -> None:
-    registries = get_plugin_manager().registries
+    registries = PluginManager().registries
     for name in ("cityscapes", "gta5"):
         assert registries.datasets.entry(name).owner.startswith("mtlx-cityscapes==")

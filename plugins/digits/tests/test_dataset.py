@@ -7,7 +7,8 @@ import torch
 
 from mtlx import ConfigError
 from mtlx.config import build_component_config
-from mtlx.metrics import AccuracyMeter, DepthMeter, SegmentationMeter
+from mtlx.metrics import AccuracyMeter
+from mtlx_dense import DepthMeter, SegmentationMeter
 from mtlx_digits import DigitsDataset
 from mtlx_digits import dataset as dataset_module
 from mtlx_digits.render import draw_slots, load_sources, split_sources

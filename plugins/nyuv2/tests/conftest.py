@@ -1,5 +1,4 @@
-"""Fixtures: a tiny NYUv2 release in the exact on-disk format (in tmp_path); from mtlx: a fresh plugin manager,
-the CLI."""
+"""Fixtures: a tiny NYUv2 release in the exact on-disk format (in tmp_path); from mtlx: the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.testing.fixtures import fresh_plugin_manager, mtlx_cli  # noqa: F401  (pytest fixtures)
+from mtlx.testing.fixtures import mtlx_cli  # noqa: F401  (pytest fixture)
 from mtlx_nyuv2.testing import write_nyuv2
 
 

@@ -1,4 +1,4 @@
-"""The nyuv2 train split draws one scale-crop-flip per sample (:mod:`mtlx.augment`) and resumes it exactly."""
+"""The nyuv2 train split draws one scale-crop-flip per sample (mtlx-dense's) and resumes it exactly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtlx.augment import ScaleCropFlip
 from mtlx.data import make_loader
+from mtlx_dense import ScaleCropFlip
 from mtlx_nyuv2.dataset import NYUv2
 
 KINDS = {"image": "image", "segmentation": "segmentation", "depth": "depth", "normal": "normal"}

@@ -10,7 +10,7 @@ import torch
 
 from mtlx.build import build_dataset, resolve_run_config
 from mtlx.checkpoint import load_checkpoint
-from mtlx.hooks import get_plugin_manager
+from mtlx.hooks import PluginManager
 from mtlx.testing import invoke_cli
 
 SMALL_MODEL = (
@@ -34,6 +34,10 @@ def test_run_trains_and_reports_every_metric_and_delta_m(mtlx_cli, nyuv2_root: P
     assert set(results["test"]["normal"]) == {"mean", "median", "within_11.25", "within_22.5", "within_30"}
     assert results["baseline"]["segmentation"]["miou"] == pytest.approx(0.535)
     assert {"delta_m_task", "delta_m_metric"} <= set(results["test_summary"])
+    per_class = results["test_details"]["segmentation"]["per_class_iou"]  # reported beside the metrics, not in them
+    present = [v for v in per_class if v is not None]  # NaN (absent class) is null in JSON
+    assert len(per_class) == 13 and sum(present) / len(present) == pytest.approx(results["test"]["segmentation"]["miou"])
+    assert set(results["test_details"]) == set(results["val_details"]) == {"segmentation"}
 
 
 def test_run_with_augmentation_workers_and_batch_metrics(mtlx_cli, nyuv2_root: Path, tmp_path: Path):
@@ -66,7 +70,7 @@ def test_missing_data_exits_with_the_data_error(mtlx_cli, tmp_path: Path, monkey
 
 
 def test_registered_through_the_entry_point() -> None:
-    entry = get_plugin_manager().registries.datasets.entry("nyuv2")
+    entry = PluginManager().registries.datasets.entry("nyuv2")
     assert entry.owner.startswith("mtlx-nyuv2==")
 
 
@@ -82,7 +86,7 @@ def test_paper_preset_resolves_to_the_papers_settings(nyuv2_root: Path) -> None:
     )
     assert (train.scheduler, train.step_size, train.gamma, train.loss_transform) == ("step", 100, 0.5, "log")
     assert (config.arch.name, config.backbone.name, config.head.name) == ("hps", "resnet50-dilated", "deeplab-aspp")
-    registries = get_plugin_manager().registries
+    registries = PluginManager().registries
     assert config.backbone.name in registries.backbones and config.head.name in registries.heads
     dataset = build_dataset(config)  # the preset's dataset options are valid for the Config
     assert dataset.config.augment and dataset.config.baseline == "deeplabv3plus"

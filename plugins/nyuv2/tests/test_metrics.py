@@ -1,7 +1,7 @@
 """The nyuv2 tasks' losses and meters on hand-built predictions, and Delta_m against the stored baselines.
 
 Expected values are computed by hand in the comments; the meters themselves
-live in mtlx.metrics (this checks that the dataset wires the right ones with
+live in mtlx-dense (this checks that the dataset wires the right ones with
 the right options, and that they match datasets.md).
 """
 

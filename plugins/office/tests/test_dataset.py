@@ -144,7 +144,7 @@ def test_unknown_split(office31):
 
 
 def test_registered_under_both_names():
-    registries = mtlx.get_plugin_manager().registries
+    registries = mtlx.PluginManager().registries
     assert registries.datasets.get("office-31") is Office31
     assert registries.datasets.get("office-home") is OfficeHome
 

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from mtlx.hooks import PluginManager
 from mtlx.metrics import delta_m
-from mtlx.hooks import get_plugin_manager
 from mtlx.testing import invoke_cli
-from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse pytest fixture)
 
 #: 32x32 inputs, 9 edge thresholds, one epoch of two batches: a few seconds on a CPU.
 TINY = (
@@ -42,7 +41,7 @@ def run(pascal):
 
 
 def test_the_plugin_registers_the_pascal_dataset():
-    registries = get_plugin_manager().registries
+    registries = PluginManager().registries
     assert "pascal" in registries.datasets.list()
     assert registries.datasets.entry("pascal").owner.startswith("mtlx-pascal")
 

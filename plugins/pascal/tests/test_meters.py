@@ -10,7 +10,7 @@ import scipy.sparse
 import torch
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from mtlx.metrics import NormalMeter
+from mtlx_dense import NormalMeter
 from mtlx_pascal.boundaries import disk_offsets, match_boundaries
 from mtlx_pascal.meters import EdgeMeter, PascalNormalMeter, PascalSegmentationMeter, SaliencyMeter
 

@@ -212,6 +212,6 @@ def test_missing_package_and_source_files(monkeypatch, tmp_path):
 
 
 def test_registered_dataset_and_backbone():
-    registries = mtlx.get_plugin_manager().registries
+    registries = mtlx.PluginManager().registries
     assert registries.datasets.get("qm9") is QM9Dataset
     assert registries.backbones.get("mpnn").__name__ == "MPNN"

@@ -8,7 +8,7 @@ computation.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import attrs
 import pytest
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 import mtlx
-from mtlx.hooks import reset_plugin_manager
+from mtlx.registry import Registries
+from mtlx_repmtl import RepMTL, RepMTLConfig
 
 
 def _unit_rms(saliencies: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -112,10 +113,18 @@ def _register_scaled(registry) -> None:
     registry.strategies.register("scaled-test", ScaledWeighting)
 
 
+#: the installed plugins' registries: where a run looks up Rep-MTL's base weighting
+INSTALLED = mtlx.PluginManager().registries
+
+
+def rep_mtl(config: RepMTLConfig, *, tasks: Sequence[str], registries: Registries = INSTALLED) -> RepMTL:
+    """Rep-MTL built as a run builds it: its base weighting from ``registries``."""
+    return RepMTL.from_registries(config, tasks=tasks, registries=registries)
+
+
 @pytest.fixture
-def scaled_base() -> Iterator[type[ScaledWeighting]]:
-    """Registers ``scaled-test`` in a fresh process-wide plugin manager for the test's duration."""
-    reset_plugin_manager()
-    mtlx.get_plugin_manager().register_object(types.SimpleNamespace(mtlx_register=_register_scaled), "scaled-test")
-    yield ScaledWeighting
-    reset_plugin_manager()
+def scaled_base() -> Registries:
+    """The installed plugins' registries with ``scaled-test`` too (a manager of the test's own)."""
+    manager = mtlx.PluginManager()
+    manager.register_object(types.SimpleNamespace(mtlx_register=_register_scaled), "scaled-test")
+    return manager.registries

@@ -7,12 +7,11 @@ import json
 import pytest
 
 from mtlx.testing import invoke_cli
-from mtlx.testing.fixtures import fresh_plugin_manager  # noqa: F401  (autouse pytest fixture)
 
 
 @pytest.fixture
 def run():
-    """Invoke ``mtlx`` in-process (in a fresh plugin manager: the autouse fixture)."""
+    """Invoke ``mtlx`` in-process (each invocation loads its own plugins)."""
     return invoke_cli
 
 

@@ -10,7 +10,9 @@ import torch
 
 import mtlx
 from mtlx.testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
-from mtlx_repmtl import RepMTL, RepMTLConfig
+from mtlx_repmtl import RepMTLConfig
+
+from .conftest import rep_mtl
 
 
 def _setup(seed: int = 0):
@@ -43,7 +45,7 @@ def test_balanced_mode_bounds_the_gradient_ratio_by_rho_on_every_group_it_reache
     and on the heads, and exactly rho on one of them (rel 1e-6): a regulariser cannot overrule the task
     losses on the heads while it is balanced on the encoder."""
     tasks, model, x, targets = _setup()
-    strategy = RepMTL(RepMTLConfig(rho=rho), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(rho=rho), tasks=list(tasks))
     result = strategy.backward(make_step(model, x, targets, tasks))
     lambdas = {"tsr": result.diagnostics["lambda_tsr"], "csa": result.diagnostics["lambda_csa"]}
     assert lambdas == strategy.lambdas
@@ -58,7 +60,7 @@ def test_balanced_mode_bounds_the_gradient_ratio_by_rho_on_every_group_it_reache
 def test_balanced_mode_with_shared_reg_params_balances_the_encoder_only(naive):
     """``reg_params=shared``: the regularisers never reach the heads, so only the encoder's ratio counts."""
     tasks, model, x, targets = _setup()
-    strategy = RepMTL(RepMTLConfig(rho=0.1, reg_params="shared"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(rho=0.1, reg_params="shared"), tasks=list(tasks))
     result = strategy.backward(make_step(model, x, targets, tasks))
     lambdas = {"tsr": result.diagnostics["lambda_tsr"], "csa": result.diagnostics["lambda_csa"]}
     ratios = _independent_ratios(model, x, targets, tasks, lambdas, naive, "shared")
@@ -67,29 +69,29 @@ def test_balanced_mode_with_shared_reg_params_balances_the_encoder_only(naive):
 
 def test_balanced_mode_reestimates_every_k_steps_with_an_ema(naive):
     tasks, model, x, targets = _setup()
-    strategy = RepMTL(RepMTLConfig(rho=0.1, estimate_every=3, ema=0.5), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(rho=0.1, estimate_every=3, ema=0.5), tasks=list(tasks))
     first = dict(strategy.backward(make_step(model, x, targets, tasks, iteration=0)).diagnostics)
     x2, targets2 = toy_batch(tasks, seed=5)
     x2 = x2.double()
     for iteration in (1, 2):  # between estimates the weights stay
         d = strategy.backward(make_step(model, x2, targets2, tasks, iteration=iteration)).diagnostics
         assert (d["lambda_tsr"], d["lambda_csa"]) == (first["lambda_tsr"], first["lambda_csa"])
-    fresh = RepMTL(RepMTLConfig(rho=0.1), tasks=list(tasks))  # what an estimate on this batch alone gives
+    fresh = rep_mtl(RepMTLConfig(rho=0.1), tasks=list(tasks))  # what an estimate on this batch alone gives
     alone = fresh.backward(make_step(model, x2, targets2, tasks)).diagnostics
     d = strategy.backward(make_step(model, x2, targets2, tasks, iteration=3)).diagnostics
     for name in ("tsr", "csa"):
         expected = 0.5 * first[f"lambda_{name}"] + 0.5 * alone[f"lambda_{name}"]
         assert d[f"lambda_{name}"] == pytest.approx(expected, rel=1e-9)
-    assert_strategy_state_roundtrip(strategy, RepMTL(RepMTLConfig(rho=0.1), tasks=list(tasks)))
+    assert_strategy_state_roundtrip(strategy, rep_mtl(RepMTLConfig(rho=0.1), tasks=list(tasks)))
 
 
 def test_balanced_mode_is_paper_mode_with_the_estimated_lambdas():
     """Between estimates a balanced step is exactly Eq. 10 with λ = the estimated weights."""
     tasks, model, x, targets = _setup()
-    balanced = RepMTL(RepMTLConfig(estimate_every=100), tasks=list(tasks))
+    balanced = rep_mtl(RepMTLConfig(estimate_every=100), tasks=list(tasks))
     balanced.backward(make_step(model, x, targets, tasks, iteration=0))
     lam = balanced.lambdas
-    paper = RepMTL(RepMTLConfig(mode="paper", lambda_tsr=lam["tsr"], lambda_csa=lam["csa"]), tasks=list(tasks))
+    paper = rep_mtl(RepMTLConfig(mode="paper", lambda_tsr=lam["tsr"], lambda_csa=lam["csa"]), tasks=list(tasks))
     paper.backward(make_step(model, x, targets, tasks))  # its first step checks the balance: not compared
     grads = {}
     for name, strategy in (("balanced", balanced), ("paper", paper)):
@@ -106,7 +108,7 @@ def test_balanced_mode_absorbs_the_csa_task_reduction():
     tasks, model, x, targets = _setup()
     grads, lambdas = {}, {}
     for reduction in ("mean", "sum"):
-        strategy = RepMTL(RepMTLConfig(rho=0.1, csa_tasks=reduction), tasks=list(tasks))
+        strategy = rep_mtl(RepMTLConfig(rho=0.1, csa_tasks=reduction), tasks=list(tasks))
         model.zero_grad(set_to_none=True)
         strategy.backward(make_step(model, x, targets, tasks))
         grads[reduction], lambdas[reduction] = [p.grad.clone() for p in model.parameters()], strategy.lambdas
@@ -119,7 +121,7 @@ def test_balanced_mode_absorbs_the_csa_task_reduction():
 
 def test_paper_mode_warns_once_when_the_regularisers_outweigh_the_tasks():
     tasks, model, x, targets = _setup()
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ratios = strategy.backward(make_step(model, x, targets, tasks)).diagnostics
@@ -135,7 +137,7 @@ def test_paper_mode_warns_when_a_regulariser_outweighs_the_tasks_on_the_heads_al
     """On the toy model at λ_tsr = 0.9, TSR is below the task losses on the encoder (0.6) but above
     them on the heads (4.2): the heads are where TSR's shortcut acts, so that is worth the warning too."""
     tasks, model, x, targets = _setup()
-    strategy = RepMTL(RepMTLConfig(mode="paper", lambda_csa=0.0), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper", lambda_csa=0.0), tasks=list(tasks))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ratios = strategy.backward(make_step(model, x, targets, tasks)).diagnostics
@@ -149,7 +151,7 @@ def test_no_warning_when_the_balance_is_fine():
     for config in (RepMTLConfig(mode="paper", lambda_tsr=1e-4, lambda_csa=1e-4), RepMTLConfig()):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            RepMTL(config, tasks=list(tasks)).backward(make_step(model, x, targets, tasks))
+            rep_mtl(config, tasks=list(tasks)).backward(make_step(model, x, targets, tasks))
         assert not [w for w in caught if "outweighs" in str(w.message)]
 
 
@@ -160,7 +162,7 @@ def test_reg_params_shared_keeps_the_regularisers_out_of_the_heads(naive):
     grads = {}
     for reg_params in ("all", "shared"):
         model.zero_grad(set_to_none=True)
-        RepMTL(RepMTLConfig(reg_params=reg_params, **options), tasks=list(tasks)).backward(
+        rep_mtl(RepMTLConfig(reg_params=reg_params, **options), tasks=list(tasks)).backward(
             make_step(model, x, targets, tasks)
         )
         grads[reg_params] = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -204,7 +206,7 @@ def test_paper_mode_measures_the_balance_on_steps_1_2_4_8_until_it_warns():
     check of step 1 alone misses it; steps 1, 2, 4, 8, ... catch it within twice the step it happened at,
     for log2(n) measurements over n steps."""
     tasks, model, x, targets = _setup()
-    strategy = RepMTL(RepMTLConfig(mode="paper", lambda_tsr=1e-4, lambda_csa=1e-4), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper", lambda_tsr=1e-4, lambda_csa=1e-4), tasks=list(tasks))
     measured = [it + 1 for it in range(10)
                 if "grad_ratio.csa.shared" in strategy.backward(make_step(model, x, targets, tasks, iteration=it))
                 .diagnostics]

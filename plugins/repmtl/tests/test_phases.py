@@ -8,7 +8,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from mtlx import phases
 from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
-from mtlx_repmtl import RepMTL, RepMTLConfig
+from mtlx_repmtl import RepMTLConfig
+
+from .conftest import rep_mtl
 
 BLOCKS = ("rep-mtl/saliency", "rep-mtl/regularisers", "rep-mtl/estimate", "rep-mtl/backward")
 
@@ -18,7 +20,7 @@ def test_each_block_is_labelled_once_per_step_and_the_cores_backward_is_inside_i
     tasks = toy_tasks(3)
     model = ToyModel(tasks)
     x, targets = toy_batch(tasks, batch_size=4)
-    strategy = RepMTL(RepMTLConfig(), tasks=list(tasks))  # balanced: the first step estimates the weights
+    strategy = rep_mtl(RepMTLConfig(), tasks=list(tasks))  # balanced: the first step estimates the weights
     with profile(activities=[ProfilerActivity.CPU]) as prof, phases.phase("rep-mtl/backward"):
         strategy.backward(make_step(model, x, targets, tasks))  # inside an open region of the same name
     spans = {name: [e.time_range for e in prof.events() if e.name == name] for name in (*BLOCKS, phases.BACKWARD)}

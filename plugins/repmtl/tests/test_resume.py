@@ -9,13 +9,11 @@ from click.testing import CliRunner
 
 from mtlx.checkpoint import load_checkpoint
 from mtlx.cli import main
-from mtlx.hooks import reset_plugin_manager
 
 RUN = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "3", "-o", "train.eval_every=2"]
 
 
 def _mtlx(*args: str) -> None:
-    reset_plugin_manager()
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
 

@@ -19,6 +19,8 @@ from mtlx_repmtl import RepMTL, RepMTLConfig
 from mtlx_repmtl import strategy as strategy_module
 from mtlx_repmtl.losses import csa_terms, tsr_loss
 
+from .conftest import INSTALLED, ScaledWeighting, rep_mtl
+
 
 def _grads(outputs, inputs, **options):
     """Reference gradients, zeros where an input is unused (materialize_grads, portable to torch 2.4)."""
@@ -82,7 +84,7 @@ CONFIGS = [  # paper mode: the fixed λ of Eq. 10
 def test_gradients_match_independent_computation_ew(options, num_tasks, naive):
     """Every parameter's gradient equals per-task saliencies + naive regularisers + one backward (base ew)."""
     tasks, model, x, targets = _setup(num_tasks)
-    strategy = RepMTL(RepMTLConfig(**options), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(**options), tasks=list(tasks))
     expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
@@ -98,11 +100,11 @@ def test_csa_tasks_reaches_the_gradient(naive):
     the reference's with CSA summed over tasks, equal to the mean reading at T·λ_csa, and not to it at λ_csa."""
     tasks, model, x, targets = _setup(3)
     options = {"mode": "paper", "lambda_tsr": 0.5, "lambda_csa": 0.2}
-    summed = RepMTL(RepMTLConfig(csa_tasks="sum", **options), tasks=list(tasks))
+    summed = rep_mtl(RepMTLConfig(csa_tasks="sum", **options), tasks=list(tasks))
     expected = _reference_single_input(summed, model, x, targets, tasks, naive)
     got, _ = _strategy_grads(summed, model, x, targets, tasks)
-    averaged, _ = _strategy_grads(RepMTL(RepMTLConfig(**options), tasks=list(tasks)), model, x, targets, tasks)
-    triple = RepMTL(RepMTLConfig(**{**options, "lambda_csa": 0.6}), tasks=list(tasks))
+    averaged, _ = _strategy_grads(rep_mtl(RepMTLConfig(**options), tasks=list(tasks)), model, x, targets, tasks)
+    triple = rep_mtl(RepMTLConfig(**{**options, "lambda_csa": 0.6}), tasks=list(tasks))
     tripled, _ = _strategy_grads(triple, model, x, targets, tasks)
     for g, e, mean, mean_at_3_lambda in zip(got, expected, averaged, tripled, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-10)
@@ -114,8 +116,8 @@ def test_csa_tasks_reaches_the_gradient(naive):
 def test_gradients_match_with_another_base(options, naive, scaled_base):
     """With a learnable non-uniform base the weighted sum replaces Σ L_t; the base's parameter gets its gradient."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(base="scaled-test", **options), tasks=list(tasks))
-    assert isinstance(strategy.base, scaled_base)
+    strategy = rep_mtl(RepMTLConfig(base="scaled-test", **options), tasks=list(tasks), registries=scaled_base)
+    assert isinstance(strategy.base, ScaledWeighting)
     expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
@@ -125,8 +127,7 @@ def test_gradients_match_with_another_base(options, naive, scaled_base):
 
 
 LOSS_WEIGHTINGS = [
-    name for name in mtlx.get_plugin_manager().registries.strategies.list()
-    if issubclass(mtlx.get_plugin_manager().registries.strategies.get(name), mtlx.LossWeighting)
+    name for name in INSTALLED.strategies.list() if issubclass(INSTALLED.strategies.get(name), mtlx.LossWeighting)
 ]
 #: bases with a required option (the toy tasks' names)
 BASE_OPTIONS = {"fixed": {"weights": "seg0:1,reg1:0.5,seg2:2"}}
@@ -137,7 +138,7 @@ def test_every_installed_loss_weighting_composes(base, naive):
     """For each installed loss weighting: gradients = ∇[base.combine(L) + λ·regularisers] (an identical twin base)."""
     tasks, model, x, targets = _setup(3)
     config = RepMTLConfig(mode="paper", base=base, base_options=BASE_OPTIONS.get(base, {}))
-    strategy = RepMTL(config, tasks=list(tasks))
+    strategy = rep_mtl(config, tasks=list(tasks))
     twin = copy.deepcopy(strategy.base)
     z = model.encode(x)
     preds = model.decode(z)
@@ -168,7 +169,7 @@ def test_vector_representation(naive):
     model = ToyModel(tasks, in_channels=5, channels=6, vector=True).double()
     x = torch.randn(5, 5, dtype=torch.float64)
     targets = {"cls": torch.tensor([0, 2, 1, 1, 0]), "reg": torch.randn(5, 2)}
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, _ = _strategy_grads(strategy, model, x, targets, tasks)
     for g, e in zip(got, expected, strict=True):
@@ -183,7 +184,7 @@ def test_multi_input_aligns_by_batch_index(batches, naive):
     for seed, (name, batch) in enumerate(zip(tasks, batches, strict=True)):
         x, y = toy_batch(tasks, batch_size=batch, seed=seed + 10)
         inputs[name], targets[name] = x.double(), y[name]
-    strategy = RepMTL(RepMTLConfig(mode="paper", csa_denominator="infonce"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper", csa_denominator="infonce"), tasks=list(tasks))
 
     preds, reps = forward(model, inputs, multi_input=True)
     losses = list(task_losses(preds, targets, tasks).values())
@@ -202,7 +203,7 @@ def test_multi_input_aligns_by_batch_index(batches, naive):
 def test_diagnostics_report_the_regularisers():
     """Logged values are the regularisers of the step's saliencies; entropy is normalised by log T."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     step = make_step(model, x, targets, tasks)
     sal = torch.stack([torch.autograd.grad(step.losses[t], step.representation, retain_graph=True)[0] for t in tasks])
     result = strategy.backward(step)
@@ -224,7 +225,7 @@ def test_a_step_frees_the_graph_in_its_last_backward(options):
     last pass, whatever passes the options add (two for reg_params=shared, the gauge's)."""
     tasks, model, x, targets = _setup(3)
     step = make_step(model, x, targets, tasks)
-    RepMTL(RepMTLConfig(**options), tasks=list(tasks)).backward(step)
+    rep_mtl(RepMTLConfig(**options), tasks=list(tasks)).backward(step)
     assert all(p.grad is not None for p in model.encoder.parameters())
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         torch.autograd.grad(step.losses[next(iter(tasks))], list(model.encoder.parameters()))
@@ -233,7 +234,7 @@ def test_a_step_frees_the_graph_in_its_last_backward(options):
 def test_amp_loss_scale_is_undone_in_the_saliency():
     """With an fp16 loss scale s, .grad is s times the unscaled gradient and the regularisers are unchanged."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     _strategy_grads(strategy, model, x, targets, tasks)  # the first step also checks the balance (logged)
     unscaled, plain = _strategy_grads(strategy, model, x, targets, tasks)
     model.zero_grad(set_to_none=True)
@@ -248,7 +249,7 @@ def test_amp_loss_scale_is_undone_in_the_saliency():
 def test_both_regularisers_off_is_the_base():
     """use_tsr = use_csa = False: exactly EW's gradients, no saliency computed, nothing logged."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(mode="paper", use_tsr=False, use_csa=False), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper", use_tsr=False, use_csa=False), tasks=list(tasks))
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     expected = torch.autograd.grad(make_step(model, x, targets, tasks).loss_vector().sum(), list(model.parameters()))
     for g, e in zip(got, expected, strict=True):
@@ -259,8 +260,8 @@ def test_both_regularisers_off_is_the_base():
 def test_single_sample_batch_warns_once(naive):
     """B = 1: CSA contributes 0 with one warning per strategy instance; TSR still applies."""
     tasks, model, x, targets = _setup(3, batch=1)
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
-    tsr_only = RepMTL(RepMTLConfig(mode="paper", use_csa=False), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    tsr_only = rep_mtl(RepMTLConfig(mode="paper", use_csa=False), tasks=list(tasks))
     expected = _reference_single_input(tsr_only, model, x, targets, tasks, naive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -280,7 +281,7 @@ def test_zero_saliency_gives_no_nan(zero_heads, denominator, naive):
     with torch.no_grad():
         for name in zero_heads:
             model.heads[name][1].weight.zero_()
-    strategy = RepMTL(RepMTLConfig(mode="paper", csa_denominator=denominator), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper", csa_denominator=denominator), tasks=list(tasks))
     expected = _reference_single_input(strategy, model, x, targets, tasks, naive)
     got, result = _strategy_grads(strategy, model, x, targets, tasks)
     assert all(torch.isfinite(g).all() for g in got)
@@ -309,7 +310,7 @@ def test_bf16_autocast_keeps_regularisers_in_fp32(monkeypatch):
     torch.manual_seed(0)
     model = ToyModel(tasks)
     x, targets = toy_batch(tasks)
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         step = make_step(model, x, targets, tasks)
         assert step.representation.dtype == torch.bfloat16
@@ -323,7 +324,7 @@ def test_refuses_a_step_without_representation():
     tasks, model, x, targets = _setup(2)
     step = make_step(model, x, targets, tasks)
     step.representation = None
-    strategy = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     with pytest.raises(mtlx.ConfigError, match="needs the shared representation Z.*--arch hps"):
         strategy.backward(step)
     assert RepMTL.needs is mtlx.Need.REPRESENTATION
@@ -331,13 +332,13 @@ def test_refuses_a_step_without_representation():
 
 def test_config_errors():
     with pytest.raises(mtlx.ConfigError, match=r"Rep-MTL needs >= 2 tasks"):
-        RepMTL(RepMTLConfig(mode="paper"), tasks=["only"])
+        rep_mtl(RepMTLConfig(mode="paper"), tasks=["only"])
     with pytest.raises(mtlx.ConfigError, match="rep-mtl base 'rep-mtl' .* is not a loss-weighting strategy.*ew"):
-        RepMTL(RepMTLConfig(mode="paper", base="rep-mtl"), tasks=["a", "b"])
+        rep_mtl(RepMTLConfig(mode="paper", base="rep-mtl"), tasks=["a", "b"])
     with pytest.raises(mtlx.UnknownComponentError, match="no strategy 'nope'"):
-        RepMTL(RepMTLConfig(mode="paper", base="nope"), tasks=["a", "b"])
+        rep_mtl(RepMTLConfig(mode="paper", base="nope"), tasks=["a", "b"])
     with pytest.raises(mtlx.ConfigError, match="rep-mtl base 'ew' has no option 'tau'"):
-        RepMTL(RepMTLConfig(base_options={"tau": 2}), tasks=["a", "b"])
+        rep_mtl(RepMTLConfig(base_options={"tau": 2}), tasks=["a", "b"])
     for bad in ({"temperature": 0}, {"csa_denominator": "nce"}, {"lambda_csa": -1}, {"eps": 0}):
         with pytest.raises(mtlx.ConfigError, match="invalid option for strategy 'rep-mtl'"):
             build_component_config(RepMTLConfig, bad, where="strategy 'rep-mtl'")
@@ -346,14 +347,15 @@ def test_config_errors():
 def test_delegates_to_the_base(scaled_base):
     """extra_parameters, after_step, on_epoch_end and state come from the base; base_options reach it."""
     tasks = ["a", "b", "c"]
-    strategy = RepMTL(RepMTLConfig(mode="paper", base="scaled-test"), tasks=tasks)
+    strategy = rep_mtl(RepMTLConfig(mode="paper", base="scaled-test"), tasks=tasks, registries=scaled_base)
     assert list(strategy.extra_parameters()) == [strategy.base.log_w]
     strategy.after_step(None)
     strategy.on_epoch_end(2, {})
     assert strategy.base.calls == ["after_step", "epoch_end:2"]
     state = strategy.state_dict()
     assert set(state) == {"base", "lambdas", "last_estimate"} and torch.equal(state["base"]["extra_parameters"][0], strategy.base.log_w)
-    fresh = RepMTL(RepMTLConfig(mode="paper", base="scaled-test", base_options={"log_weights": (0.0, 0.0, 0.0)}), tasks=tasks)
+    fresh_config = RepMTLConfig(mode="paper", base="scaled-test", base_options={"log_weights": (0.0, 0.0, 0.0)})
+    fresh = rep_mtl(fresh_config, tasks=tasks, registries=scaled_base)
     assert torch.equal(fresh.base.log_w.detach(), torch.zeros(3))
     assert_strategy_state_roundtrip(strategy, fresh)
     assert torch.equal(fresh.base.log_w, strategy.base.log_w)
@@ -363,7 +365,7 @@ def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
     """balance_every=k logs ‖∇λR‖/‖∇ΣL‖ over shared and head parameters, from an independent computation."""
     tasks, model, x, targets = _setup(3)
     cfg = RepMTLConfig(mode="paper", balance_every=2, lambda_tsr=0.7, lambda_csa=1.3)
-    strategy = RepMTL(cfg, tasks=list(tasks))
+    strategy = rep_mtl(cfg, tasks=list(tasks))
     z = model.encode(x)
     preds = model.decode(z)
     losses = [spec.loss(preds[name], targets[name]) for name, spec in tasks.items()]
@@ -384,7 +386,7 @@ def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
         for group, params in (("shared", shared), ("heads", heads)):
             expected = norm(term, params) / norm(sum(losses), params)
             assert d[f"grad_ratio.{name}.{group}"] == pytest.approx(expected, rel=1e-6)
-    off = RepMTL(RepMTLConfig(mode="paper"), tasks=list(tasks))
+    off = rep_mtl(RepMTLConfig(mode="paper"), tasks=list(tasks))
     off.backward(make_step(model, x, targets, tasks))
     assert not any(k.startswith("grad_ratio") for k in off.backward(make_step(model, x, targets, tasks)).diagnostics)
 
@@ -393,7 +395,7 @@ def test_gradient_balance_is_the_ratio_of_the_parameter_gradients(naive):
 def test_step_traverses_each_head_only_as_the_exact_gradient_needs(options):
     """Saliency of task t through head t only; the one backward: each head once, its saliency graph once."""
     tasks, model, x, targets = _setup(3)
-    strategy = RepMTL(RepMTLConfig(**options), tasks=list(tasks))
+    strategy = rep_mtl(RepMTLConfig(**options), tasks=list(tasks))
     strategy.backward(make_step(model, x, targets, tasks))  # the first step estimates the weights (extra passes)
     counter = HeadTraversals(model.heads)
     with counter.counting():
@@ -409,8 +411,6 @@ def test_the_base_comes_from_the_registries_the_build_was_given():
     from mtlx.build import build_strategy, resolve_run_config
     from mtlx.registry import Registries
 
-    from .conftest import ScaledWeighting
-
     registries = Registries()
     registries.strategies.register("rep-mtl", RepMTL)
     registries.strategies.register("ew", ScaledWeighting)  # this run's "ew" is not the installed one
@@ -418,6 +418,19 @@ def test_the_base_comes_from_the_registries_the_build_was_given():
     tasks = toy_tasks(3)
     strategy = build_strategy(config, list(tasks), ToyModel(tasks), registries)
     assert isinstance(strategy.base, ScaledWeighting)
+
+
+def test_rep_mtl_looks_no_strategy_up_by_itself():
+    """Its base is given (built from the run's registries): never taken from the installed plugins behind the
+    caller's back, so registries without the base it names refuse it."""
+    from mtlx.registry import Registries
+
+    with pytest.raises(TypeError, match="base"):
+        RepMTL(RepMTLConfig(), tasks=["a", "b"])
+    registries = Registries()
+    registries.strategies.register("rep-mtl", RepMTL)
+    with pytest.raises(mtlx.UnknownComponentError, match="no strategy 'ew'"):
+        rep_mtl(RepMTLConfig(), tasks=["a", "b"], registries=registries)
 
 
 @pytest.mark.filterwarnings("ignore:rep-mtl \\(mode=paper\\). the regularisers:RuntimeWarning")

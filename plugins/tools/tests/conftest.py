@@ -1,4 +1,4 @@
-"""Small finished toy runs shared by the report and power-law tests (created once per session); fresh plugins per test."""
+"""Small finished toy runs shared by the report and power-law tests (created once per session)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from mtlx.testing import invoke_cli, torch_threads
-from mtlx.testing.fixtures import fresh_plugin_manager, single_thread  # noqa: F401  (autouse pytest fixtures)
+from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 from .slurm_cluster import slurm_cluster  # noqa: F401  (the session's test SLURM cluster)
 

@@ -32,7 +32,7 @@ def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
     a1, a2, b1 = (results(toy_runs[k]) for k in ("a1", "a2", "b1"))
     seeds = rows["toy-weighted (train.lr=0.001)"]
     assert seeds["n"] == "2" and seeds["seeds"] == "1 2"
-    for task, metric in [("seg0", "miou"), ("seg0", "pixacc"), ("reg1", "mae")]:
+    for task, metric in [("seg0", "acc"), ("reg1", "mae")]:
         values = [a1["test"][task][metric], a2["test"][task][metric]]
         assert float(seeds[f"{task}.{metric}.mean"]) == pytest.approx((values[0] + values[1]) / 2, rel=1e-12)
         by_hand = abs(values[0] - values[1]) / 2**0.5  # sample std (n - 1) of two values
@@ -44,7 +44,7 @@ def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
         values = [a1["test_summary"][f"delta_m_{conv}"], a2["test_summary"][f"delta_m_{conv}"]]
         assert float(seeds[f"delta_m_{conv}.mean"]) == pytest.approx(statistics.fmean(values), rel=1e-12)
         assert float(seeds[f"delta_m_{conv}.std"]) == pytest.approx(statistics.stdev(values), rel=1e-9)
-    assert float(rows["single-task baseline"]["seg0.miou.mean"]) == a1["baseline"]["seg0"]["miou"]
+    assert float(rows["single-task baseline"]["seg0.acc.mean"]) == a1["baseline"]["seg0"]["acc"]
     assert rows_by_label(result.stdout) == rows  # --format csv prints the same table
     assert not list(out.glob("*.png"))
 
@@ -52,7 +52,7 @@ def test_report_table_is_mean_and_std_over_seeds(cli, toy_runs, tmp_path):
     mean = (a1["test"]["reg1"]["mae"] + a2["test"]["reg1"]["mae"]) / 2
     std = abs(a1["test"]["reg1"]["mae"] - a2["test"]["reg1"]["mae"]) / 2**0.5
     assert f"| {mean:.4f} ± {std:.4f} |" in markdown
-    assert "| strategy | n | seg0 miou ↑ | seg0 pixacc ↑ | reg1 mae ↓ | Δm task % ↑ | Δm metric % ↑ |" in markdown
+    assert "| strategy | n | seg0 acc ↑ | reg1 mae ↓ | Δm task % ↑ | Δm metric % ↑ |" in markdown
 
 
 def test_report_writes_nonblank_plots(cli, toy_runs, tmp_path):

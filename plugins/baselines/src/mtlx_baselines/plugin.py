@@ -17,6 +17,7 @@ from .strategies.excess_mtl import ExcessMTL
 from .strategies.fairgrad import FairGrad
 from .strategies.famo import FAMO
 from .strategies.fixed import FixedWeights
+from .strategies.forum import FORUM
 from .strategies.gls import GeometricLossStrategy
 from .strategies.graddrop import GradDrop
 from .strategies.gradnorm import GradNorm
@@ -28,6 +29,7 @@ from .strategies.metabalance import MetaBalance
 from .strategies.mgda import MGDA
 from .strategies.moco import MoCo
 from .strategies.modo import MoDo
+from .strategies.moml import MOML
 from .strategies.mtadam import MTAdam
 from .strategies.nash_mtl import NashMTL
 from .strategies.pcgrad import PCGrad
@@ -68,6 +70,8 @@ STRATEGIES: dict[str, type[MTOStrategy]] = {
     "igbv1": IGBv1,
     "igbv2": IGBv2,
     "auto-lambda": AutoLambda,
+    "moml": MOML,
+    "forum": FORUM,
     "metabalance": MetaBalance,
     "ldc-mtl": LDCMTL,
     "mtadam": MTAdam,

@@ -1,8 +1,7 @@
 """Cityscapes and GTA5 -> Cityscapes for mtlx.
 
-The ``.npy`` release reader and the dense task conventions are the core's
-:mod:`mtlx.dense` (shared with mtlx-nyuv2); the scale-crop-flip augmentation
-is the core's :mod:`mtlx.augment`.
+The ``.npy`` release reader, the dense task conventions and the scale-crop-flip
+augmentation come from the mtlx-dense library (shared with mtlx-nyuv2).
 """
 
 from .cityscapes import Cityscapes

@@ -30,11 +30,16 @@ import torch.utils.data
 from PIL import Image
 
 from mtlx import Dataset, TaskSpec
-from mtlx.augment import RandomScaleCropFlip
 from mtlx.data import DATA_ENV, resolve_root
 from mtlx.errors import ConfigError, DataError
-from mtlx.dense.conventions import IGNORE_LABEL, SceneOptions, dense_recommended, segmentation_task
-from mtlx.dense.release import NpyReleaseSplit
+from mtlx_dense import (
+    IGNORE_LABEL,
+    NpyReleaseSplit,
+    RandomScaleCropFlip,
+    SceneOptions,
+    dense_recommended,
+    segmentation_task,
+)
 
 from .cityscapes import IMAGE_FIELD, label_field
 from .cityscapes import SOURCE as CITYSCAPES_SOURCE

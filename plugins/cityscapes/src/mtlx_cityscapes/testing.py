@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mtlx.testing.dense import write_npy_release
+from mtlx_dense import write_npy_release
 
 __all__ = ["cityscapes_sample", "write_cityscapes", "write_gta5_frame"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 
 from mtlx import TaskSpec
-from mtlx.losses import classification_loss, depth_l1_loss, normal_cosine_loss, segmentation_loss
-from mtlx.metrics import AccuracyMeter, DepthMeter, NormalMeter, SegmentationMeter
+from mtlx.losses import classification_loss
+from mtlx.metrics import AccuracyMeter
+from mtlx_dense import DepthMeter, NormalMeter, SegmentationMeter, depth_l1_loss, normal_cosine_loss
 
 __all__ = ["DEFAULT_TASKS", "NUM_SEG_CLASSES", "TASKS"]
 
@@ -19,7 +20,7 @@ TASKS: dict[str, TaskSpec] = {
         kind="segmentation",
         out_channels=NUM_SEG_CLASSES,
         dense=True,
-        loss=segmentation_loss,
+        loss=classification_loss,
         meter=functools.partial(SegmentationMeter, NUM_SEG_CLASSES),
     ),
     "depth": TaskSpec(name="depth", kind="depth", out_channels=1, dense=True, loss=depth_l1_loss, meter=DepthMeter),

@@ -2,7 +2,7 @@
 
 Public modules: :mod:`.dataset` (the ``nyuv2`` dataset) and :mod:`.testing`
 (a fake release in the real format). The ``.npy`` release reader and the
-dense task conventions are the core's :mod:`mtlx.dense`, shared with
+dense task conventions come from the mtlx-dense library, shared with
 mtlx-cityscapes.
 """
 

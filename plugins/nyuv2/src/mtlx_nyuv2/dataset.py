@@ -14,18 +14,17 @@ from typing import Any, ClassVar
 import attrs
 
 from mtlx import TaskSpec
-
-from mtlx.dense.base import NpyReleaseDataset
-from mtlx.dense.conventions import (
+from mtlx_dense import (
     PAPER_TRAINING,
     DenseOptions,
+    Field,
+    NpyReleaseDataset,
     StoredBaseline,
     dense_recommended,
     depth_task,
     normal_task,
     segmentation_task,
 )
-from mtlx.dense.release import Field
 
 __all__ = ["NYUV2_BASELINES", "PAPER_PRESET", "NYUv2"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlx.testing.dense import write_npy_release
+from mtlx_dense import write_npy_release
 
 __all__ = ["nyuv2_sample", "write_nyuv2"]
 

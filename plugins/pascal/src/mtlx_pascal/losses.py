@@ -1,6 +1,6 @@
 """Task losses of the PASCAL-Context benchmark (Vandenhende et al.'s ASTMT-derived code, datasets spec section 3).
 
-* semseg, parts: cross-entropy ignoring 255 (``mtlx.losses.segmentation_loss``);
+* semseg, parts: cross-entropy ignoring 255 (``mtlx.losses.classification_loss``);
 * saliency: balanced BCE with the HED weight ``#negatives / #pixels`` of the batch;
 * edges: balanced BCE with the fixed positive weight 0.95;
 * normals: L1 between the L2-normalised prediction and the target over the
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mtlx.losses import segmentation_loss
+from mtlx.losses import classification_loss
 
 __all__ = ["balanced_bce", "edge_loss", "label_loss", "normals_l1_loss", "saliency_loss", "scaled"]
 
@@ -58,7 +58,7 @@ def normals_l1_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 def label_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of ``[B, C, H, W]`` logits against ``[B, H, W]`` labels, 255 ignored."""
-    return segmentation_loss(prediction, target, ignore_index=IGNORE)
+    return classification_loss(prediction, target, ignore_index=IGNORE)
 
 
 def scaled(prediction: torch.Tensor, target: torch.Tensor, *, loss, weight: float) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Meters of the PASCAL-Context benchmark (ASTMT/MTI-Net definitions, datasets spec section 3).
 
-* :class:`PascalSegmentationMeter`: :class:`mtlx.metrics.SegmentationMeter`
+* :class:`PascalSegmentationMeter`: :class:`mtlx_dense.SegmentationMeter`
   with ``absent="zero"`` (a class that never occurs has IoU 0 and still
   counts, ``TP / max(TP+FP+FN, 1e-8)``); for human parts, images whose valid
   ground truth is only background are skipped as in the file-based
@@ -9,7 +9,7 @@
   thresholds ``linspace(0.2, 0.9, 15)`` of ``sigmoid(logit)``, averaged over
   images; ``maxf`` = max over thresholds of ``2PR/(P+R)`` of the mean P, R;
   ``miou`` = max over thresholds of the mean Jaccard.
-* :class:`PascalNormalMeter`: :class:`mtlx.metrics.NormalMeter`'s angular
+* :class:`PascalNormalMeter`: :class:`mtlx_dense.NormalMeter`'s angular
   error on pixels whose target is not 255, with its histogram median in
   0.01-degree bins (within 0.01 deg of the true median without keeping
   5105 x 512² errors), plus the RMSE.
@@ -28,7 +28,7 @@ import torch
 from skimage.morphology import thin
 
 from mtlx.interfaces import Meter
-from mtlx.metrics import NormalMeter, SegmentationMeter
+from mtlx_dense import NormalMeter, SegmentationMeter
 
 from .boundaries import match_boundaries
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, distributed, get_plugin_manager
+from mtlx import ConfigError, LossWeighting, MTOStrategy, Need, StepContext, StepResult, distributed
 from mtlx.config import build_component_config
 from mtlx.gradients import per_task_grads
 from mtlx.phases import phase
@@ -60,15 +60,16 @@ class RepMTL(MTOStrategy):
     #: study; the paper never reports the λ it chose), with the dataset's paper recipe where it has one
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"paper": {"strategy.mode": "paper"}}
 
-    def __init__(self, config: RepMTLConfig, *, tasks: Sequence[str], base: LossWeighting | None = None):
-        """``base``: the built base weighting; None builds ``config.base`` from the installed plugins."""
+    def __init__(self, config: RepMTLConfig, *, tasks: Sequence[str], base: LossWeighting):
+        """``base``: the built base weighting (:meth:`from_registries` builds ``config.base`` from the run's
+        registries; Rep-MTL never looks a strategy up by itself)."""
         super().__init__(config, tasks=tasks)
         if len(self.tasks) < 2:
             raise ConfigError(
                 f"Rep-MTL needs >= 2 tasks (its regularisers compare task saliencies); got {list(self.tasks)}; "
                 "use a loss-weighting strategy such as 'ew' for a single task"
             )
-        self.base = base if base is not None else build_base(config, self.tasks, get_plugin_manager().registries)
+        self.base = base
         #: balanced mode's current weights {regulariser: λ} (empty until the first estimate)
         self.lambdas: dict[str, float] = {}
         self._last_estimate = 0

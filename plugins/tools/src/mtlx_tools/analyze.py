@@ -9,6 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mtlx.cli import plugin_manager
+
 from .powerlaw import CONV_MODES, PowerLawReport, analyze_run
 
 __all__ = ["analyze", "powerlaw"]
@@ -57,7 +59,9 @@ def _print(console: Console, result: PowerLawReport) -> None:
 @click.option("--min-evals", type=click.IntRange(min=2), default=10, show_default=True,
               help="Skip weights with fewer eigenvalues.")
 @click.option("--no-plots", is_flag=True, help="Skip the ESD plots (no matplotlib needed).")
-def powerlaw(run_dir: Path, checkpoint: str, out: Path | None, conv: str, min_evals: int, no_plots: bool) -> None:
+@click.pass_context
+def powerlaw(ctx: click.Context, run_dir: Path, checkpoint: str, out: Path | None, conv: str, min_evals: int,
+             no_plots: bool) -> None:
     """Power-law exponent α of each layer's weight spectrum (HT-SR), per layer and per module group.
 
     For each weight matrix W the eigenvalues of WᵀW are fitted by a power law
@@ -68,7 +72,8 @@ def powerlaw(run_dir: Path, checkpoint: str, out: Path | None, conv: str, min_ev
     Example:
       mtlx analyze powerlaw runs/nyuv2-rep-mtl --checkpoint best
     """
-    result = analyze_run(run_dir, checkpoint=checkpoint, conv=conv, min_evals=min_evals)
+    result = analyze_run(run_dir, checkpoint=checkpoint, conv=conv, min_evals=min_evals,
+                         registries=plugin_manager(ctx).registries)
     written = result.write(out or run_dir / f"powerlaw-{checkpoint}", plots=not no_plots)
     _print(Console(soft_wrap=True), result)
     Console(stderr=True, soft_wrap=True).print(f"wrote {', '.join(map(str, written))}", markup=False)

@@ -40,6 +40,7 @@ from mtlx.checkpoint import load_checkpoint
 from mtlx.config import flatten, load_toml, resolve
 from mtlx.errors import CheckpointError, ConfigError, MtlxError
 from mtlx.jsonutil import dumps
+from mtlx.registry import Registries
 
 __all__ = [
     "CONV_MODES",
@@ -202,13 +203,13 @@ def groups_from_names(names: Iterable[str], tasks: Iterable[str]) -> dict[str, s
     return out
 
 
-def _groups_from_model(config: Mapping[str, Any], names: list[str]) -> dict[str, str]:
+def _groups_from_model(config: Mapping[str, Any], names: list[str], registries: Registries) -> dict[str, str]:
     """Rebuild the run's model (flat ``section.key`` config) and group by ``shared_parameters``/``task_parameters``."""
     from mtlx.build import build_dataset, build_model
 
-    run_config = resolve([config], mtlx.get_plugin_manager().registries.sections)  # a plugin's [section] too
-    dataset = build_dataset(run_config)
-    model = build_model(run_config, dataset.tasks, dataset.input_shape)
+    run_config = resolve([config], registries.sections)  # a plugin's [section] too
+    dataset = build_dataset(run_config, registries)
+    model = build_model(run_config, dataset.tasks, dataset.input_shape, registries)
     known = model.state_dict()
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -278,14 +279,15 @@ class PowerLawReport:
 
 
 def analyze_run(
-    run_dir: str | Path, *, checkpoint: str = "last", conv: str = "reshape", min_evals: int = 10
+    run_dir: str | Path, *, checkpoint: str = "last", conv: str = "reshape", min_evals: int = 10,
+    registries: Registries | None = None,
 ) -> PowerLawReport:
     """Fit every layer of a run's ``last.pt``/``best.pt`` and group layers into backbone and task heads.
 
     Groups come from the architecture (the model rebuilt from the run's config
-    with :func:`mtlx.build.build_model`); when it cannot be rebuilt here (a
-    plugin or the dataset's files missing) from parameter names instead, and
-    ``grouping`` says which and why.
+    with :func:`mtlx.build.build_model` and ``registries``: the command line's, or None for the installed
+    plugins, loaded afresh); when it cannot be rebuilt here (a plugin or the dataset's files missing) from
+    parameter names instead, and ``grouping`` says which and why.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -301,7 +303,8 @@ def analyze_run(
     config = flatten(data["config"]) if "config" in data else load_toml(run_dir / "config.toml")
     names = [n for n, v in state.items() if _is_matrix(v)]
     try:
-        groups = _groups_from_model(config, names)
+        groups = _groups_from_model(config, names, registries if registries is not None else
+                                    mtlx.PluginManager().registries)
         grouping = "model"
     except MtlxError as error:
         tasks = _tasks(run_dir)

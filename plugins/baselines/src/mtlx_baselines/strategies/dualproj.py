@@ -10,15 +10,11 @@ Backend: torchjd's ``DualProjWeighting`` on ``K / tr K``, as UPGrad (see
 
 from __future__ import annotations
 
-import attrs
 import torch
 from torchjd.aggregation import DualProjWeighting
 from torchjd.linalg import QuadprogProjector
 
-from mtlx import StepContext
-
-from ._gradient import GradientAggregation, grad_mode_field
-from .upgrad import dual_cone_weights
+from .upgrad import DualConeAggregation, dual_cone_weights
 
 __all__ = ["DualProj", "aggregate"]
 
@@ -29,22 +25,7 @@ def aggregate(G: torch.Tensor, *, reg_eps: float = 1e-4) -> tuple[torch.Tensor, 
     return weights @ G, weights
 
 
-class DualProj(GradientAggregation):
+class DualProj(DualConeAggregation):
     """DualProj (torchjd; GEM's projection): the mean gradient projected onto the dual cone (no task worsens)."""
 
-    @attrs.frozen(kw_only=True)
-    class Config:
-        """Options of ``-o strategy.KEY=VALUE``.
-
-        Attributes:
-            reg_eps: ridge added to K / tr K so the QP is strictly convex (torchjd's default)
-            grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
-        """
-
-        reg_eps: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0))
-        grad_mode: str = grad_mode_field()
-
     aggregate = staticmethod(aggregate)
-
-    def aggregate_grads(self, grads: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        return aggregate(grads, reg_eps=self.config.reg_eps)

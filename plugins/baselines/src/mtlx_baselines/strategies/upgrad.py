@@ -21,7 +21,7 @@ from mtlx import StepContext
 from ..linalg import gram
 from ._gradient import GradientAggregation, grad_mode_field
 
-__all__ = ["UPGrad", "aggregate", "dual_cone_weights"]
+__all__ = ["DualConeAggregation", "UPGrad", "aggregate", "dual_cone_weights"]
 
 
 def dual_cone_weights(G: torch.Tensor, weighting: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -42,22 +42,26 @@ def aggregate(G: torch.Tensor, *, reg_eps: float = 1e-4) -> tuple[torch.Tensor, 
     return weights @ G, weights
 
 
-class UPGrad(GradientAggregation):
-    """UPGrad (Quinton & Rey, 2024): no task gets a negative directional derivative (mean scale)."""
+class DualConeAggregation(GradientAggregation):
+    """A torchjd dual-cone method (UPGrad, DualProj): ``aggregate(G, reg_eps=...)`` with the ridge as its option."""
 
     @attrs.frozen(kw_only=True)
     class Config:
         """Options of ``-o strategy.KEY=VALUE``.
 
         Attributes:
-            reg_eps: ridge added to K / tr K so the QP is strictly convex (torchjd/LibMTL default)
+            reg_eps: ridge added to K / tr K so the QP is strictly convex (torchjd's and LibMTL's default)
             grad_mode: aggregate the per-task gradients of the shared parameters (``shared``) or of Z (``rep``)
         """
 
         reg_eps: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0))
         grad_mode: str = grad_mode_field()
 
-    aggregate = staticmethod(aggregate)
-
     def aggregate_grads(self, grads: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        return aggregate(grads, reg_eps=self.config.reg_eps)
+        return self.aggregate(grads, reg_eps=self.config.reg_eps)
+
+
+class UPGrad(DualConeAggregation):
+    """UPGrad (Quinton & Rey, 2024): no task gets a negative directional derivative (mean scale)."""
+
+    aggregate = staticmethod(aggregate)

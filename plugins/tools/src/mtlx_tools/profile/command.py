@@ -19,9 +19,11 @@ import click
 from rich.console import Console
 
 from mtlx.build import Components, build
+from mtlx.cli import plugin_manager
 from mtlx.cli.options import component_options, config_options, resolve_cli_config
 from mtlx.config import RunConfig
 from mtlx.errors import DataError
+from mtlx.registry import Registries
 from mtlx.runner import seed_everything
 from mtlx.threads import torch_threads
 
@@ -31,7 +33,7 @@ from .output import print_result
 __all__ = ["profile"]
 
 
-def _build_synthetic(config: RunConfig, scratch: str) -> Components:
+def _build_synthetic(config: RunConfig, scratch: str, registries: Registries) -> Components:
     """Build against an empty scratch data root unless one was given: --synthetic reads no file.
 
     The dataset still gives the tasks and the input shape; one whose input size comes from its files
@@ -40,7 +42,7 @@ def _build_synthetic(config: RunConfig, scratch: str) -> Components:
     if config.train.data_root is None:
         config = attrs.evolve(config, train=attrs.evolve(config.train, data_root=scratch))
     try:
-        return build(config)
+        return build(config, registries)
     except DataError as error:
         raise DataError(
             f"{error}\n(--synthetic builds the dataset without its files: this one needs them for its input "
@@ -78,7 +80,9 @@ def _build_synthetic(config: RunConfig, scratch: str) -> Components:
 @click.option("--no-flops", is_flag=True, help="Skip the FLOP count (no fvcore needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 @config_options("-o train.per_task_grads=two-stage -o dataset.train_size=512")
+@click.pass_context
 def profile(
+    ctx: click.Context,
     config_file: str | None,
     overrides: tuple[str, ...],
     presets: tuple[str, ...],
@@ -101,10 +105,11 @@ def profile(
       mtlx profile -d nyuv2 --synthetic -o dataset.resolution=[288,384] \\
           --batch-size 2 --steps 0               # no data files read, no timing
     """
-    config = resolve_cli_config(config_file, flags, overrides, presets)
+    registries = plugin_manager(ctx).registries
+    config = resolve_cli_config(config_file, flags, overrides, presets, registries=registries)
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="mtlx-synthetic-") as scratch:
         seed_everything(config.train.seed)
-        components = _build_synthetic(config, scratch) if synthetic else build(config)
+        components = _build_synthetic(config, scratch, registries) if synthetic else build(config, registries)
         result = profile_components(
             components,
             batch_size=config.train.batch_size,

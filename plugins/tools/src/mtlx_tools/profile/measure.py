@@ -156,7 +156,7 @@ def profile_components(
     compare_times = None
     if steps and compare:
         other_config = attrs.evolve(config, strategy=ComponentConfig(name=compare))
-        other = build_strategy(other_config, list(components.tasks), model)
+        other = build_strategy(other_config, list(components.tasks), model, components.registries)
         other_engine = step_engine(attrs.evolve(components, strategy=other), batch, synthetic=synthetic)
         compare_times = time_steps(other_engine, steps=steps, warmup=warmup)
     return ProfileResult(

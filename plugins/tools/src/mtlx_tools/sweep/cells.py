@@ -29,7 +29,6 @@ import attrs
 from mtlx.build import resolve_run_config, with_defaults
 from mtlx.config import RETIRED_KEYS, RunConfig, flatten
 from mtlx.errors import ConfigError, did_you_mean
-from mtlx.hooks import get_plugin_manager
 from mtlx.registry import Registries
 
 from ..report.runs import NOT_EXPERIMENT
@@ -79,13 +78,13 @@ def differences(before: Mapping[str, Any], after: Mapping[str, Any], defaults: M
     return ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted({*a, *b}) if differs(k))
 
 
-def expand(spec: Spec, registries: Registries | None = None) -> list[Cell]:
-    """The spec's cells in order (settings entries, then axes, the seed varying fastest), each validated.
+def expand(spec: Spec, regs: Registries) -> list[Cell]:
+    """The spec's cells in order (settings entries, then axes, the seed varying fastest), each validated
+    against ``regs`` (the command line's: ``mtlx --no-plugin NAME sweep`` holds for every cell).
 
     Raises a :class:`ConfigError` naming the axis or the cell for anything ``mtlx run`` would refuse
     before training (unknown section, key, component or option, a wrong type or value) and for duplicates.
     """
-    regs = registries if registries is not None else get_plugin_manager().registries
     points = [(dict(entry), frozenset(entry)) for entry in spec.settings]
     for key, values in _ordered(spec.axes):
         grown: list[tuple[dict[str, Any], frozenset[str]]] = []

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from mtlx.cli import plugin_manager
 from mtlx.config import parse_override
 from mtlx.errors import ConfigError, MtlxError, RunInterrupted
 
@@ -110,7 +111,7 @@ def sweep(ctx: click.Context, spec_file: str | None, strategies: str | None, dat
     spec = _with_flags(load_spec(spec_file) if spec_file else None, strategies=strategies, datasets=datasets,
                        seeds=seeds, axes=axes, overrides=overrides, presets=presets, name=name)
     options = {**spec.executor, **{_FLAG_KEYS.get(k, k): v for k, v in executor_flags.items() if v not in (None, ())}}
-    cells = expand(spec)
+    cells = expand(spec, plugin_manager(ctx).registries)
     sweep_dir = Path(out) if out else Path("sweeps") / spec.name
     root = ctx.find_root().params
     plugins, blocked = list(root.get("plugins", ())), list(root.get("blocked", ()))

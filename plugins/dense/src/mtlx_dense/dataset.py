@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..data import resolve_root
-from ..errors import ConfigError, DataError
-from ..interfaces import Dataset
+from mtlx import ConfigError, DataError, Dataset
+from mtlx.data import resolve_root
 
 from .conventions import StoredBaseline
 from .release import Field, NpyReleaseSplit

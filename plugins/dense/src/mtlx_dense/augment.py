@@ -12,8 +12,7 @@ A field's *kind* says how it transforms: ``"image"`` (the input) or a task
 kind (:attr:`mtlx.TaskSpec.kind`: ``segmentation``, ``depth``, ``normal``).
 Shapes are ``[C, H, W]``, except segmentation labels ``[H, W]``.
 
-It lives in the core because any dense dataset plugin can use it (NYUv2,
-Cityscapes and GTA5 do); :class:`RandomScaleCropFlip` is resumable, so a
+Any dense dataset plugin can use it (NYUv2, Cityscapes and GTA5 do); :class:`RandomScaleCropFlip` is resumable, so a
 dataset that delegates its ``state_dict`` to it resumes mid-epoch exactly.
 """
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from mtlx.augment import FIELD_KINDS, RandomScaleCropFlip, ScaleCropFlip, resize_fields
 from mtlx.data import make_loader
+from mtlx_dense import FIELD_KINDS, RandomScaleCropFlip, ScaleCropFlip, resize_fields
 
 KINDS = {"image": "image", "segmentation": "segmentation", "depth": "depth", "normal": "normal"}
 

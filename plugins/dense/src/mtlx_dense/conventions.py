@@ -22,9 +22,11 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from ..interfaces import TaskSpec
-from ..losses import depth_l1_loss, normal_cosine_loss, segmentation_loss
-from ..metrics import DepthMeter, NormalMeter, SegmentationMeter
+from mtlx import TaskSpec
+from mtlx.losses import classification_loss
+
+from .losses import depth_l1_loss, normal_cosine_loss
+from .metrics import DepthMeter, NormalMeter, SegmentationMeter
 
 __all__ = [
     "IGNORE_LABEL",
@@ -74,7 +76,7 @@ class SceneOptions:
         augment: random scale-crop-flip on the train split (MTAN/LibMTL recipe).
         scales: zoom factors the augmentation picks from.
         absent_classes: mIoU over classes that occur (``skip``), NaN like the reference (``nan``),
-            or absent classes counted as IoU 0 (``zero``); see :class:`mtlx.metrics.SegmentationMeter`.
+            or absent classes counted as IoU 0 (``zero``); see :class:`~.metrics.SegmentationMeter`.
     """
 
     resolution: tuple[int, int] | None = attrs.field(default=None, converter=_size)
@@ -130,7 +132,7 @@ def segmentation_task(num_classes: int, absent: str = "skip", name: str = "segme
         kind="segmentation",
         out_channels=num_classes,
         dense=True,
-        loss=segmentation_loss,
+        loss=classification_loss,
         meter=functools.partial(SegmentationMeter, num_classes, absent=absent),
     )
 
@@ -151,7 +153,7 @@ def normal_task(aggregation: str = "global", median: str = "exact", name: str = 
     """Surface normals: 1 - cosine over non-zero pixels, angular-error statistics in degrees.
 
     ``median`` (global aggregation): ``exact`` keeps every error, ``histogram``
-    bounds the memory (0.01-degree bins; see :class:`mtlx.metrics.NormalMeter`).
+    bounds the memory (0.01-degree bins; see :class:`~.metrics.NormalMeter`).
     """
     return TaskSpec(
         name=name,

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from ..augment import RandomScaleCropFlip, resize_fields
-from ..errors import DataError
+from mtlx import DataError
+
+from .augment import RandomScaleCropFlip, resize_fields
 
 __all__ = ["Field", "NpyReleaseSplit", "read_header", "scan_split"]
 
@@ -215,7 +216,7 @@ class NpyReleaseSplit(torch.utils.data.Dataset):
     Samples are ``(image [3,H,W] float32, {task: target})`` with segmentation
     ``[H,W]`` int64 (-1 = ignore), depth ``[1,H,W]`` and normals ``[3,H,W]``
     float32. With ``augment``, every sample gets its own scale-crop-flip
-    draw (:class:`mtlx.augment.RandomScaleCropFlip`), whose generator
+    draw (:class:`~.augment.RandomScaleCropFlip`), whose generator
     state is this dataset's ``state_dict``, so a StatefulDataLoader resumes it exactly.
     """
 
