@@ -25,7 +25,8 @@ import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from mtlx.build import build_dataset, build_model, resolve_run_config
+from mtlx.build import build_dataset, build_model
+from mtlx.config import resolve_run_config
 from mtlx.interfaces import MultiTaskModel, TaskSpec
 from mtlx.testing import torch_threads, toy_batch, toy_tasks
 

@@ -41,8 +41,8 @@ import time
 import torch
 
 import mtlx
-from mtlx.build import build_model, resolve_run_config
-from mtlx.config import build_component_config
+from mtlx.build import build_model
+from mtlx.config import build_component_config, resolve_run_config
 from mtlx.testing import make_step
 from mtlx_dense import depth_task, normal_task, segmentation_task
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from mtlx_tools import count_flops
-from mtlx.build import build, resolve_run_config
+from mtlx.build import build
+from mtlx.config import resolve_run_config
 from mtlx.testing import make_step
 from mtlx_archs.plugin import ARCHS
+from mtlx_tools import count_flops
 
 _DIGITS = {
     "dataset.name": "digits",

@@ -30,7 +30,8 @@ import pytest
 import torch
 
 import mtlx
-from mtlx.build import build_model, resolve_run_config
+from mtlx.build import build_model
+from mtlx.config import resolve_run_config
 from mtlx.gradients import flatten_grads, write_flat_grad
 from mtlx.testing import make_step, toy_batch, toy_tasks
 from mtlx_baselines.strategies import mgda, mtadam

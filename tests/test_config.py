@@ -9,8 +9,16 @@ import pytest
 
 import mtlx
 from mtlx import ConfigError
-from mtlx.build import with_defaults
-from mtlx.config import RunConfig, build_component_config, flatten, load_toml, parse_override, resolve, resume_config
+from mtlx.config import (
+    RunConfig,
+    build_component_config,
+    flatten,
+    load_toml,
+    parse_override,
+    resolve,
+    resolve_run_config,
+    resume_config,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +93,6 @@ def test_default_run_config_is_ew_on_digits():
 
 def test_recommended_options_follow_their_component():
     """The toy dataset recommends arch 'toy'; its options must not leak onto another arch."""
-    from mtlx.build import resolve_run_config
     regs = mtlx.PluginManager(modules=["mtlx.testing.plugin"]).registries
     toy = regs.datasets.get("toy")
     original = toy.recommended
@@ -93,8 +100,8 @@ def test_recommended_options_follow_their_component():
     try:
         kept = resolve_run_config([{"dataset.name": "toy"}], registries=regs)
         assert kept.arch.options == {"channels": 4}
-        dropped = resolve_run_config([{"dataset.name": "toy", "arch.name": "other"}], registries=regs)
-        assert dropped.arch.name == "other" and dropped.arch.options == {}
+        dropped = resolve_run_config([{"dataset.name": "toy", "arch.name": "hps"}], registries=regs)
+        assert dropped.arch.name == "hps" and dropped.arch.options == {}
         assert dropped.train.epochs == 2  # other recommendations stay
     finally:
         toy.recommended = original
@@ -134,10 +141,11 @@ def test_an_integer_is_a_number_and_stays_checked_in_components():
 def test_a_saved_config_with_a_retired_key_still_loads(tmp_path):
     """Runs saved before train.select_metric was removed wrote it into config.toml: it is dropped on reading."""
     saved = tmp_path / "config.toml"
-    saved.write_text(resolve([]).to_toml() + 'select_metric = "delta_m"\n')  # [train] is the last table
+    recorded = resolve_run_config([], registries=INSTALLED).to_toml()
+    saved.write_text(recorded + 'select_metric = "delta_m"\n')  # [train] is the last table
     assert load_toml(saved)["train.select_metric"] == "delta_m"
-    config, changed = resume_config(load_toml(saved), {}, where=str(tmp_path))
-    assert config == resolve([]) and changed == {}
+    config, changed = resume_config(load_toml(saved), {}, where=str(tmp_path), registries=INSTALLED)
+    assert config.to_toml() == recorded and changed == {}
     assert "select_metric" not in config.to_toml()
 
 
@@ -152,10 +160,11 @@ def _every_component() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("section", "name"), _every_component())
 def test_the_recorded_defaults_of_every_installed_component_read_back_as_its_defaults(section, name):
-    """``config.toml`` writes out every default (:func:`mtlx.build.with_defaults`): TOML must carry them back."""
+    """``config.toml`` writes out every default of the built ``Config`` (:meth:`ComponentConfig.written_out`): TOML
+    must carry them back."""
     cls = INSTALLED.by_section[section].get(name)
-    config = resolve([{"arch.name": "hps", "backbone.name": "digits-cnn", "head.name": "conv", f"{section}.name": name}])
-    recorded = resolve([flatten(tomllib.loads(with_defaults(config, INSTALLED).to_toml()))])
+    chosen = {"arch.name": "hps", "backbone.name": "digits-cnn", "head.name": "conv", f"{section}.name": name}
+    recorded = resolve([flatten(tomllib.loads(resolve([chosen], INSTALLED).to_toml()))])
     options = getattr(recorded, section).options
     assert build_component_config(cls.Config, options, where=name) == cls.Config()
 
@@ -198,3 +207,14 @@ def test_the_run_table_of_a_config_toml_is_a_record_not_a_layer(tmp_path):
     path.write_text(RunConfig().to_toml(run_id="abc123"))
     assert load_toml(path) == flatten(RunConfig().to_dict())
     assert read_run_id(path) == "abc123"
+
+
+def test_a_resolved_section_holds_its_built_config_and_records_its_defaults():
+    """Resolved against the registries, each section carries the ``Config`` built from its options: what the
+    component receives and what config.toml records (given options as given, every other at its default)."""
+    regs = mtlx.PluginManager(modules=["mtlx.testing.plugin"]).registries
+    config = resolve_run_config([{"dataset.name": "toy", "dataset.num_tasks": 3}], registries=regs)
+    dataset_config = regs.datasets.get("toy").Config(num_tasks=3)
+    assert config.dataset.config == dataset_config and config.dataset.options == {"num_tasks": 3}
+    assert config.to_dict()["dataset"] == {"name": "toy", **attrs.asdict(dataset_config)}
+    assert resolve([flatten(config.to_dict())], regs).to_toml() == config.to_toml()  # what a resume reads back

@@ -5,10 +5,11 @@ Layers, later wins: built-in defaults < the dataset's ``recommended`` < its
 The resolved config is written to the run directory as ``config.toml``.
 
 Component sections (``strategy``, ``dataset``, ``arch``, ``backbone``,
-``head``) hold ``name`` plus that component's options; the options are
-checked against the component's own attrs ``Config`` when it is built.
-Sections that plugins own (``mtlx_addoption``, :mod:`mtlx.plugin_options`)
-are checked against theirs when the config is resolved.
+``head``) hold ``name`` plus that component's options; sections that plugins
+own (``mtlx_addoption``, :mod:`mtlx.plugin_options`) hold options alone.
+Resolved against the registries (:func:`resolve_run_config`), each section's
+attrs ``Config`` is built once, from those options: that built ``Config`` is
+what its component receives and, every default written out, what the run records.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import tomli_w
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, UnknownComponentError, did_you_mean
 from .gradients import METHODS
+
+if TYPE_CHECKING:
+    from .registry import Registries
 
 __all__ = [
     "COMPONENT_SECTIONS",
@@ -34,10 +38,13 @@ __all__ = [
     "TrainConfig",
     "build_component_config",
     "flatten",
+    "installed_registries",
     "load_toml",
     "parse_override",
     "read_run_id",
     "resolve",
+    "resolve_run_config",
+    "resolve_sections",
 ]
 
 COMPONENT_SECTIONS = ("strategy", "dataset", "arch", "backbone", "head")
@@ -68,10 +75,22 @@ def _trainable_device(instance: Any, attribute: attrs.Attribute, value: str) -> 
 
 @attrs.frozen(kw_only=True)
 class ComponentConfig:
-    """Which component to use (``name``; None = the dataset's recommendation) and its options."""
+    """A section: which component (``name``; None = the dataset's recommendation, or a plugin's section), its
+    options as given, and ``config``, the attrs ``Config`` built from them when resolved (derived: not compared)."""
 
     name: str | None = None
     options: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    config: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def written_out(self) -> dict[str, Any]:
+        """What a run records: every option of the built ``config`` at its default (None: not written; a later
+        default changes no old run), then the options as given (a resume that repeats them matches)."""
+        if self.config is None:
+            return dict(self.options)
+        built = attrs.asdict(self.config, recurse=False)
+        defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in built.items()
+                    if k not in self.options and v is not None}
+        return {**defaults, **self.options}
 
 
 @attrs.frozen(kw_only=True)
@@ -130,8 +149,8 @@ class RunConfig:
     backbone: ComponentConfig = attrs.field(factory=ComponentConfig)
     head: ComponentConfig = attrs.field(factory=ComponentConfig)
     train: TrainConfig = attrs.field(factory=TrainConfig)
-    #: the sections plugins own (``mtlx_addoption``): ``{section: {option: value}}``, as given
-    plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=dict)
+    #: the sections plugins own (``mtlx_addoption``), by name; once resolved, every installed plugin's
+    plugins: dict[str, ComponentConfig] = attrs.field(factory=dict, converter=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict in the TOML layout (component options inline with ``name``; plugin sections last)."""
@@ -139,11 +158,11 @@ class RunConfig:
         for section in COMPONENT_SECTIONS:
             comp: ComponentConfig = getattr(self, section)
             body = {"name": comp.name} if comp.name is not None else {}
-            body.update(comp.options)
+            body.update(comp.written_out())
             out[section] = body
         out["train"] = {k: v for k, v in attrs.asdict(self.train).items() if v is not None}
-        for name, body in sorted(self.plugins.items()):  # TOML has no null: an option left at None is not written
-            out[name] = {k: v for k, v in body.items() if v is not None}
+        for name, section in sorted(self.plugins.items()):  # TOML has no null: an option left at None is not written
+            out[name] = {k: v for k, v in section.written_out().items() if v is not None}
         return out
 
     def to_toml(self, run_id: str | None = None) -> str:
@@ -212,12 +231,18 @@ RETIRED_KEYS = frozenset({"train.select_metric"})
 DEFAULTS: dict[str, Any] = {"strategy.name": "ew", "dataset.name": "digits", "arch.name": "hps"}
 
 
-def resolve(layers: list[Mapping[str, Any]], plugin_sections: Mapping[str, Any] = {}) -> RunConfig:
-    """Merge flat override layers (later wins, :data:`DEFAULTS` first) into a validated :class:`RunConfig`.
+def resolve(
+    layers: list[Mapping[str, Any]], registries: Registries | None = None, sections: Iterable[str] | None = None
+) -> RunConfig:
+    """Merge flat override layers (later wins, :data:`DEFAULTS` first) into a validated :class:`RunConfig`; with
+    ``registries``, their plugins' sections are known too, and each component section's ``Config`` is built (only
+    ``sections``, when given: rebuilding a run's model needs no strategy, whose plugin may be gone)."""
+    config = _merged(layers, registries.sections if registries is not None else ())
+    return resolve_sections(config, registries, sections) if registries is not None else config
 
-    ``plugin_sections`` are the installed plugins' sections (:class:`mtlx.plugin_options.Section` by name):
-    their options are checked against the section's ``config`` here; any other unknown section is refused.
-    """
+
+def _merged(layers: list[Mapping[str, Any]], plugin_sections: Iterable[str]) -> RunConfig:
+    """The layers merged into sections; any unknown section or ``train`` key is refused."""
     merged = {key: value for layer in (DEFAULTS, *layers) for key, value in layer.items()}
     for key in RETIRED_KEYS:
         merged.pop(key, None)
@@ -239,10 +264,85 @@ def resolve(layers: list[Mapping[str, Any]], plugin_sections: Mapping[str, Any] 
         train = TrainConfig(**train_options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid [train] setting: {_message(error)}") from None
-    plugins = {name: sections[name] for name in plugin_sections if sections[name]}
-    for name, body in plugins.items():
-        build_component_config(plugin_sections[name].config, body, where=plugin_sections[name].label)
+    plugins = {name: ComponentConfig(options=sections[name]) for name in plugin_sections if sections[name]}
     return RunConfig(train=train, plugins=plugins, **components)
+
+
+def resolve_sections(config: RunConfig, registries: Registries, sections: Iterable[str] | None = None) -> RunConfig:
+    """``config`` with each component section's ``Config`` built (once: a built one is kept; only ``sections``,
+    when given), every installed plugin's section too."""
+    components = {}
+    for section, registry in registries.by_section.items():
+        comp = getattr(config, section)
+        if sections is not None and section not in sections:
+            continue
+        if comp.config is None:
+            if comp.name is None:
+                raise ConfigError(
+                    f"no {section} chosen: pass --{section} NAME (dataset {config.dataset.name!r} recommends none); "
+                    f"installed: {', '.join(registry.list()) or 'none'}"
+                )
+            cls, where = registry.get(comp.name), f"{registry.kind} {comp.name!r}"
+            comp = attrs.evolve(comp, config=build_component_config(cls.Config, comp.options, where))
+        components[section] = comp
+    plugins = {}
+    for name, section in registries.sections.items():
+        given = config.plugins.get(name, ComponentConfig())
+        plugins[name] = given if given.config is not None else attrs.evolve(
+            given, config=build_component_config(section.config, given.options, where=section.label))
+    return attrs.evolve(config, plugins=plugins, **components)
+
+
+def installed_registries(registries: Registries | None) -> Registries:
+    """``registries``, or (None: the Python API's default) the installed plugins', loaded afresh: no cached
+    process-wide manager that a test would have to reset or that one caller's plugins could leak into."""
+    from .hooks import PluginManager  # on use: the plugin machinery imports this module
+
+    return registries if registries is not None else PluginManager().registries
+
+
+def resolve_run_config(
+    user_layers: Sequence[Mapping[str, Any]], presets: Sequence[str] = (), registries: Registries | None = None
+) -> RunConfig:
+    """Resolve the run config: defaults < dataset ``recommended`` < presets < user layers, each section built.
+
+    When the user picks another component than the recommended one (``--backbone``),
+    the options recommended for that section are dropped with it.
+    """
+    registries = installed_registries(registries)
+    chosen_by_user = {key: value for layer in user_layers for key, value in layer.items()}
+    dataset_name = chosen_by_user.get("dataset.name", DEFAULTS["dataset.name"])
+    dataset_cls = registries.datasets.get(str(dataset_name))
+    recommended = dict(dataset_cls.recommended)
+    for section in COMPONENT_SECTIONS:
+        # options recommended for one component do not apply to another the user picked instead
+        chosen = chosen_by_user.get(f"{section}.name")
+        if chosen is not None and chosen != recommended.get(f"{section}.name", chosen):
+            recommended = {k: v for k, v in recommended.items() if not k.startswith(f"{section}.")}
+    layers: list[Mapping[str, Any]] = [recommended]
+    strategy_name = chosen_by_user.get("strategy.name", DEFAULTS["strategy.name"])
+    strategy_cls = _preset_owner(registries.strategies, str(strategy_name)) if presets else None
+    owners = ((dataset_cls.presets, ""), (getattr(strategy_cls, "presets", {}), "strategy."))
+    for preset in presets:
+        # a preset names a published setting: the dataset's part (data, model, training) and the strategy's
+        found = [{k: v for k, v in table[preset].items() if k.startswith(prefix)}
+                 for table, prefix in owners if preset in table]
+        if not found:
+            known = sorted({name for table, _ in owners for name in table})
+            raise ConfigError(
+                f"neither dataset {dataset_name!r} nor strategy {strategy_name!r} has a preset {preset!r}"
+                f"{did_you_mean(preset, known)} (presets: {', '.join(known) or 'none'})"
+            )
+        layers.extend(found)
+    return resolve([*layers, *user_layers], registries)
+
+
+def _preset_owner(registry: Any, name: str) -> type | None:
+    """The strategy class whose presets apply, or None when it is not installed (building it says so later)."""
+    try:
+        return registry.get(name)
+    except UnknownComponentError:
+        return None
 
 
 _SCALARS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
@@ -297,15 +397,15 @@ RESUMABLE_KEYS = frozenset({
 
 
 def resume_config(saved: Mapping[str, Any], user: Mapping[str, Any], where: str,
-                  plugin_sections: Mapping[str, Any] = {}) -> tuple[RunConfig, dict[str, Any]]:
-    """The config of a resumed run: ``saved`` (its config.toml, flat) with the ``user`` options that may change.
+                  registries: Registries) -> tuple[RunConfig, dict[str, Any]]:
+    """The config of a resumed run: ``saved`` (its config.toml, flat) with the ``user`` options that may change,
+    resolved as :func:`resolve` does with ``registries``.
 
     Returns the config and ``{key: [old, new]}`` of what changed. Any other difference is a
-    :class:`ConfigError` naming every differing key; ``train.epochs`` may only grow. ``plugin_sections``:
-    as for :func:`resolve`.
+    :class:`ConfigError` naming every differing key; ``train.epochs`` may only grow.
     """
-    before = flatten(resolve([saved], plugin_sections).to_dict())
-    after_config = resolve([saved, user], plugin_sections)
+    before = flatten(_merged([saved], registries.sections).to_dict())
+    after_config = _merged([saved, user], registries.sections)
     after = flatten(after_config.to_dict())
     changed = {k: [before.get(k), after.get(k)] for k in sorted({*before, *after}) if before.get(k) != after.get(k)}
     fixed = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}
@@ -319,7 +419,7 @@ def resume_config(saved: Mapping[str, Any], user: Mapping[str, Any], where: str,
     epochs = changed.get("train.epochs")
     if epochs and epochs[1] < epochs[0]:
         raise ConfigError(f"cannot resume {where} with fewer epochs ({epochs[0]} -> {epochs[1]}): epochs may only grow")
-    return after_config, changed
+    return resolve_sections(after_config, registries), changed
 
 
 def build_component_config(config_cls: type, options: Mapping[str, Any], where: str) -> Any:

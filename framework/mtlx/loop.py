@@ -1,11 +1,9 @@
 """Any installed strategy in your own training loop: ``mtlx.MTL``.
 
-The engine is one way to train; most researchers already have a loop (plain
-PyTorch, Lightning, their own). :class:`MTL` gives such a loop the same step
-the engine takes: the user computes the shared features and the per-task
-losses, ``mtl.backward(losses, features=z)`` populates ``.grad`` of the shared
-and task-specific parameters exactly as ``mtlx run`` would, and the user's
-optimiser steps::
+The engine is one way to train; most researchers already have a loop (plain PyTorch, Lightning, their own).
+:class:`MTL` gives such a loop the same step the engine takes (the same :class:`~mtlx.engine.driver.StepDriver`):
+the user computes the shared features and the per-task losses, ``mtl.backward(losses, features=z)`` populates
+``.grad`` of the shared and task-specific parameters exactly as ``mtlx run`` would, and the user's optimiser steps::
 
     mtl = mtlx.MTL("rep-mtl", tasks=["seg", "depth"], shared=encoder, heads={"seg": seg_head, "depth": depth_head})
     optimizer = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), *mtl.parameters()])
@@ -20,9 +18,8 @@ optimiser steps::
 
 A strategy that takes the optimiser step itself (``strategy.owns_optimizer_step``: MTAdam) is stepped by
 ``mtl.step(optimizer)`` in place of ``optimizer.step(); mtl.step()``; the optimiser (Adam or AdamW) only
-supplies its param groups' learning rate (a scheduler's) and weight decay.
-
-The strategy's cross-step state is in ``mtl.state_dict()`` for the user's checkpoint.
+supplies its param groups' learning rate (a scheduler's) and weight decay. The strategy's cross-step state
+is in ``mtl.state_dict()`` for the user's checkpoint.
 
 A user's loop has none of the engine's guarantees about what it hands over, so :class:`MTL` checks its
 arguments before any ``.grad`` is written and refuses misuse with one line naming the argument and task
@@ -66,6 +63,8 @@ _HOW_TO_PROVIDE = {
                         "to MTL.backward",
     "heldout_losses": "pass heldout_losses= (a forward of a held-out batch through shared and heads: "
                       "lambda: {task: loss}) to MTL.backward",
+    "train_losses": "pass train_losses= (a forward of the same batch through shared and heads, with graph: "
+                    "lambda: {task: loss}) to MTL.backward",
     "learning_rate": "pass learning_rate= (your optimiser's current learning rate) to MTL.backward",
 }
 
@@ -220,7 +219,7 @@ class MTL:
         self.strategy: MTOStrategy = strategy_by_name(name, options, self.tasks, registries)
         self.model = _UserModel(self.tasks, shared, heads)
         _check_disjoint({"shared": self.model.encoder, **{f"heads[{t!r}]": self.model.heads[t] for t in self.tasks}})
-        if self.strategy.heldout_split is not None:
+        if self.strategy.heldout_split is not None or self.strategy.needs_train_losses:
             _check_modules(name, shared, heads)
         self.nonfinite = nonfinite
         self.steps_per_epoch = steps_per_epoch
@@ -252,6 +251,7 @@ class MTL:
         extra_losses: Sequence[Mapping[str, torch.Tensor] | Sequence[torch.Tensor]] = (),
         extra_features: Sequence[torch.Tensor | Mapping[str, torch.Tensor] | None] = (),
         heldout_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+        train_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None,
         learning_rate: float | None = None,
     ) -> StepResult:
         """Populate ``.grad`` of the shared, task and strategy parameters for this step (the engine's step).
@@ -279,6 +279,9 @@ class MTL:
             heldout_losses: for a bilevel strategy (``strategy.heldout_split``, e.g. auto-lambda): a function
                 computing ``{task: loss}`` of a held-out batch through ``shared`` and ``heads`` (the strategy runs
                 it at virtual parameters, so those must be the modules the function calls); with graph.
+            train_losses: for a strategy that re-runs the step's batch at virtual parameters
+                (``strategy.needs_train_losses``, e.g. forum's inner steps): a function computing ``losses`` again,
+                on the same batch through ``shared`` and ``heads``, with graph.
             learning_rate: your optimiser's current learning rate (auto-lambda's virtual step).
 
         Returns:
@@ -290,7 +293,10 @@ class MTL:
                               f"{owned_step_conflict(self.strategy, None, loss_scaling=True)}")
         self._check_features(named, features)
         extras = self._extra_losses(extra_losses, extra_features)
-        self._check_heldout(heldout_losses)
+        self._check_closure("heldout_losses", heldout_losses, self.strategy.heldout_split is not None,
+                            "learns from a held-out batch each step", "takes no held-out batch")
+        self._check_closure("train_losses", train_losses, self.strategy.needs_train_losses,
+                            "re-runs your training batch at other parameters", "does not re-run the training batch")
         if recompute_losses is not None and not callable(recompute_losses):
             raise ConfigError(f"mtlx.MTL.backward: recompute_losses must be a function returning {{task: loss}}, "
                               f"got {type(recompute_losses).__name__}")
@@ -309,6 +315,7 @@ class MTL:
             extra_losses=extras,
             extra_representations=list(extra_features),
             heldout_losses=heldout_losses,
+            train_losses=train_losses,
             learning_rate=learning_rate,
         )
         result = self.driver.backward(step)
@@ -362,17 +369,16 @@ class MTL:
             self._check_features(batch, z)
         return extras
 
-    def _check_heldout(self, heldout_losses: Any) -> None:
-        """A bilevel strategy gets a callable ``heldout_losses``; every other strategy none."""
-        where, split = "mtlx.MTL.backward", self.strategy.heldout_split
-        if heldout_losses is None and split is not None:
-            raise ConfigError(f"{where}: strategy {self.name!r} learns from a held-out batch each step: "
-                              f"{_HOW_TO_PROVIDE['heldout_losses']}")
-        if heldout_losses is not None and split is None:
-            raise ConfigError(f"{where}: strategy {self.name!r} takes no held-out batch; drop heldout_losses=")
-        if heldout_losses is not None and not callable(heldout_losses):
-            raise ConfigError(f"{where}: heldout_losses must be a function returning {{task: loss}}, "
-                              f"got {type(heldout_losses).__name__}")
+    def _check_closure(self, arg: str, given: Any, needed: bool, why: str, unneeded: str) -> None:
+        """``arg`` (``heldout_losses``, ``train_losses``): a callable for a strategy that needs it (``why``), None for
+        every other strategy (``unneeded``)."""
+        where = "mtlx.MTL.backward"
+        if given is None and needed:
+            raise ConfigError(f"{where}: strategy {self.name!r} {why}: {_HOW_TO_PROVIDE[arg]}")
+        if given is not None and not needed:
+            raise ConfigError(f"{where}: strategy {self.name!r} {unneeded}; drop {arg}=")
+        if given is not None and not callable(given):
+            raise ConfigError(f"{where}: {arg} must be a function returning {{task: loss}}, got {type(given).__name__}")
 
     def _check_features(self, losses: Mapping[str, torch.Tensor], features: Any) -> None:
         """Every loss reads ``features`` (its task's entry for ``{task: Z_t}``): what strategies read through it."""

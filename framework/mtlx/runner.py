@@ -144,12 +144,16 @@ def make_optimizer(train: TrainConfig, components: Components) -> torch.optim.Op
 
 
 def _checkpoint_bytes(engine: Engine, train: TrainConfig) -> int:
-    """About the size of one checkpoint: the model's state, and the optimiser's per-parameter state
-    (Adam: two moments; SGD with momentum: one buffer) over the parameters it steps."""
+    """About the size of one checkpoint: the model's state, the optimiser's per-parameter state (Adam: two
+    moments; SGD with momentum: one buffer; none when the strategy takes the step) and the strategy's."""
     model = sum(t.numel() * t.element_size() for t in engine.model.state_dict().values())
-    stepped = sum(p.numel() * p.element_size() for p in engine.trainable_parameters())
+    params = list(engine.trainable_parameters())
+    stepped = sum(p.numel() * p.element_size() for p in params)
     slots = 2 if train.optimizer in ("adam", "adamw") else int(train.momentum > 0)
-    return model + slots * stepped
+    shared = engine.model.shared_parameters()
+    others = [p for p in params if all(p is not q for q in shared)]
+    strategy = engine.strategy.state_bytes(shared, others)
+    return model + (0 if engine.strategy.owns_optimizer_step else slots * stepped) + strategy
 
 
 def _labels(components: Components) -> dict[str, str]:
@@ -308,7 +312,7 @@ def create_engine(
     # every process: last.pt gathers each rank's state (rank 0 writes it)
     engine.attach(CheckpointHandler(run_dir, lambda: meta, every_steps=cfg.checkpoint_every))
     plugins.call("mtlx_engine_created", required=True, engine=engine, config=components.config,
-                 options=components.options)
+                 options={name: section.config for name, section in components.config.plugins.items()})
     return engine
 
 
@@ -323,7 +327,8 @@ def train(
     tensorboard: bool = False,
     on_start: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate; write ``config.toml`` and ``results.json``; return the results.
+    """Train and evaluate; write ``config.toml`` (``config``, resolved: :func:`mtlx.config.resolve_run_config`)
+    and ``results.json``; return the results.
 
     Everything is built from ``plugins``' registries (the command line's: :func:`mtlx.cli.plugin_manager`).
     Phase 1 builds and checks everything, the directory's room for a checkpoint included, and writes
@@ -336,7 +341,6 @@ def train(
     with torch_threads(config.train.threads):  # restored afterwards: the caller's process is left as it was
         seed_everything(config.train.seed)
         components = build(config, plugins.registries)
-        config = components.config  # with every default written out
         main = distributed.is_main_process()
         run_id = read_run_id(run_dir / "config.toml") if resume else rundir.new_run_id()
         engine = create_engine(components, run_dir, plugins=plugins, progress=progress, tensorboard=tensorboard,

@@ -12,8 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..build import resolve_run_config
-from ..config import COMPONENT_SECTIONS, RunConfig, load_toml, parse_override
+from ..config import COMPONENT_SECTIONS, RunConfig, load_toml, parse_override, resolve_run_config
 from ..registry import Registries
 
 __all__ = ["cli_settings", "component_options", "config_options", "resolve_cli_config"]

@@ -83,8 +83,7 @@ def _resolve(plugins: PluginManager, config_file: str | None, overrides: tuple[s
     if out is not None and Path(out).resolve() != Path(resume).resolve():
         raise ConfigError(f"--out cannot be given with --resume: a resumed run stays in {resume}")
     user = cli_settings(config_file, flags, overrides)
-    return resume_config(load_toml(check_resumable(resume)), user, where=str(resume),
-                         plugin_sections=plugins.registries.sections)
+    return resume_config(load_toml(check_resumable(resume)), user, where=str(resume), registries=plugins.registries)
 
 
 def _run(plugins: PluginManager, config_file: str | None, overrides: tuple[str, ...], presets: tuple[str, ...],

@@ -46,7 +46,7 @@ from .finite import (
 from .handler import Handler
 from .rng import load_rng_state, rng_state
 from .state import State
-from .step import forward, nonfinite_message, task_losses, to_device
+from .step import autocast, forward, nonfinite_message, task_losses, to_device
 
 __all__ = ["Engine"]
 
@@ -261,10 +261,7 @@ class Engine:
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast context of the configured precision (a no-op for fp32)."""
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def _forward_losses(self, inputs: Any, targets: Any) -> tuple[dict[str, torch.Tensor], Any]:
         with self.autocast():
@@ -289,6 +286,7 @@ class Engine:
             heldout = lambda: self._forward_losses(*held)[0]  # run by the strategy, at its parameters
         if self.on_nonfinite == "skip" and not all(self._losses_finite(x) for x in [losses, *(e for e, _ in extras)]):
             return  # a skipped step never reaches the strategy (its state stays clean); costs one more sync
+        reforward = lambda: self._forward_losses(inputs, targets)[0]  # the step's batch again (at a strategy's parameters)
         ctx = StepContext(
             model=self.model,
             losses=losses,
@@ -296,10 +294,11 @@ class Engine:
             iteration=state.iteration - 1,
             epoch=state.epoch,
             loss_scale=self._loss_scale(),
-            recompute_losses=torch.no_grad()(lambda: self._forward_losses(inputs, targets)[0]),
+            recompute_losses=torch.no_grad()(reforward),
             extra_losses=[e for e, _ in extras],
             extra_representations=[z for _, z in extras],
             heldout_losses=heldout,
+            train_losses=reforward if self.strategy.needs_train_losses else None,
             learning_rate=float(self.optimizer.param_groups[0]["lr"]),
         )
         try:

@@ -6,6 +6,7 @@ Whenever the model exposes a shared representation Z, the forward runs as
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from ..errors import ConfigError
 from ..interfaces import MultiTaskModel, TaskSpec
 
-__all__ = ["LOSS_TRANSFORMS", "forward", "nonfinite_message", "task_losses", "to_device"]
+__all__ = ["LOSS_TRANSFORMS", "autocast", "forward", "nonfinite_message", "task_losses", "to_device"]
 
 #: Engine-level loss transforms (rep-mtl.md: the paper trains with ``log``).
 LOSS_TRANSFORMS = {
@@ -34,6 +35,13 @@ def to_device(obj: Any, device: torch.device) -> Any:
     if hasattr(obj, "to"):
         return obj.to(device)
     return obj
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context of ``precision`` (``fp32``, ``bf16``, ``fp16``) on ``device``; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def forward(

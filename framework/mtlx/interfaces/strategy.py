@@ -22,6 +22,11 @@ draws one batch of that split per step from a loader of its own (cycled, resumed
 per process) and hands over its forward as ``StepContext.heldout_losses``; ``StepContext.losses_at``
 evaluates such a closure at virtual parameters θ' (:mod:`mtlx.virtual`).
 
+A strategy that re-runs the step's own training batch with graph at other parameters (FORUM's inner steps on
+the lower level) sets ``needs_train_losses``: the engine and ``mtlx.MTL`` hand over that batch's forward as
+``StepContext.train_losses``, for ``losses_at`` (``recompute_losses``, the same forward without grad, cannot be
+differentiated).
+
 A strategy that works at the optimiser level (MTAdam) sets ``owns_optimizer_step`` to the optimiser classes it
 takes the step of and implements :meth:`MTOStrategy.optimizer_step`: the engine and ``mtlx.MTL`` call it in place
 of ``optimizer.step()`` (:func:`take_optimizer_step`), the optimiser's param groups giving the learning rate (a
@@ -99,6 +104,8 @@ class StepContext:
         extra_representations: Z of each extra batch when captured (as ``representation``), else empty.
         heldout_losses: the forward of the step's held-out batch (``strategy.heldout_split``): a closure giving
             ``{task: scalar loss}`` with graph; evaluate it at other parameters with :meth:`losses_at`.
+        train_losses: the forward of the step's own batch again (``strategy.needs_train_losses``): a closure giving
+            ``losses`` anew, with graph; evaluate it at other parameters with :meth:`losses_at`.
         learning_rate: the optimiser's current learning rate (the engine's first parameter group), for a
             strategy that takes a virtual step as the optimiser would; None where the caller does not know it.
         how_to_provide: ``{field: how}``: how the caller of ``strategy.backward`` lets a strategy have an
@@ -119,6 +126,7 @@ class StepContext:
     extra_losses: Sequence[dict[str, torch.Tensor]] = ()
     extra_representations: Sequence[torch.Tensor | dict[str, torch.Tensor] | None] = ()
     heldout_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
+    train_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
     learning_rate: float | None = None
     _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)  # batch 0's
     _extra_grads: dict[int, torch.Tensor] = attrs.field(factory=dict, init=False)  # the extra batches'
@@ -157,7 +165,7 @@ class StepContext:
 
     def losses_at(self, compute: Callable[[], Mapping[str, torch.Tensor]],
                   params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``compute()`` (``heldout_losses``, ``recompute_losses``) with the model's parameters named in ``params``
+        """``compute()`` (``heldout_losses``, ``train_losses``) with the model's parameters named in ``params``
         replaced: one forward, differentiable w.r.t. ``params``, the model and its buffers untouched."""
         return losses_at(self.model, compute, params)
 
@@ -282,6 +290,9 @@ class MTOStrategy(ABC):
     #: the split a bilevel strategy draws one held-out batch of per step (``StepContext.heldout_losses``);
     #: None: none. A class or an instance attribute (a config option)
     heldout_split: str | None = None
+    #: whether the strategy re-runs the step's own batch with graph (``StepContext.train_losses``, e.g. at
+    #: virtual parameters): the engine and ``mtlx.MTL`` supply that forward only to a strategy that sets it
+    needs_train_losses: ClassVar[bool] = False
     #: the optimiser classes whose step the strategy takes itself (MTAdam: Adam, AdamW); empty: it does not.
     #: Non-empty: :meth:`optimizer_step` runs in place of ``optimizer.step()``; fp16 loss scaling, gradient
     #: clipping and other optimisers are refused before training (:func:`owned_step_conflict`)
@@ -316,6 +327,11 @@ class MTOStrategy(ABC):
         The engine optimises them in their own parameter group without weight decay.
         """
         return ()
+
+    def state_bytes(self, shared: Sequence[nn.Parameter], others: Sequence[nn.Parameter]) -> int:
+        """About the bytes of per-parameter state this strategy checkpoints (MTAdam's moments, MoCo's per-task
+        gradients), for ``mtlx run``'s start-up check that a checkpoint fits on the disk; 0: none worth counting."""
+        return 0
 
     def optimizer_step(self, step: StepContext, optimizer: torch.optim.Optimizer) -> None:
         """The optimiser step of a strategy that owns it (``owns_optimizer_step``), after ``backward`` and the DDP

@@ -85,9 +85,10 @@ def make_step(
     """Forward ``x`` exactly as the engine does and return the step context a strategy sees (at ``iteration``
     of ``epoch``, both 0-based as the engine counts them); ``extra_batches``: the step's batches 1..k-1 of a
     strategy with ``batches_per_step = k``; ``heldout_batch``: the held-out batch of a strategy with a
-    ``heldout_split``, forwarded when the strategy calls ``heldout_losses``; ``learning_rate``: the optimiser's."""
+    ``heldout_split``, forwarded when the strategy calls ``heldout_losses``; ``learning_rate``: the optimiser's.
+    ``train_losses`` (``x`` forwarded again, with graph) is always set: cheap until a strategy calls it."""
     preds, rep = forward(model, x)
-    recompute = torch.no_grad()(lambda: task_losses(forward(model, x)[0], targets, tasks, transform))
+    reforward = lambda: task_losses(forward(model, x)[0], targets, tasks, transform)
     losses = task_losses(preds, targets, tasks, transform)
     extras = [forward(model, ex) for ex, _ in extra_batches]
     heldout = None
@@ -95,8 +96,9 @@ def make_step(
         hx, ht = heldout_batch
         heldout = lambda: task_losses(forward(model, hx)[0], ht, tasks, transform)
     return StepContext(
-        model=model, losses=losses, representation=rep, iteration=iteration, epoch=epoch, recompute_losses=recompute,
-        grad_method=grad_method,
+        model=model, losses=losses, representation=rep, iteration=iteration, epoch=epoch,
+        recompute_losses=torch.no_grad()(reforward), grad_method=grad_method,
         extra_losses=[task_losses(p, t, tasks, transform) for (p, _), (_, t) in zip(extras, extra_batches, strict=True)],
-        extra_representations=[z for _, z in extras], heldout_losses=heldout, learning_rate=learning_rate,
+        extra_representations=[z for _, z in extras], heldout_losses=heldout, train_losses=reforward,
+        learning_rate=learning_rate,
     )

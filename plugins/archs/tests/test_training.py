@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mtlx import ConfigError
-from mtlx.build import build_dataset, build_model, build_strategy, resolve_run_config
+from mtlx.build import build_dataset, build_model, build_strategy
+from mtlx.config import resolve_run_config
 from mtlx.engine import to_device
 from mtlx.testing import make_step
 from mtlx_archs.plugin import ARCHS

@@ -262,9 +262,10 @@ def test_mtl_backward_with_heldout_losses_gives_the_engines_gradients(name):
     engine.run()
     (x, y), (hx, hy) = next(iter(loader(0))), next(iter(loader(1, shuffle_seed=1)))
     preds, z = forward(twin, x)
+    train = {"train_losses": lambda: task_losses(forward(twin, x)[0], y, TASKS)} if name == "forum" else {}
     result = mtl.backward(task_losses(preds, y, TASKS), features=z, learning_rate=0.1,
                           recompute_losses=lambda: task_losses(forward(twin, x)[0], y, TASKS),
-                          heldout_losses=lambda: task_losses(forward(twin, hx)[0], hy, TASKS))
+                          heldout_losses=lambda: task_losses(forward(twin, hx)[0], hy, TASKS), **train)
     assert result.weights == engine.state.weights
     for (n, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=0, msg=n)
@@ -278,6 +279,25 @@ def test_mtl_backward_with_heldout_losses_gives_the_engines_gradients(name):
 def test_mtl_says_what_auto_lambda_needs(call, says):
     model = ToyModel(TASKS)
     mtl = MTL("auto-lambda", tasks=NAMES, shared=model.encoder, heads=model.heads)
+    x, y = toy_batch(TASKS)
+    with pytest.raises(ConfigError, match=says) as error:
+        mtl.backward(task_losses(forward(model, x)[0], y, TASKS), **call)
+    assert "\n" not in str(error.value)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize(("name", "call", "says"), [
+    ("forum", {"heldout_losses": dict},
+     (r"^mtlx.MTL.backward: strategy 'forum' re-runs your training batch at other parameters: pass train_losses= "
+      r"\(a forward of the same batch through shared and heads, with graph: lambda: \{task: loss\}\) to MTL.backward$")),
+    ("forum", {"heldout_losses": dict, "train_losses": 1.0},
+     r"^mtlx.MTL.backward: train_losses must be a function returning \{task: loss\}, got float$"),
+    ("moml", {"heldout_losses": dict, "train_losses": dict},
+     r"^mtlx.MTL.backward: strategy 'moml' does not re-run the training batch; drop train_losses=$"),
+])
+def test_mtl_refuses_a_missing_or_wrong_train_losses_in_one_line(name, call, says):
+    model = ToyModel(TASKS)
+    mtl = MTL(name, tasks=NAMES, shared=model.encoder, heads=model.heads)
     x, y = toy_batch(TASKS)
     with pytest.raises(ConfigError, match=says) as error:
         mtl.backward(task_losses(forward(model, x)[0], y, TASKS), **call)

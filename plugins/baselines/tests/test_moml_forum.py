@@ -17,9 +17,12 @@ import pytest
 import torch
 from scipy.optimize import minimize
 from torch import nn
+from torch.utils.data import StackDataset
 
 from mtlx import StepContext
 from mtlx.checkpoint import load_checkpoint
+from mtlx.data import EpochLoader
+from mtlx.engine import Engine, State
 from mtlx.engine.step import forward
 from mtlx.testing import (
     ToyModel,
@@ -55,7 +58,7 @@ def losses_of(model: nn.Module, batch) -> dict[str, torch.Tensor]:
 def step_of(model: nn.Module, train, held, *, epoch: int = 0) -> StepContext:
     return StepContext(model=model, losses=losses_of(model, train), epoch=epoch, learning_rate=0.1,
                        recompute_losses=torch.no_grad()(lambda: losses_of(model, train)),
-                       heldout_losses=lambda: losses_of(model, held))
+                       train_losses=lambda: losses_of(model, train), heldout_losses=lambda: losses_of(model, held))
 
 
 def flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
@@ -193,28 +196,28 @@ def test_problem_14_matches_scipy_on_random_gradients(seed):
     assert got[:-1].sum() == pytest.approx(1.0) and got[-1] >= pi @ got[:-1] - 1e-9
 
 
-def naive_forum(model, train, held, logits, lambdas, *, epoch, rho, eta, inner_steps):
-    """``train_FORUM``'s step, literally (lower level: ``held``; upper level: ``train``); returns (α's gradient,
-    θ's gradient, λ)."""
+def naive_forum(model, lower, upper, logits, lambdas, *, epoch, rho, eta, inner_steps):
+    """``train_FORUM``'s step, literally (lower level, f and its inner steps: batch ``lower``; upper level, the
+    F_t: batch ``upper``); returns (α's gradient, θ's gradient, λ)."""
     alpha = nn.Parameter(logits.detach().clone())
     params = list(model.parameters())
-    f = torch.softmax(alpha, 0) @ torch.stack(list(losses_of(model, held).values()))
+    f = torch.softmax(alpha, 0) @ torch.stack(list(losses_of(model, lower).values()))
     g_f = flat_grad(f, [alpha, *params])
     inner = copy.deepcopy(model)
     optimizer = torch.optim.SGD(inner.parameters(), lr=eta, weight_decay=0)
     for _ in range(inner_steps):
-        loss = torch.softmax(alpha, 0) @ torch.stack(list(losses_of(inner, held).values()))
+        loss = torch.softmax(alpha, 0) @ torch.stack(list(losses_of(inner, lower).values()))
         if loss.item() > 1e5:
             break
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    loss = torch.softmax(alpha, 0) @ torch.stack(list(losses_of(inner, held).values()))
+    loss = torch.softmax(alpha, 0) @ torch.stack(list(losses_of(inner, lower).values()))
     (g_hat,) = torch.autograd.grad(loss, [alpha])
     g_q = g_f.clone()
     g_q[:T] -= g_hat
-    upper = losses_of(model, train)
-    G = torch.stack([flat_grad(upper[t], params) for t in NAMES])
+    F = losses_of(model, upper)
+    G = torch.stack([flat_grad(F[t], params) for t in NAMES])
     G = G / (1e-8 + G.norm(dim=1, keepdim=True))
     G = torch.cat([torch.zeros(T, T, dtype=G.dtype), G], 1)
     pi = np.array([rho - float(g_q @ G[t]) / (float(g_q.norm()) ** 2 + 1e-8) for t in range(T)])
@@ -264,6 +267,37 @@ def test_forum_step_writes_the_direction_and_steps_alpha_and_lambda_across_epoch
                                    rtol=1e-5, atol=1e-9)
         sgd.step()
     assert result.diagnostics["nu"] > 0 and float(alpha.detach().std()) > 1e-4  # ρ = 2: ν > 0, α moves
+
+
+def one_batch_loader(batch) -> EpochLoader:
+    x, targets = batch
+    return EpochLoader(StackDataset(x, StackDataset(**targets)), batch_size=len(x), seed=0)
+
+
+def test_forum_with_a_val_split_fits_the_lower_level_on_the_training_batch_and_the_upper_level_on_val():
+    """The paper's roles (lower level: the training loss; upper level: the validation losses), through the engine:
+    f and its K inner steps run on the step's own training batch (``StepContext.train_losses``), the F_t on the
+    held-out val batch. One step equals the naive step on (training, val), and differs from the roles swapped."""
+    model, train, val = model64(4), f64(50), f64(60)
+    start = copy.deepcopy(model)
+    strategy = forum.FORUM(forum.FORUM.Config(rho=2.0, inner_steps=3, heldout_split="val"), tasks=NAMES)
+    engine = Engine(model=model, strategy=strategy, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                    tasks=TASKS, train_loader=one_batch_loader(train), heldout_loader=one_batch_loader(val),
+                    state=State(max_epochs=1))
+    engine.run()
+    alpha0 = torch.full((T,), 1 / T, dtype=torch.float64)
+    want_alpha, want_theta, want_lambdas = naive_forum(start, train, val, alpha0, [0.0] * T, epoch=0, rho=2.0,
+                                                       eta=0.1, inner_steps=3)
+    _, swapped_theta, _ = naive_forum(start, val, train, alpha0, [0.0] * T, epoch=0, rho=2.0, eta=0.1, inner_steps=3)
+    got_theta = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    # the engine's losses are computed in fp32 (mtlx.engine.step.task_losses): agreement to fp32 rounding
+    torch.testing.assert_close(got_theta, want_theta, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(strategy.lambdas, torch.tensor(want_lambdas, dtype=torch.float64), rtol=1e-4, atol=1e-6)
+    alpha = torch.nn.Parameter(alpha0.clone())
+    alpha.grad = want_alpha
+    torch.optim.Adam([alpha], lr=1e-3).step()
+    torch.testing.assert_close(strategy.alpha.logits.detach().double(), alpha.detach(), rtol=1e-6, atol=1e-7)
+    assert float((swapped_theta - want_theta).abs().max()) > 1e-2 * float(want_theta.abs().max())  # could fail
 
 
 # -- both ------------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtlx.build import build_dataset, resolve_run_config
-from mtlx.config import build_component_config
+from mtlx.build import build_dataset
+from mtlx.config import build_component_config, resolve_run_config
 from mtlx.errors import ConfigError, DataError
 from mtlx.metrics import delta_m
 from mtlx_cityscapes.cityscapes import Cityscapes

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtlx.build import build_dataset, resolve_run_config
+from mtlx.build import build_dataset
 from mtlx.checkpoint import load_checkpoint
+from mtlx.config import resolve_run_config
 from mtlx.hooks import PluginManager
 from mtlx.testing import invoke_cli
 

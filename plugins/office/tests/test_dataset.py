@@ -153,7 +153,7 @@ def test_registered_under_both_names():
 def test_paper_preset_resolves_to_the_papers_training(name):
     """The Rep-MTL paper trains Office-31 and Office-Home with the log loss transform (its Appendix A), on
     LibMTL's office recipe: 100 epochs, batch 64, Adam 1e-4, weight decay 1e-5."""
-    from mtlx.build import resolve_run_config
+    from mtlx.config import resolve_run_config
 
     train = resolve_run_config([{"dataset.name": name}], ["paper"]).train
     assert (train.loss_transform, train.epochs) == ("log", 100)

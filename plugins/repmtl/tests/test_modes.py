@@ -194,7 +194,7 @@ def test_fixed_lambda_needs_paper_mode(tmp_path):
 
 def test_preset_paper_selects_paper_mode():
     """``--preset paper`` is the paper's objective: rep-mtl's part of the preset sets mode=paper."""
-    from mtlx.build import resolve_run_config
+    from mtlx.config import resolve_run_config
 
     config = resolve_run_config([{"strategy.name": "rep-mtl", "dataset.name": "digits"}], presets=["paper"])
     assert config.strategy.options == {"mode": "paper"}

@@ -408,7 +408,8 @@ def test_step_traverses_each_head_only_as_the_exact_gradient_needs(options):
 
 def test_the_base_comes_from_the_registries_the_build_was_given():
     """A run built from its own registries (no global plugin manager) takes its base weighting from them."""
-    from mtlx.build import build_strategy, resolve_run_config
+    from mtlx.build import build_strategy
+    from mtlx.config import resolve_run_config
     from mtlx.registry import Registries
 
     registries = Registries()

@@ -14,6 +14,7 @@ import pytest
 import tomli_w
 from scipy import stats
 
+from mtlx.hooks import PluginManager
 from mtlx.metrics import delta_m
 from mtlx_tools.report import build_tables, find_runs
 
@@ -28,13 +29,14 @@ TRAIN = {"epochs": 1, "batch_size": 4, "drop_last": False, "lr": 0.001, "weight_
 
 
 def write_run(path: Path, strategy: str, seed: int, miou: float, pixacc: float = 0.8, abs_err: float = 0.4,
-              options: dict | None = None, dataset: str = "fake", **train) -> Path:
+              options: dict | None = None, dataset: str = "fake", config: dict | None = None, **train) -> Path:
     """A finished run directory as `mtlx run` writes it: config.toml by section, results.json with the summaries
-    the runner computes with mtlx.metrics.delta_m (the report reads those, as it does for real runs)."""
+    the runner computes with mtlx.metrics.delta_m (the report reads those, as it does for real runs).
+    ``config``: the whole config.toml by section instead of the one made from the other arguments."""
     path.mkdir(parents=True)
-    config = {"strategy": {"name": strategy, **(options or {})}, "dataset": {"name": dataset, "size": 64},
-              "arch": {"name": "hps"}, "backbone": {"name": "toy"}, "head": {"name": "toy"},
-              "train": {**TRAIN, "seed": seed, **train}}
+    config = config or {"strategy": {"name": strategy, **(options or {})}, "dataset": {"name": dataset, "size": 64},
+                        "arch": {"name": "hps"}, "backbone": {"name": "toy"}, "head": {"name": "toy"},
+                        "train": {**TRAIN, "seed": seed, **train}}
     (path / "config.toml").write_text(tomli_w.dumps(config))
     metrics = {"seg": {"miou": miou, "pixacc": pixacc}, "depth": {"abs_err": abs_err}}
     summary = {f"delta_m_{c}": delta_m(metrics, BASELINE, HIB, c) for c in ("task", "metric")}
@@ -165,12 +167,14 @@ def test_markdown_and_latex_show_the_tests(cli, table_dir, tmp_path):
 
 def test_labels_name_every_option_that_differs_epochs_included(tmp_path):
     """Issue 28: runs of 10 and 2 epochs were both shown as just "ew" / "rep-mtl". A strategy's own options
-    label rows only among that strategy's rows."""
+    label rows only among that strategy's rows. Dataset 'fake' is not installed, so no default is known and
+    every option that differs is shown (test_report_labels.py: with the defaults)."""
     write_run(tmp_path / "a", "ew", 0, 0.5, epochs=10)
     write_run(tmp_path / "b", "rep-mtl", 0, 0.5, epochs=2, options={"rho": 0.01})
     write_run(tmp_path / "c", "rep-mtl", 0, 0.5, epochs=2, options={"rho": 0.001})
     write_run(tmp_path / "d", "mgda", 0, 0.5, epochs=2, options={"normalize": "l2"})
-    (table,) = build_tables(find_runs([tmp_path]))
+    with pytest.warns(RuntimeWarning, match="for dataset 'fake': its plugin is not installed"):
+        (table,) = build_tables(find_runs([tmp_path]))
     assert [row.label for row in table.rows] == [
         "ew (train.epochs=10)", "mgda (train.epochs=2)",
         "rep-mtl (strategy.rho=0.001, train.epochs=2)", "rep-mtl (strategy.rho=0.01, train.epochs=2)"]
@@ -182,8 +186,10 @@ def test_real_runs_of_different_lengths_are_labelled_by_epochs(cli, toy_runs, tm
     result = cli("run", "-d", "toy", "-s", "ew", "--epochs", "2", "--out", str(two), "-q", "--threads", "1",
                  "-o", "train.seed=1", "-o", "arch.channels=32")
     assert result.exit_code == 0, result.output
-    (table,) = build_tables(find_runs([toy_runs["a1"], two]))
-    assert [row.label for row in table.rows] == ["ew (train.epochs=2)", "toy-weighted (train.epochs=1)"]
+    toy = PluginManager(modules=["mtlx.testing.plugin"]).registries  # the toy dataset: its defaults known
+    (table,) = build_tables(find_runs([toy_runs["a1"], two]), registries=toy)
+    # the toy dataset recommends 2 epochs: the 2-epoch row is at the default
+    assert [row.label for row in table.rows] == ["ew", "toy-weighted (train.epochs=1)"]
 
 
 def test_seeds_pool_across_thread_counts_and_nested_sweep_folders(tmp_path):

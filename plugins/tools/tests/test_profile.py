@@ -10,8 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from mtlx import phases
-from mtlx.build import build, build_model, resolve_run_config
+from mtlx.build import build, build_model
 from mtlx.cli import main
+from mtlx.config import resolve_run_config
 from mtlx_digits.tasks import TASKS  # the dataset profiled here
 from mtlx_tools import count_flops
 from mtlx_tools.profile.measure import profile_components

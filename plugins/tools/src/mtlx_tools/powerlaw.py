@@ -207,7 +207,7 @@ def _groups_from_model(config: Mapping[str, Any], names: list[str], registries: 
     """Rebuild the run's model (flat ``section.key`` config) and group by ``shared_parameters``/``task_parameters``."""
     from mtlx.build import build_dataset, build_model
 
-    run_config = resolve([config], registries.sections)  # a plugin's [section] too
+    run_config = resolve([config], registries, sections=("dataset", "arch", "backbone", "head"))
     dataset = build_dataset(run_config, registries)
     model = build_model(run_config, dataset.tasks, dataset.input_shape, registries)
     known = model.state_dict()

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+from torch import nn
 
 from mtlx import ConfigError, MTOStrategy, Need, StepContext, StepResult
 
@@ -115,11 +116,20 @@ class GradientAggregation(MTOStrategy):
     """
 
     weighted_heads: ClassVar[bool] = False
+    #: how many ``[T, N]`` fp32 gradient matrices the state keeps (MoCo's tracked gradients, DB-MTL's buffer)
+    gradient_copies: ClassVar[int] = 0
 
     def __init__(self, config: Any, *, tasks: Sequence[str]):
         super().__init__(config, tasks=tasks)
         self.grad_mode: str = getattr(config, "grad_mode", "shared")
         self.needs = needs_for(self.grad_mode)
+
+    def state_bytes(self, shared: Sequence[nn.Parameter], others: Sequence[nn.Parameter]) -> int:
+        """``gradient_copies`` matrices of the shared parameters' per-task gradients (of Z in ``rep`` mode: not
+        known before the first step, and small beside the parameters, so not counted)."""
+        if self.grad_mode != "shared":
+            return 0
+        return self.gradient_copies * len(self.tasks) * sum(p.numel() for p in shared) * 4
 
     @abstractmethod
     def aggregate_grads(self, grads: torch.Tensor, step: StepContext) -> tuple[torch.Tensor, torch.Tensor]:

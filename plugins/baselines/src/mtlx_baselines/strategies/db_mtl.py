@@ -47,6 +47,8 @@ def aggregate(
 class DBMTL(WithAggregatorState, GradientAggregation):
     """DB-MTL (Lin et al., 2023): dual-balancing of log losses and EMA gradient magnitudes."""
 
+    gradient_copies = 1  # the EMA of the gradients, [T, N]
+
     @attrs.frozen(kw_only=True)
     class Config:
         """Options of ``-o strategy.KEY=VALUE``.

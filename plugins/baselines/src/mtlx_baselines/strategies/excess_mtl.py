@@ -57,6 +57,8 @@ def aggregate(
 class ExcessMTL(WithAggregatorState, GradientAggregation):
     """ExcessMTL (He et al., ICML 2024): robust weighting by relative excess risk; heads weighted."""
 
+    gradient_copies = 1  # the accumulated squared gradients, [T, N]
+
     @attrs.frozen(kw_only=True)
     class Config:
         """Options of ``-o strategy.KEY=VALUE``.

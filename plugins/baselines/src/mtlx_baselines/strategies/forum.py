@@ -15,17 +15,18 @@ steps (``inner_steps``, learning rate ``eta``) on f from θ. Per step, on z = (�
 
 θ's gradient is d's θ part; α = the weights' logits takes an Adam step (``lr``) along d's α part, ν g_q's.
 
-Batches: the released code draws two independent training batches per step, one for the lower level (f and
-its K inner steps) and one for the upper level (the F_t). Here the lower level runs on the held-out batch and
-the upper level on the step's own batch: the inner loop needs a differentiable forward of the lower-level
-batch at other parameters, which the strategy interface gives for the held-out batch only
-(``StepContext.heldout_losses`` through ``losses_at``; ``recompute_losses`` runs without grad). With
-``heldout_split=train`` (the default) the two batches are independent training batches, as in the original.
+Batches, as the paper defines the problem (lower level: the training loss; upper level: the tasks' validation
+losses): the lower level (f and its K inner steps) runs on the step's own training batch, forwarded again at
+each inner iterate θ_k through ``StepContext.train_losses`` (``needs_train_losses``) and ``losses_at``; the upper
+level (the F_t) runs on the held-out batch of ``heldout_split``. With ``heldout_split=val`` the upper level is
+the validation set's; with ``train`` (the default) the two are independent training batches, as the released
+code draws them for multi-task learning. (Before ``StepContext.train_losses``, only the held-out batch could be
+re-run with graph, and the roles were swapped: the same algorithm for ``train``, but for ``val`` the lower level
+fitted on val, the reverse of the paper.)
 
-Cost per step, on top of EW's forward: T backward passes of the step's batch, and on the held-out batch one
-forward and backward at θ, K forwards and backwards of the inner steps, one no-grad forward at θ_K, plus a
-QP in T + 1 variables. Memory: the ``[T, d]`` normalised gradients and one copy of θ (d: every trainable
-parameter).
+Cost per step, on top of EW's forward: on the step's batch one backward at θ, K forwards and backwards of the
+inner steps and one no-grad forward at θ_K; on the held-out batch one forward and T backward passes; a QP in
+T + 1 variables. Memory: the ``[T, d]`` normalised gradients and one copy of θ (d: every trainable parameter).
 
 Choices that follow the released code (Baijiong-Lin/FORUM, ``Trainer.train_FORUM``): ρ = 0.1, η = 0.1, K = 5
 (its README's NYUv2 and Office commands; η = 0.01 for QM9), α initialised to 1/T and trained by Adam with lr
@@ -99,13 +100,14 @@ class ForumDirection:
 
 def _lower_level(step: StepContext, named: Mapping[str, torch.Tensor], weights: torch.Tensor, eta: float,
                  inner_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """g_q = ∇(α, θ) q: ``(J_s (L(θ) − L(θ_K)), ∇θ f(α, θ))`` on the held-out batch, θ_K by K SGD steps from θ."""
-    assert step.heldout_losses is not None
+    """g_q = ∇(α, θ) q: ``(J_s (L(θ) − L(θ_K)), ∇θ f(α, θ))`` on the step's training batch (at θ: the step's own
+    forward), θ_K by K SGD steps from θ."""
+    assert step.train_losses is not None
     params = list(named.values())
 
     def f_at(theta: Mapping[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        held = step.heldout_losses() if theta is None else step.losses_at(step.heldout_losses, theta)
-        losses = torch.stack([held[t] for t in step.tasks])
+        train = step.losses if theta is None else step.losses_at(step.train_losses, theta)
+        losses = torch.stack([train[t] for t in step.tasks])
         return weights.to(losses) @ losses, losses
 
     def grad_of(f: torch.Tensor, wrt: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -131,11 +133,12 @@ def _lower_level(step: StepContext, named: Mapping[str, torch.Tensor], weights: 
 def direction(step: StepContext, weights: torch.Tensor, lambdas: torch.Tensor, *, rho: float, eta: float,
               inner_steps: int) -> ForumDirection:
     """The step's update (problems (14) and (12)) at softmax weights ``weights``; updates ``lambdas`` in place."""
-    if step.heldout_losses is None:
-        raise step.missing("heldout_losses", "strategy 'forum'")
+    for field in ("heldout_losses", "train_losses"):
+        if getattr(step, field) is None:
+            raise step.missing(field, "strategy 'forum'")
     named = trainable(step)
     q_alpha, q_theta = _lower_level(step, named, weights, eta, inner_steps)
-    upper = flat_task_grads(step.losses, list(named.values()), step, retain=False).to(q_theta)
+    upper = flat_task_grads(step.heldout_losses(), list(named.values()), step, retain=False).to(q_theta)
     upper = upper / (EPS + upper.norm(dim=1, keepdim=True))
     q_norm2 = q_alpha @ q_alpha + q_theta @ q_theta
     cross = upper @ q_theta  # ĝ_t · g_q: ĝ_t's α part is zero
@@ -154,6 +157,8 @@ def direction(step: StepContext, weights: torch.Tensor, lambdas: torch.Tensor, *
 class FORUM(MTOStrategy):
     """FORUM (Ye et al., ECAI 2024): a first-order multi-gradient method for the multi-objective bilevel problem."""
 
+    needs_train_losses = True  # the inner steps re-run the step's batch at θ_k
+
     @attrs.frozen(kw_only=True)
     class Config:
         """Options of ``-o strategy.KEY=VALUE``.
@@ -164,8 +169,9 @@ class FORUM(MTOStrategy):
                 Office, 0.01 for QM9)
             inner_steps: K, the inner SGD steps that approximate the lower level's solution (``--inner_step``, 5)
             lr: Adam learning rate of the weights' logits α (the original's upper-level Adam, 1e-3)
-            heldout_split: the split of the lower-level batches (see the module's docstring); ``train`` (default)
-                draws a second, independently shuffled pass over the training set, as the original does
+            heldout_split: the split of the upper-level batches (see the module's docstring): ``val`` for the
+                paper's validation losses; ``train`` (default) draws a second, independently shuffled pass over the
+                training set, as the original does for multi-task learning
         """
 
         rho: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))

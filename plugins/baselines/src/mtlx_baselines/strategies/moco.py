@@ -56,6 +56,8 @@ def aggregate(
 class MoCo(WithAggregatorState, GradientAggregation):
     """MoCo (Fernando et al., ICLR 2023): stochastic multi-objective descent with gradient tracking."""
 
+    gradient_copies = 1  # its tracked gradients Y, [T, N]
+
     @attrs.frozen(kw_only=True)
     class Config:
         """Options of ``-o strategy.KEY=VALUE``.

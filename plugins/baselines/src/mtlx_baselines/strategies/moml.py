@@ -11,7 +11,9 @@ Per step, with G_f the per-task gradients of the training batch at θ (``[T, d]`
 α takes an Adam step (``lr``) along h; the step's gradient is then ``∇ Σ_t s_t L_t`` with the new s (heads:
 ``s_t ∇L_t``). This is the first-order-exact form for one lower-level step that the authors released as their
 efficient MOML for multi-task learning (Baijiong-Lin/FORUM, ``Trainer.train_MOML``); the hyper-gradient only
-needs the T x T inner products ``G_f G_Fᵀ``, no second-order term.
+needs the T x T inner products ``G_f G_Fᵀ``, no second-order term. The lower level is the step's own training
+batch, at θ only (G_f from its forward), so unlike FORUM it needs no re-run of it (``train_losses``); the upper
+level is the held-out batch, at θ'.
 
 Cost per step, on top of EW's forward and backward: T backward passes of the training batch (G_f, graph kept),
 one forward of the held-out batch at θ' and T backward passes of it. Memory: two ``[T, d]`` gradient matrices

@@ -103,6 +103,10 @@ class MTAdam(WithAggregatorState, MTOStrategy):
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's (g̃, n), until the step
         self._layers: tuple[tuple[int, ...], torch.Tensor] | None = None  # (sizes, layer_of), cached
 
+    def state_bytes(self, shared: Sequence[torch.nn.Parameter], others: Sequence[torch.nn.Parameter]) -> int:
+        """Two fp32 moments per task of every shared parameter, two of every other one (the optimiser keeps none)."""
+        return 2 * 4 * (len(self.tasks) * sum(p.numel() for p in shared) + sum(p.numel() for p in others))
+
     def _layer_of(self, params: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
         sizes = tuple(p.numel() for p in params)
         if self._layers is None or self._layers[0] != sizes or self._layers[1].device != device:

@@ -11,7 +11,7 @@ import attrs
 import torch
 
 from mtlx.build import Components, build_strategy
-from mtlx.config import ComponentConfig
+from mtlx.config import ComponentConfig, resolve_sections
 from mtlx.engine import Engine, to_device
 from mtlx.engine.step import forward
 from mtlx.errors import DataError
@@ -155,7 +155,7 @@ def profile_components(
     compare = compare if compare != config.strategy.name else None
     compare_times = None
     if steps and compare:
-        other_config = attrs.evolve(config, strategy=ComponentConfig(name=compare))
+        other_config = resolve_sections(attrs.evolve(config, strategy=ComponentConfig(name=compare)), components.registries)
         other = build_strategy(other_config, list(components.tasks), model, components.registries)
         other_engine = step_engine(attrs.evolve(components, strategy=other), batch, synthetic=synthetic)
         compare_times = time_steps(other_engine, steps=steps, warmup=warmup)

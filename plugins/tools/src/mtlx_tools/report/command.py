@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from mtlx.cli import plugin_manager
+
 from .render import note, to_csv, to_latex, to_markdown, to_rich
 from .runs import SPLITS, find_runs
 from .tables import CONVENTIONS, build_tables
@@ -30,13 +32,19 @@ __all__ = ["report"]
 @click.option("--test-on", type=click.Choice(list(CONVENTIONS)), default="task", show_default=True,
               help="The Delta_m convention --reference tests.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots (no matplotlib needed).")
-def report(run_dirs: tuple[Path, ...], out: Path, fmt: str, split: str, reference: str | None, test_on: str,
-           no_plots: bool) -> None:
+@click.pass_context
+def report(ctx: click.Context, run_dirs: tuple[Path, ...], out: Path, fmt: str, split: str, reference: str | None,
+           test_on: str, no_plots: bool) -> None:
     """Per-task metrics and Delta_m over seeds: a leaderboard per dataset, one row per setting.
 
     Runs with the same dataset, strategy and config (all but train.seed and
-    settings such as the device or threads) are the seeds of one row, labelled
-    by every option that differs between the dataset's rows. Columns: per-task
+    settings such as the device or threads) are the seeds of one row. A row's
+    label is its strategy plus each option that differs between the dataset's
+    rows and is not at its default ("rep-mtl (strategy.temperature=0.3)"; a row
+    at every default is just "rep-mtl"): defaults are what mtlx run trains with
+    the option unset (the component's config, the dataset's recommendation,
+    train's defaults), from the installed plugins; a component whose plugin is
+    not installed shows every option that differs, with a warning. Columns: per-task
     metrics and Delta_m in both conventions (mean ± std over seeds), Delta_m's
     95 % t-interval, n, the mean rank over metrics and, with --reference, the
     p-value of a t-test against that row. A RUN_DIR that holds run directories
@@ -49,8 +57,12 @@ def report(run_dirs: tuple[Path, ...], out: Path, fmt: str, split: str, referenc
       mtlx report sweeps/digits --reference ew --format markdown
       mtlx report runs --format latex --out paper/tables
     """
-    runs = find_runs(run_dirs, skip=lambda line: click.echo(f"Warning: {line}", err=True))
-    tables = build_tables(runs, split, reference=reference, test_on=test_on)
+    def warn(line: str) -> None:
+        click.echo(f"Warning: {line}", err=True)
+
+    runs = find_runs(run_dirs, skip=warn)
+    tables = build_tables(runs, split, reference=reference, test_on=test_on,
+                          registries=plugin_manager(ctx).registries, warn=warn)
     written = write_report(tables, out, plots=not no_plots)
     if fmt == "table":
         console = Console(soft_wrap=True)

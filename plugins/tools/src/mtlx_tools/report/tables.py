@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
 from mtlx.errors import ConfigError
+from mtlx.hooks import PluginManager
+from mtlx.registry import Registries
 
-from .runs import NOT_EXPERIMENT, SPLITS, Run
+from .labels import Defaults, labels
+from .runs import SPLITS, Run
 from .stats import Comparison, compare, mean_ranks, t_interval
 
 __all__ = ["CONVENTIONS", "Row", "Stat", "Table", "build_tables"]
@@ -90,34 +94,6 @@ class Table:
         return f"{task} {metric} {'↑' if self.higher_is_better[task][metric] else '↓'}"
 
 
-def _peers_key(key: str, config: dict[str, Any]) -> tuple[str, Any] | None:
-    """Which rows a key is compared among: a component's own option (``strategy.rho``) only among rows of the
-    same component (``strategy.name``); the rest (``train.epochs``, ``strategy.name``) among all rows."""
-    section, _, option = key.partition(".")
-    if option != "name" and f"{section}.name" in config:
-        return section, config[f"{section}.name"]
-    return None
-
-
-def _labels(groups: Sequence[list[Run]]) -> list[str]:
-    """Strategy name, plus every setting that differs between the dataset's rows (issue 28: runs of 10 and 2
-    epochs must not both read "ew"); a strategy's own options only where that strategy's rows differ."""
-    configs = [g[0].config for g in groups]
-    labels = []
-    for config in configs:
-        keys = []
-        for key in sorted(config):
-            if key in NOT_EXPERIMENT or key == "strategy.name":
-                continue
-            peers = [c for c in configs if _peers_key(key, c) == _peers_key(key, config)]
-            if len({repr(c.get(key)) for c in peers}) > 1:
-                keys.append(key)
-        extra = ", ".join(f"{k}={config[k]}" for k in keys)
-        strategy = str(config.get("strategy.name", ""))
-        labels.append(f"{strategy} ({extra})" if extra else strategy)
-    return labels
-
-
 def _reference(tables: Sequence[Table], reference: str) -> list[str | None]:
     """Per table, the label of the row ``reference`` names: a row's label, else a strategy with one row there."""
     found: list[str | None] = []
@@ -158,11 +134,15 @@ def _tested(table: Table, reference: str | None, split: str, test_on: str) -> Ta
 
 
 def build_tables(runs: Sequence[Run], split: str = "test", *, reference: str | None = None,
-                 test_on: str = "task") -> list[Table]:
-    """One :class:`Table` per dataset; rows sorted by strategy, seeds of a row pooled.
+                 test_on: str = "task", registries: Registries | None = None,
+                 warn: Callable[[str], None] | None = None) -> list[Table]:
+    """One :class:`Table` per dataset; rows sorted by strategy, then label; seeds of a row pooled.
 
     ``reference`` (a row's label, or a strategy with one row in a dataset) adds a t-test of each row's
     Delta_m (``test_on`` convention) against that row; a :class:`ConfigError` when it names no row at all.
+    Rows are labelled by what departs from the other rows and from the defaults of ``registries`` (None: the
+    installed plugins'), see :mod:`.labels`; components without a plugin there get one line to ``warn``
+    (default: a warning).
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -171,6 +151,7 @@ def build_tables(runs: Sequence[Run], split: str = "test", *, reference: str | N
     by_dataset: dict[str, list[Run]] = {}
     for run in runs:
         by_dataset.setdefault(run.dataset, []).append(run)
+    defaults = Defaults(registries if registries is not None else PluginManager().registries)
     tables = []
     for dataset, dataset_runs in by_dataset.items():
         groups: dict[tuple[str, Any], list[Run]] = {}
@@ -185,7 +166,7 @@ def build_tables(runs: Sequence[Run], split: str = "test", *, reference: str | N
                     hib.setdefault(task, {})[metric] = bool(run.results["higher_is_better"][task][metric])
         ordered = sorted(groups.values(), key=lambda g: (g[0].strategy, g[0].experiment()))
         rows = []
-        for label, group in zip(_labels(ordered), ordered, strict=True):
+        for label, group in zip(labels([g[0].config for g in ordered], defaults), ordered, strict=True):
             delta = {conv: Stat(r.delta_m(split, conv) for r in group) for conv in CONVENTIONS}
             rows.append(Row(
                 label=label,
@@ -195,7 +176,10 @@ def build_tables(runs: Sequence[Run], split: str = "test", *, reference: str | N
                 delta_m=delta,
                 delta_ci={conv: t_interval(stat.values) for conv, stat in delta.items()},
             ))
+        rows.sort(key=lambda row: (row.strategy, row.label))  # a strategy's all-default row first
         tables.append(_ranked(Table(dataset=dataset, split=split, columns=list(columns), higher_is_better=hib,
                                     baseline=dataset_runs[0].results.get("baseline") or None, rows=rows)))
+    if (line := defaults.warning()) is not None:
+        (warn or (lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3)))(line)
     references = _reference(tables, reference) if reference is not None else [None] * len(tables)
     return [_tested(table, ref, split, test_on) for table, ref in zip(tables, references, strict=True)]

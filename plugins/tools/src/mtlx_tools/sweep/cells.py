@@ -26,8 +26,7 @@ from typing import Any
 
 import attrs
 
-from mtlx.build import resolve_run_config, with_defaults
-from mtlx.config import RETIRED_KEYS, RunConfig, flatten
+from mtlx.config import RETIRED_KEYS, RunConfig, flatten, resolve_run_config
 from mtlx.errors import ConfigError, did_you_mean
 from mtlx.registry import Registries
 
@@ -152,11 +151,7 @@ def _unused_axis(key: str, points: list[tuple[dict[str, Any], frozenset[str]]], 
 
 
 def _cell(settings: dict[str, Any], spec: Spec, regs: Registries, shown: Mapping[str, str]) -> Cell:
-    resolved = _resolve(settings, spec, regs)
-    try:
-        config = flatten(with_defaults(resolved, regs).to_dict())
-    except ConfigError as error:
-        raise ConfigError(f"sweep cell {_where(settings)}: {error}") from None
+    config = flatten(_resolve(settings, spec, regs).to_dict())
     parts = [str(config["dataset.name"]), str(config["strategy.name"])]
     parts += [f"{shown[k]}{_text(v)}" for k, v in settings.items() if k not in ("dataset.name", "strategy.name",
                                                                                     SEED_AXIS)]
@@ -170,7 +165,7 @@ def _cell(settings: dict[str, Any], spec: Spec, regs: Registries, shown: Mapping
 def _defaults(config: Mapping[str, Any], regs: Registries) -> dict[str, Any]:
     """The flat config of ``config``'s components with nothing else set: each option at its default."""
     names = {k: v for k, v in config.items() if k.endswith(".name")}
-    return flatten(with_defaults(resolve_run_config([names], (), regs), regs).to_dict())
+    return flatten(resolve_run_config([names], (), regs).to_dict())
 
 
 def _shown_names(keys: Iterable[str]) -> dict[str, str]:
