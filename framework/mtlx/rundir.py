@@ -83,7 +83,7 @@ def claim(run_dir: Path, *, new: bool) -> Iterator[None]:
     """Hold ``run_dir`` for the block: make it (``new``), lock it, and check it under the lock.
 
     A new run's directory must hold no run; a resumed run's loses the temporary files of writers killed
-    half-way. The lock is released when the block ends (or the process dies).
+    half-way. The lock is released when the block ends (or the process dies), whatever forks still share the file.
     """
     try:
         if new:
@@ -106,4 +106,6 @@ def claim(run_dir: Path, *, new: bool) -> Iterator[None]:
                 stale.unlink(missing_ok=True)
         yield
     finally:
+        if fcntl is not None:  # released here, not when the last fork sharing the file (a loader worker) exits
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

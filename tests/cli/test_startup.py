@@ -7,11 +7,13 @@ The faulty components come from ``tests/fixtures/faulty_plugin.py``.
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import os
 import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +147,23 @@ def test_a_directory_in_use_by_another_run_is_refused(cli, tmp_path):
         result = cli(*TOY, "run", "--resume", out, "--epochs", "3")
         assert result.exit_code == 4 and "is in use by another mtlx run" in result.output
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_process_forked_while_a_run_holds_its_directory_does_not_keep_it_locked(tmp_path):
+    """A DataLoader worker (or any fork) shares the lock's open file: the run's end must release the lock itself,
+    not leave it to the last process that still has the file open."""
+    from mtlx import rundir
+
+    out = tmp_path / "run"
+    with rundir.claim(out, new=True):
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+        child.start()
+    try:
+        with rundir.claim(out, new=False):
+            pass
+    finally:
+        child.kill()
+        child.join()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -7,7 +7,9 @@ in-process) and a user's loop with ``mtlx.MTL`` then train a few steps and two e
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 from collections import Counter
 
 import pytest
@@ -95,3 +97,20 @@ def test_a_user_loop_with_mtlx_mtl_ends_two_dwa_epochs_with_the_engines_weights(
     assert mtl.iteration == engine.state.iteration == 12 and mtl.epoch == engine.state.epoch == 3
     for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=0, atol=0, msg=name)
+
+
+def test_an_engine_that_ran_is_freed_when_dropped_without_waiting_for_the_garbage_collector():
+    """Its loaders' worker processes (which share the run directory's lock) end with it; an engine kept alive by a
+    reference cycle through its driver left the directory locked for the next run in the same process."""
+    model = ToyModel(TASKS)
+    strategy = mtlx.MTL("dwa", tasks=list(TASKS), shared=model.encoder, heads=dict(model.heads)).strategy
+    engine = Engine(model=model, strategy=strategy, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                    tasks=TASKS, train_loader=_loader(), state=State(max_epochs=1))
+    engine.run()
+    freed = weakref.ref(engine)
+    gc.disable()
+    try:
+        del engine
+        assert freed() is None
+    finally:
+        gc.enable()

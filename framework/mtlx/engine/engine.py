@@ -16,8 +16,8 @@ optimizer), so ``torch.profiler`` shows where its time goes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -114,9 +114,10 @@ class Engine:
     _heldout: Iterator[Any] | None = attrs.field(init=False, default=None)  # the held-out loader's current pass
 
     def __attrs_post_init__(self) -> None:
-        self.driver = StepDriver(self.strategy, self.state, self.tasks, self.trainable_parameters,
+        engine = weakref.proxy(self)  # no cycle: the engine (its loaders' workers) is freed as soon as it is dropped
+        self.driver = StepDriver(self.strategy, self.state, self.tasks, lambda: engine.trainable_parameters(),
                                  resolve_method(self.per_task_grads, self.device),
-                                 functools.partial(self.guard, "strategy"))
+                                 lambda where: engine.guard("strategy", where))
         k, available = self.strategy.batches_per_step, len(self.train_loader)
         if available < k:
             who = self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
