@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 COMPONENT_SECTIONS = ("strategy", "dataset", "arch", "backbone", "head")
+#: The order components are built (and their sections resolved) in.
+BUILD_ORDER = ("dataset", "arch", "backbone", "head", "strategy")
 #: The table of a run's ``config.toml`` that records the run (its id), not the experiment: never a config layer.
 RUN_TABLE = "run"
 _in = attrs.validators.in_
@@ -272,8 +274,8 @@ def resolve_sections(config: RunConfig, registries: Registries, sections: Iterab
     """``config`` with each component section's ``Config`` built (once: a built one is kept; only ``sections``,
     when given), every installed plugin's section too."""
     components = {}
-    for section, registry in registries.by_section.items():
-        comp = getattr(config, section)
+    for section in BUILD_ORDER:  # so the first error is the one a build would meet first (a model's before a strategy's)
+        registry, comp = registries.by_section[section], getattr(config, section)
         if sections is not None and section not in sections:
             continue
         if comp.config is None:

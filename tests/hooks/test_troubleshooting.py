@@ -141,7 +141,8 @@ def missing_data(distribution, tmp_path):
         super().__init__(config, root)
         self.root = resolve_root(root, "sums", expected="train.npz, val.npz, test.npz", source="the guide")''')
     _install(distribution, source)
-    return _last_line("run", "-d", "sums", "--data-root", tmp_path / "nowhere", "--out", tmp_path / "run")
+    return _last_line("run", "-d", "sums", "-s", "warmup-weights", "--data-root", tmp_path / "nowhere",
+                      "--out", tmp_path / "run")
 
 
 def undocumented_option(distribution, tmp_path):

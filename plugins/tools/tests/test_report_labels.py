@@ -7,6 +7,8 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
+
 from mtlx.config import resolve_run_config
 from mtlx_tools.report import build_tables, find_runs
 from mtlx_tools.report.plots import _legend_labels
@@ -52,6 +54,7 @@ def by_label(text: str) -> dict[str, dict[str, str]]:
 def test_labels_name_only_what_departs_from_the_defaults(cli, tmp_path):
     """A 13-option Rep-MTL row reads "rep-mtl (strategy.temperature=0.3)", not every option that differs between
     rows; the all-default row is the strategy's name. CSV, Markdown and the plots' legends share the labels."""
+    pytest.importorskip("mtlx_repmtl", reason="its rows are rep-mtl runs (mtlx-repmtl)")
     for name, (overrides, _) in ROWS.items():
         run(tmp_path / "runs", name, real_config(**overrides))
     (table,) = build_tables(find_runs([tmp_path / "runs"]))
@@ -74,6 +77,7 @@ def test_labels_name_only_what_departs_from_the_defaults(cli, tmp_path):
 def test_labels_stay_unique_when_a_row_lacks_an_option_the_other_has_at_its_default(tmp_path):
     """A record written before an option existed (no csa_tasks) beside one at its default ("mean"): the rows differ
     in that option, so they cannot both be at its default, and the one that is not says so."""
+    pytest.importorskip("mtlx_repmtl", reason="its rows are rep-mtl runs (mtlx-repmtl)")
     old = real_config(strategy__name="rep-mtl")
     del old["strategy"]["csa_tasks"]
     run(tmp_path, "old", old)
@@ -110,6 +114,7 @@ def test_a_component_whose_plugin_is_missing_is_labelled_by_every_option_that_di
 def test_blocking_an_installed_plugin_falls_back_for_its_rows_only(cli, tmp_path):
     """`mtlx --no-plugin rep-mtl report`: the report takes its registries from the command line's plugin manager,
     so Rep-MTL's defaults are unknown there (its rows show every differing option) while EW's are still known."""
+    pytest.importorskip("mtlx_repmtl", reason="its rows are rep-mtl runs (mtlx-repmtl)")
     for name in ("ew-s0", "ew-2ep", "rep-s0", "rep-tau"):
         run(tmp_path / "runs", name, real_config(**ROWS[name][0]))
     result = cli("--no-plugin", "rep-mtl", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
