@@ -21,6 +21,8 @@ ROOT = Path(__file__).parent
 _REGISTRY = tomllib.loads((ROOT / "registry.toml").read_text())
 #: plugins and libraries (which register nothing) by key: nox installs and tests both the same way
 CATALOG = {**_REGISTRY["plugins"], **_REGISTRY.get("libraries", {})}
+#: the test kit (mtlx_testing) that every test suite imports, the core's included
+TEST_KIT = CATALOG["testing"]["dir"]
 TORCH = "torch==2.13.0"  # pinned first so nothing pulls another torch build
 
 nox.options.sessions = ["tests"]
@@ -88,7 +90,7 @@ def _required(key: str) -> list[str]:
 
 def _plugin_dirs(keys: list[str], *, with_tests: bool = True) -> list[str]:
     """Directories to install for catalogue entries: what they require, and what their tests need."""
-    seen: list[str] = []
+    seen: list[str] = [TEST_KIT] if with_tests else []
     for key in keys:
         needed = [*CATALOG[key].get("test_requires", []), key] if with_tests else [key]
         for dep in [k for n in needed for k in _required(n)]:
@@ -114,13 +116,14 @@ def matrix(session: nox.Session, target: str) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     if target == "core":
+        session.install("-e", TEST_KIT)
         session.run("pytest", "tests")
     elif target == "all":
         session.install(*[a for d in _plugin_dirs(list(CATALOG)) for a in ("-e", d)])
         session.install("-e", "examples/third-party-plugin")
         session.run("pytest")
     elif target == "third-party":
-        session.install("-e", "examples/third-party-plugin")
+        session.install("-e", TEST_KIT, "-e", "examples/third-party-plugin")
         session.run("pytest", "examples/third-party-plugin")
     else:
         session.install(*[a for d in _plugin_dirs([target], with_tests=False) for a in ("-e", d)])

@@ -6,7 +6,7 @@ sides get a copy of one :class:`Problem`:
 - ``digits``: the ``digits`` defaults built through :mod:`mtlx.build`
   (``digits-cnn`` + ``conv`` heads + ``hps``; seg, depth, cls), batch 64;
 - ``resnet18-64``: a ResNet-18 trunk (``mtlx-archs``) at 3x64x64 with T=3
-  dense ``conv`` heads (``mtlx.testing.toy_tasks``: two per-pixel classifications, one
+  dense ``conv`` heads (``mtlx_testing.toy_tasks``: two per-pixel classifications, one
   regression), batch 16.
 
 Torch runs on one thread in these suites (``one_thread``): the machine is a
@@ -28,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from mtlx.build import build_dataset, build_model
 from mtlx.config import resolve_run_config
 from mtlx.interfaces import MultiTaskModel, TaskSpec
-from mtlx.testing import torch_threads, toy_batch, toy_tasks
+from mtlx_testing import torch_threads, toy_batch, toy_tasks
 
 DIGITS_BATCH = 64
 RESNET_BATCH = 16

@@ -43,8 +43,8 @@ import torch
 import mtlx
 from mtlx.build import build_model
 from mtlx.config import build_component_config, resolve_run_config
-from mtlx.testing import make_step
 from mtlx_dense import depth_task, normal_task, segmentation_task
+from mtlx_testing import make_step
 
 #: seed of the global RNG at the start of every run: the dropout masks are the same draws in every row
 DROPOUT_SEED = 0

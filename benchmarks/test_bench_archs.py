@@ -1,6 +1,6 @@
 """Training-step time of every mtlx-archs architecture on the default digits model (CPU, one thread).
 
-One step = the engine's forward (:func:`mtlx.testing.make_step`) plus ``ew``'s
+One step = the engine's forward (:func:`mtlx_testing.make_step`) plus ``ew``'s
 backward on a real digits batch of 64 (digits-cnn backbone, conv heads). Torch
 runs single-threaded so the ratios between architectures are comparable on a
 shared machine; ``extra_info`` holds parameters and forward GFLOPs per sample
@@ -15,8 +15,8 @@ import pytest
 
 from mtlx.build import build
 from mtlx.config import resolve_run_config
-from mtlx.testing import make_step
 from mtlx_archs.plugin import ARCHS
+from mtlx_testing import make_step
 from mtlx_tools import count_flops
 
 _DIGITS = {

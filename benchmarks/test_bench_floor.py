@@ -33,10 +33,10 @@ import mtlx
 from mtlx.build import build_model
 from mtlx.config import resolve_run_config
 from mtlx.gradients import flatten_grads, write_flat_grad
-from mtlx.testing import make_step, toy_batch, toy_tasks
 from mtlx_baselines.strategies import mgda, mtadam
 from mtlx_repmtl import RepMTL, RepMTLConfig
 from mtlx_repmtl.losses import csa_terms, stack_saliencies, tsr_loss
+from mtlx_testing import make_step, toy_batch, toy_tasks
 
 from .conftest import PROBLEMS, Problem
 

@@ -24,11 +24,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtlx.testing import torch_threads
 from mtlx_pascal.dataset import PascalContext
 from mtlx_pascal.decode import edges_from_label_map
 from mtlx_pascal.meters import EdgeMeter
 from mtlx_pascal.testing import write_pascal
+from mtlx_testing import torch_threads
 
 ROUNDS = 3
 

@@ -1,13 +1,13 @@
 """Step time and peak memory of rep-mtl against ew on the same model and batch (CPU).
 
-One step = the engine's forward (:func:`mtlx.testing.make_step`) plus the
+One step = the engine's forward (:func:`mtlx_testing.make_step`) plus the
 strategy's ``backward`` (no optimiser). Variants: ``ew``, ``rep-mtl:paper``
 (fixed λ; its first step also checks the gradient balance, outside the timed
 rounds) and ``rep-mtl`` (balanced, the default; re-estimates its λ every 50
 steps: the rounds here are between estimates, the estimate's own cost is the
 ``rep-mtl:estimate`` row, one estimating step). Cases:
 
-- ``toy``: :class:`mtlx.testing.ToyModel` (Z = [8, 8, 16, 16], 3 tasks);
+- ``toy``: :class:`mtlx_testing.ToyModel` (Z = [8, 8, 16, 16], 3 tasks);
 - ``digits`` and ``resnet18-64`` from ``benchmarks/conftest.py``: the default
   ``mtlx run`` model (hps + digits-cnn + conv heads, Z = [64, 64, 16, 16]) on a
   real digits batch of 64, and a ResNet-18 trunk at 64x64 with 3 dense conv
@@ -39,8 +39,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 import mtlx
-from mtlx.testing import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTL, RepMTLConfig
+from mtlx_testing import EncoderHeads, ToyModel, make_step, toy_batch, toy_tasks
 
 #: the installed plugins' registries: where EW and Rep-MTL's base weighting come from, as in a run
 INSTALLED = mtlx.PluginManager().registries

@@ -45,9 +45,9 @@ from torch.profiler import ProfilerActivity, profile
 from mtlx import MTOStrategy, PluginManager, phases
 from mtlx.interfaces.strategy import take_optimizer_step
 from mtlx.phases import phase
-from mtlx.testing import make_step
 from mtlx_baselines.plugin import STRATEGIES as BASELINES
 from mtlx_repmtl import RepMTL
+from mtlx_testing import make_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,7 +6,7 @@ What a user would write with torchjd instead of an mtlx strategy::
     jac_to_grad(shared, aggregator)                                           # aggregated into .grad
     optimizer.step()
 
-Ours is one engine step of the registered strategy (``mtlx.testing.make_step``
+Ours is one engine step of the registered strategy (``mtlx_testing.make_step``
 forward, ``strategy.backward``, the same Adam step, ``after_step``). Both
 start from copies of one model (``conftest.py``: digits defaults, batch 64;
 ResNet-18 at 64x64 with 3 dense conv heads, batch 16), CPU, one thread.
@@ -42,8 +42,8 @@ import torch
 from torchjd import aggregation
 from torchjd.autojac import jac_to_grad, mtl_backward
 
-from mtlx.testing import make_step
 from mtlx_baselines.plugin import STRATEGIES
+from mtlx_testing import make_step
 
 ROUNDS = 5
 WARMUP = 1

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def cli():
     """Invoke ``mtlx`` with the toy plugin loaded: ``cli("run", "-d", "toy", ...)``."""
 
     def invoke(*args: str, toy: bool = True, plugins=None):
-        prefix = ["--plugin", "mtlx.testing.plugin"] if toy else []
+        prefix = ["--plugin", "mtlx_testing.plugin"] if toy else []
         return invoke_cli(*prefix, *args, plugins=plugins)
 
     return invoke

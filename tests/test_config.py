@@ -93,7 +93,7 @@ def test_default_run_config_is_ew_on_digits():
 
 def test_recommended_options_follow_their_component():
     """The toy dataset recommends arch 'toy'; its options must not leak onto another arch."""
-    regs = mtlx.PluginManager(modules=["mtlx.testing.plugin"]).registries
+    regs = mtlx.PluginManager(modules=["mtlx_testing.plugin"]).registries
     toy = regs.datasets.get("toy")
     original = toy.recommended
     toy.recommended = {**original, "arch.channels": 4}
@@ -216,7 +216,7 @@ def test_the_run_table_of_a_config_toml_is_a_record_not_a_layer(tmp_path):
 def test_a_resolved_section_holds_its_built_config_and_records_its_defaults():
     """Resolved against the registries, each section carries the ``Config`` built from its options: what the
     component receives and what config.toml records (given options as given, every other at its default)."""
-    regs = mtlx.PluginManager(modules=["mtlx.testing.plugin"]).registries
+    regs = mtlx.PluginManager(modules=["mtlx_testing.plugin"]).registries
     config = resolve_run_config([{"dataset.name": "toy", "dataset.num_tasks": 3, "strategy.name": "toy-weighted"}],
                                 registries=regs)
     dataset_config = regs.datasets.get("toy").Config(num_tasks=3)

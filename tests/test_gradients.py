@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import mtlx
-
 from mtlx.gradients import METHODS, flatten_grads, per_task_grads, resolve_method
-from mtlx.testing import HeadTraversals, ToyModel, make_step, toy_batch, toy_tasks
+from mtlx_testing import HeadTraversals, ToyModel, make_step, toy_batch, toy_tasks
 
 T = 3
 

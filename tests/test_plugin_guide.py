@@ -43,11 +43,11 @@ def _results_table() -> dict[str, str]:
 
 
 def test_the_guides_results_json_fields_are_a_runs(tmp_path):
-    from mtlx.testing import invoke_cli
+    from mtlx_testing import invoke_cli
 
     documented = _results_table()
     assert "best" in documented and documented["dataset"] == "always"
-    result = invoke_cli("--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "2",
+    result = invoke_cli("--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "2",
                         "--threads", "1", "-q", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     written = set(json.loads((tmp_path / "run" / "results.json").read_text()))
@@ -63,4 +63,4 @@ def test_the_guides_pyproject_is_a_buildable_plugin_package():
     assert pyproject["build-system"] == {"requires": ["setuptools>=68"], "build-backend": "setuptools.build_meta"}
     assert pyproject["project"]["name"] and pyproject["project"]["version"]
     assert pyproject["project"]["entry-points"] == {"mtlx": {"sums": "mtlx_sums.plugin"}}
-    assert "mtlx[test]" in pyproject["project"]["optional-dependencies"]["test"]  # pytest for mtlx.testing.fixtures
+    assert "mtlx-testing" in pyproject["project"]["optional-dependencies"]["test"]  # the kit: checks, fixtures

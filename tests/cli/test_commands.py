@@ -7,7 +7,7 @@ import types
 import click
 
 import mtlx
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 
 def _commands_plugin(*commands: click.Command):

@@ -10,7 +10,7 @@ from collections import Counter
 import attrs
 
 import mtlx
-from mtlx.testing.plugin import ToyWeighted
+from mtlx_testing.plugin import ToyWeighted
 
 RUN = ("run", "-d", "toy", "-s", "counted", "--threads", "1", "-q", "--max-steps", "2")
 

@@ -7,7 +7,7 @@ def test_list_shows_components_with_owner_and_missing_catalogue_entries(cli, cat
     catalogue("fancy", datasets=["fancy-data"])
     result = cli("list")
     assert result.exit_code == 0, result.output
-    assert "toy-weighted" in result.output and "<local> (mtlx.testing.plugin)" in result.output
+    assert "toy-weighted" in result.output and "<local> (mtlx_testing.plugin)" in result.output
     assert "mtlx-fancy (datasets: fancy-data)" in result.output
     assert "pip install mtlx-fancy" in result.output
 
@@ -97,7 +97,7 @@ def test_every_option_of_every_installed_component_is_documented():
     import mtlx
     from mtlx.option_docs import describe_options
 
-    pm = mtlx.PluginManager(modules=["mtlx.testing.plugin"])
+    pm = mtlx.PluginManager(modules=["mtlx_testing.plugin"])
     undocumented = [
         f"{registry.kind} {entry.name}: {option.name}"
         for registry in pm.registries.kinds.values()

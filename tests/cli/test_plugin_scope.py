@@ -11,7 +11,7 @@ import mtlx
 import mtlx.hooks
 from mtlx.hooks import PluginManager
 from mtlx.registry import Registries
-from mtlx.testing import ToyModel, assert_refused_at_start_up, toy_tasks
+from mtlx_testing import ToyModel, assert_refused_at_start_up, toy_tasks
 
 #: rep-mtl and its default base (ew) are installed: not in the core-alone matrix target
 FIRST_PARTY = all(importlib.util.find_spec(m) is not None for m in ("mtlx_repmtl", "mtlx_baselines"))
@@ -52,7 +52,7 @@ def test_no_plugin_reaches_rep_mtls_base_and_nothing_after_it(cli, tmp_path):
 @pytest.mark.skipif(not FIRST_PARTY, reason="needs mtlx-repmtl and its base weighting ew (mtlx-baselines)")
 def test_the_python_api_builds_from_the_registries_it_is_given():
     """``mtlx.MTL(..., registries=)``: Rep-MTL's base is looked up there, not in the installed plugins."""
-    toy_weighting = PluginManager(modules=["mtlx.testing.plugin"]).registries.strategies.get("toy-weighted")
+    toy_weighting = PluginManager(modules=["mtlx_testing.plugin"]).registries.strategies.get("toy-weighted")
     registries = Registries()
     registries.strategies.register("rep-mtl", PluginManager().registries.strategies.get("rep-mtl"))
     registries.strategies.register("ew", toy_weighting)  # this caller's "ew" is not the installed one

@@ -145,7 +145,7 @@ def test_resume_after_sigkill_keeps_one_record_per_step_and_cleans_temporary_fil
     assert cli(*args, "--out", str(clean)).exit_code == 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXTURES), *sys.path]), "OMP_NUM_THREADS": "1",
            "KILL_RANK": "0", "KILL_STEP": "6"}
-    done = subprocess.run([sys.executable, "-m", "mtlx", "--plugin", "mtlx.testing.plugin", "--plugin", "killer_plugin", *args, "--out", str(killed)],
+    done = subprocess.run([sys.executable, "-m", "mtlx", "--plugin", "mtlx_testing.plugin", "--plugin", "killer_plugin", *args, "--out", str(killed)],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert max(r["step"] for r in _records(killed)) == 6

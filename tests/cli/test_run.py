@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mtlx.checkpoint import load_checkpoint
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 RUN = ("run", "-d", "toy", "-s", "toy-weighted", "-q")
 
@@ -119,7 +119,7 @@ def test_debug_shows_the_traceback(tmp_path):
     from mtlx.cli import main
     from mtlx.errors import UnknownComponentError
 
-    result = CliRunner().invoke(main, ["--debug", "--plugin", "mtlx.testing.plugin", "run", "-d", "nope"])
+    result = CliRunner().invoke(main, ["--debug", "--plugin", "mtlx_testing.plugin", "run", "-d", "nope"])
     assert isinstance(result.exception, UnknownComponentError)
 
 
@@ -229,7 +229,7 @@ def test_every_run_flag_sets_the_config_key_of_its_name():
 def faulty(monkeypatch):
     """``mtlx`` in-process with the toy plugin and ``tests/fixtures/faulty_plugin.py``."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "fixtures"))
-    return lambda *args: invoke_cli("--plugin", "mtlx.testing.plugin", "--plugin", "faulty_plugin", *args)
+    return lambda *args: invoke_cli("--plugin", "mtlx_testing.plugin", "--plugin", "faulty_plugin", *args)
 
 
 def _finite(run_dir):

@@ -21,10 +21,10 @@ import torch
 from click.testing import CliRunner
 
 from mtlx.checkpoint import load_checkpoint
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-TOY = ("--plugin", "mtlx.testing.plugin", "--plugin", "faulty_plugin")
+TOY = ("--plugin", "mtlx_testing.plugin", "--plugin", "faulty_plugin")
 RUN = (*TOY, "run", "-d", "toy", "-s", "toy-weighted", "-q", "--threads", "1")
 
 

@@ -19,7 +19,7 @@ import torch
 from mtlx.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q"]
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q"]
 
 
 def _env() -> dict[str, str]:

@@ -17,7 +17,7 @@ from mtlx.engine.evaluation import check_mergeable
 from mtlx.errors import ConfigError
 from mtlx.interfaces import Meter
 from mtlx.metrics import MAEMeter
-from mtlx.testing import toy_tasks
+from mtlx_testing import toy_tasks
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -61,7 +61,7 @@ def test_distributed_run_reports_the_one_process_val_and_test_metrics(tmp_path):
     """``mtlx run --nproc 2`` against one process on the global batch: the toy model (no BatchNorm) trains to the
     same weights (1e-5), and the sharded evaluation of splits of 16 in batches of 5 (5, 5, 5, 1) gives the same
     metrics."""
-    args = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q", "--threads", "1",
+    args = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q", "--threads", "1",
             "--epochs", "2", "-o", "dataset.size=16", "-o", "train.eval_batch_size=5"]
     runs = {"one": [*args, "--batch-size", "4"], "two": [*args, "--batch-size", "2", "--nproc", "2"]}
     results = {}

@@ -18,7 +18,7 @@ import torch
 from mtlx.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q", "--threads", "1"]
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "-q", "--threads", "1"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -87,8 +87,8 @@ def test_distributed_launcher_reports_the_failing_workers_exit_code_and_line(tmp
     args = ["--plugin", "faulty_plugin", *TOY[2:], "-d", "toy-faulty", "-o", "dataset.poison=loss",
             "-o", "dataset.poison_task=seg0", "-o", "dataset.poison_from=2", "-o", "dataset.poison_to=100",
             "--epochs", "1"]
-    one = _mtlx("--plugin", "mtlx.testing.plugin", *args, "--out", str(tmp_path / "one"))
-    two = _mtlx("--plugin", "mtlx.testing.plugin", *args, "--nproc", "2", "--out", str(tmp_path / "two"))
+    one = _mtlx("--plugin", "mtlx_testing.plugin", *args, "--out", str(tmp_path / "one"))
+    two = _mtlx("--plugin", "mtlx_testing.plugin", *args, "--nproc", "2", "--out", str(tmp_path / "two"))
     assert one.returncode == 6, one.stderr
     assert two.returncode == 6, two.stderr
     lines = two.stderr.strip().splitlines()
@@ -118,7 +118,7 @@ def test_distributed_launcher_stops_every_worker_after_the_same_step(tmp_path):
 ], ids=["nonfinite-6", "plugin-3"])
 def test_distributed_launcher_does_not_restart_after_an_error_a_restart_would_repeat(tmp_path, fault):
     log = tmp_path / "attempts.log"
-    args = ["--plugin", "mtlx.testing.plugin", "--plugin", "faulty_plugin", "--plugin", "killer_plugin", *TOY[2:],
+    args = ["--plugin", "mtlx_testing.plugin", "--plugin", "faulty_plugin", "--plugin", "killer_plugin", *TOY[2:],
             *fault, "--epochs", "1", "--nproc", "2", "--max-restarts", "2", "--out", str(tmp_path / "run")]
     done = _mtlx(*args, env=_env(ATTEMPTS_LOG=str(log), KILL_STEP="1000"))
     assert done.returncode in (3, 6), done.stderr

@@ -26,7 +26,7 @@ def _torchrun(*args: str, extra: tuple[str, ...] = (), **env: str) -> subprocess
 def test_distributed_dwa_restarted_from_last_pt_ends_bit_identical(tmp_path):
     """DWA weighs tasks by each rank's own epoch losses: rank 1 must get its own state back, not rank 0's."""
     pytest.importorskip("mtlx_baselines", reason="DWA comes from mtlx-baselines")
-    args = ("--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "dwa", "-q", "--threads", "1",
+    args = ("--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "dwa", "-q", "--threads", "1",
             "--batch-size", "2", "--epochs", "4", "--checkpoint-every", "3", "-o", "dataset.size=64")  # 16 steps an epoch
     clean = _torchrun(*args, "--out", str(tmp_path / "clean"))
     assert clean.returncode == 0, clean.stderr[-3000:]

@@ -12,8 +12,8 @@ from mtlx.checkpoint import load_checkpoint
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, Events, Handler, State
 from mtlx.handlers import CheckpointHandler, EvaluationHandler
-from mtlx.testing import ToyModel, toy_batch, toy_tasks
-from mtlx.testing.plugin import ToyWeighted
+from mtlx_testing import ToyModel, toy_batch, toy_tasks
+from mtlx_testing.plugin import ToyWeighted
 
 
 def _engine(max_epochs=2, batches=2, max_steps=None):

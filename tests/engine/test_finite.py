@@ -44,7 +44,7 @@ class _HostReads(TorchFunctionMode):
 def test_a_training_step_reads_the_device_once():
     """Losses, their flags, the gradients' flag and a flag per parameter and buffer: one transfer (five before,
     with two tasks: a float() per loss to check it, one for the gradients, a float() per loss to log it)."""
-    registries = PluginManager(modules=["mtlx.testing.plugin"]).registries
+    registries = PluginManager(modules=["mtlx_testing.plugin"]).registries
     config = resolve([{"dataset.name": "toy", "strategy.name": "toy-weighted", "arch.name": "toy",
                        "backbone.name": "toy", "head.name": "toy", "train.batch_size": 4}], registries)
     components = build(config, registries)

@@ -8,8 +8,8 @@ from torch.utils.data import StackDataset
 
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, Handler, State
-from mtlx.testing import ToyModel, toy_batch, toy_tasks
-from mtlx.testing.plugin import ToyWeighted
+from mtlx_testing import ToyModel, toy_batch, toy_tasks
+from mtlx_testing.plugin import ToyWeighted
 
 
 def _counting_handler(module: str) -> type[Handler]:

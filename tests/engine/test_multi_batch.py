@@ -20,7 +20,7 @@ from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward, task_losses
 from mtlx.interfaces import LossWeighting, StepContext
-from mtlx.testing import ToyModel, toy_batch, toy_tasks
+from mtlx_testing import ToyModel, toy_batch, toy_tasks
 
 TASKS = toy_tasks(2)
 _BASELINES = pytest.mark.skipif(importlib.util.find_spec("mtlx_baselines") is None,

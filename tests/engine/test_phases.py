@@ -10,8 +10,8 @@ from torch.utils.data import StackDataset
 
 from mtlx import phases
 from mtlx.engine import Engine, State
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
-from mtlx.testing.plugin import ToyWeighted
+from mtlx_testing import ToyModel, make_step, toy_batch, toy_tasks
+from mtlx_testing.plugin import ToyWeighted
 
 LABELS = (phases.FORWARD, phases.STRATEGY, phases.OPTIMIZER, phases.PER_TASK_GRADS, phases.BACKWARD)
 

@@ -21,7 +21,7 @@ from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.driver import StepDriver
 from mtlx.engine.step import forward, task_losses
-from mtlx.testing import ToyModel, toy_batch, toy_tasks
+from mtlx_testing import ToyModel, toy_batch, toy_tasks
 
 pytest.importorskip("mtlx_baselines", reason="dwa, the per-epoch strategy both loops run, is mtlx-baselines'")
 

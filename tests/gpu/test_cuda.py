@@ -18,11 +18,11 @@ import torch
 
 from mtlx.checkpoint import load_checkpoint
 from mtlx.gradients import per_task_grads
-from mtlx.testing import ToyModel, invoke_cli, toy_batch, toy_tasks
+from mtlx_testing import ToyModel, invoke_cli, toy_batch, toy_tasks
 
 pytestmark = pytest.mark.gpu
 
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q"]
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-q"]
 
 
 def _run(out: Path, device: torch.device, *args: str) -> dict:

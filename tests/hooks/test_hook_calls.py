@@ -62,7 +62,7 @@ def test_a_hook_that_raises_is_reported_in_the_same_line_wherever_it_is_called(d
     args = ["--help"] if hook == "mtlx_commands" else [*RUN, "--out", str(tmp_path / "run")]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = CliRunner().invoke(main, ["--plugin", "mtlx.testing.plugin", *args], obj=invocation,
+        result = CliRunner().invoke(main, ["--plugin", "mtlx_testing.plugin", *args], obj=invocation,
                                     catch_exceptions=False)
     reported = {str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)}
     if hook == "mtlx_engine_created":  # the run cannot go on without what the plugin meant to attach

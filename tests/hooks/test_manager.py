@@ -10,7 +10,7 @@ import pytest
 
 import mtlx
 from mtlx.hooks import PluginManager
-from mtlx.testing.plugin import ToyWeighted
+from mtlx_testing.plugin import ToyWeighted
 
 
 def _plugin(**hooks):

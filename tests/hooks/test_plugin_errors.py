@@ -47,7 +47,7 @@ def mtlx_register(registry):
 
 WINE = '''
 import mtlx
-from mtlx.testing.plugin import ToyDataset
+from mtlx_testing.plugin import ToyDataset
 
 
 class Wine(ToyDataset):

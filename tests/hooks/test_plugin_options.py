@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import mtlx
+import mtlx_testing
 from mtlx.checkpoint import load_checkpoint, save_checkpoint
 from mtlx.hooks import PluginManager
 
@@ -134,7 +135,7 @@ def test_list_shows_the_section_and_its_documented_options(cli, ema):
     assert details.exit_code == 0, details.output
     assert "config section [ema]  ema-pkg==0.1.0 (ema)" in details.output
     assert "weight of the previous average" in details.output and "(undocumented)" not in details.output
-    mtlx.testing.check_options(sys.modules["ema_pkg.plugin"].EMAOptions)
+    mtlx_testing.check_options(sys.modules["ema_pkg.plugin"].EMAOptions)
 
 
 def _declaring(name: str, config: type):

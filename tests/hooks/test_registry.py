@@ -7,7 +7,7 @@ import pytest
 from mtlx import LossWeighting, PluginError, UnknownComponentError
 from mtlx.errors import PluginLoadError
 from mtlx.registry import Registries
-from mtlx.testing.plugin import ToyDataset, ToyWeighted
+from mtlx_testing.plugin import ToyDataset, ToyWeighted
 
 
 def test_register_get_and_natural_sorted_listing():

@@ -21,7 +21,7 @@ import pytest
 GOOD_PLUGIN = '''
 import attrs, torch
 import mtlx
-from mtlx.testing.plugin import ToyDataset
+from mtlx_testing.plugin import ToyDataset
 
 
 class ThirdEW(mtlx.LossWeighting):
@@ -120,7 +120,7 @@ def test_installed_plugin_is_listed_and_broken_ones_reported(site):
 
 
 def test_installed_plugin_runs_end_to_end(site, tmp_path):
-    out = _mtlx(site, "--plugin", "mtlx.testing.plugin", "run", "-s", "third-ew", "-d", "third-data",
+    out = _mtlx(site, "--plugin", "mtlx_testing.plugin", "run", "-s", "third-ew", "-d", "third-data",
                 "-o", "strategy.scale=0.5", "--epochs", "1", "--out", str(tmp_path / "run"), "-q")
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -128,7 +128,7 @@ def test_installed_plugin_runs_end_to_end(site, tmp_path):
 
 
 def test_duplicate_name_is_a_clear_error_naming_both_distributions(site, tmp_path):
-    out = _mtlx(site, "--plugin", "mtlx.testing.plugin", "run", "-s", "third-alt", "-d", "third-data",
+    out = _mtlx(site, "--plugin", "mtlx_testing.plugin", "run", "-s", "third-alt", "-d", "third-data",
                 "--out", str(tmp_path / "run"))
     assert out.returncode == 3
     assert out.stderr.splitlines()[-1] == (

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.testing import check_strategy, invoke_cli
+from mtlx_testing import check_strategy, invoke_cli
 
 GUIDE = Path(__file__).parents[2] / "docs" / "plugin-guide.md"
 
 PLUGIN = '''
 import attrs, torch
 import mtlx
-from mtlx.testing.plugin import ToyDataset
+from mtlx_testing.plugin import ToyDataset
 
 
 class Sums(ToyDataset):
@@ -72,7 +72,7 @@ def _install(distribution: Callable[..., None], source: str = PLUGIN, **declared
 
 
 def _last_line(*args: object) -> str:
-    result = invoke_cli("--plugin", "mtlx.testing.plugin", *args)  # the toy architecture the toy data asks for
+    result = invoke_cli("--plugin", "mtlx_testing.plugin", *args)  # the toy architecture the toy data asks for
     assert result.exit_code != 0, result.output
     return result.output.splitlines()[-1]
 
@@ -189,7 +189,7 @@ def mtlx_engine_created(engine):
 
 
 def fixtures_without_pytest(distribution, tmp_path):
-    code = "import sys; sys.modules['pytest'] = None; import mtlx.testing.fixtures"
+    code = "import sys; sys.modules['pytest'] = None; import mtlx_testing.fixtures"
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     return out.stderr.splitlines()[-1]
 

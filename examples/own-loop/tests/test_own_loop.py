@@ -11,7 +11,7 @@ import torch
 
 import mtlx
 from mtlx.config import build_component_config
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
+from mtlx_testing import ToyModel, make_step, toy_batch, toy_tasks
 
 EXAMPLE = Path(__file__).parents[1] / "train.py"
 

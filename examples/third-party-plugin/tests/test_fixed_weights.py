@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mtlx
-from mtlx.testing import ToyModel, check_strategy, invoke_cli, make_step, toy_batch, toy_tasks
+from mtlx_testing import ToyModel, check_strategy, invoke_cli, make_step, toy_batch, toy_tasks
 
 
 def test_registered_through_the_entry_point():
@@ -39,7 +39,7 @@ def test_unknown_task_weight_is_a_config_error():
 
 def test_runs_through_the_cli(tmp_path):
     result = invoke_cli(
-        "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "fixed-weights", "-q", "--epochs", "1",
+        "--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "fixed-weights", "-q", "--epochs", "1",
         "-o", "strategy.weights={seg0 = 3.0}", "--out", tmp_path / "run",
     )
     assert result.exit_code == 0, result.output

@@ -25,7 +25,7 @@ class Invocation:
     """``ctx.obj`` of the ``mtlx`` group.
 
     ``extra`` are in-process plugin objects registered after the installed ones (tests and notebooks:
-    :func:`mtlx.testing.invoke_cli`'s ``plugins=``); the manager is made on first use, once per invocation.
+    :func:`mtlx_testing.invoke_cli`'s ``plugins=``); the manager is made on first use, once per invocation.
     """
 
     debug: bool = False

@@ -1,4 +1,4 @@
-"""The forward half of a training step, shared by the engine, its evaluation and ``mtlx.testing``.
+"""The forward half of a training step, shared by the engine, its evaluation and ``mtlx_testing``.
 
 Whenever the model exposes a shared representation Z, the forward runs as
 ``encode`` then ``decode`` so Z is available to the strategy at no extra cost.

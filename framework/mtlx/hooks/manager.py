@@ -75,7 +75,7 @@ class PluginManager:
 
     There is no process-wide manager: each ``mtlx`` command line makes one (:func:`mtlx.cli.plugin_manager`,
     with its ``--plugin``/``--no-plugin``) and passes it, or its registries, to everything it builds, as pytest
-    passes ``config.pluginmanager``. The Python API (``mtlx.MTL``, :mod:`mtlx.build`, :mod:`mtlx.testing`) takes
+    passes ``config.pluginmanager``. The Python API (``mtlx.MTL``, :mod:`mtlx.build`, :mod:`mtlx_testing`) takes
     ``registries=`` and loads a fresh manager where none is given, so no state outlives a call.
 
     Args:

@@ -81,7 +81,7 @@ def mtlx_addoption(options: PluginOptions) -> None:
 
     ``options.add("ema", EMAOptions)`` declares section ``[ema]`` whose options are the fields of the attrs
     class ``EMAOptions``, documented as a component's ``Config`` is (an ``Attributes:`` entry per option;
-    ``mtlx.testing.check_options(EMAOptions)`` checks it). Users set them with ``-o ema.decay=0.99`` or an
+    ``mtlx_testing.check_options(EMAOptions)`` checks it). Users set them with ``-o ema.decay=0.99`` or an
     ``[ema]`` table in ``--config``; unknown keys and wrong types are refused in one line (exit 2); a run's
     ``config.toml`` records every section with its defaults; ``mtlx list --details ema`` shows them. The
     plugin reads them in :func:`mtlx_engine_created` (``options["ema"]``, the built class). A section has

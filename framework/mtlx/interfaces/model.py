@@ -88,7 +88,7 @@ class EncoderHeads(MultiTaskModel):
     """A model ``heads[t](encoder(x))``: subclasses set ``self.encoder`` and ``self.heads`` (a ModuleDict).
 
     Z is the encoder's output, so every representation-level strategy applies (the test models of
-    :mod:`mtlx.testing` and the user's modules that :class:`mtlx.MTL` drives).
+    :mod:`mtlx_testing` and the user's modules that :class:`mtlx.MTL` drives).
     """
 
     has_shared_representation = True

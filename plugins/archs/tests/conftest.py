@@ -10,9 +10,9 @@ import pytest
 from mtlx import TaskSpec
 from mtlx.losses import classification_loss, mse_loss
 from mtlx.metrics import AccuracyMeter, MAEMeter
-from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 from mtlx_archs.plugin import ARCHS, BACKBONES, HEADS
 from mtlx_dense import DepthMeter, NormalMeter, SegmentationMeter, depth_l1_loss, normal_cosine_loss
+from mtlx_testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 
 def _seg(n: int) -> TaskSpec:

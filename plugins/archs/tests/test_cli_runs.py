@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 NEW = ["cgc", "ple", "dselect-k", "ltb"]
 TINY = ["-d", "digits", "--threads", "1", "-q", "--batch-size", "32", "--seed", "0",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlx.testing import check_backbone, check_options
 from mtlx_archs.plugin import ARCHS, BACKBONES
+from mtlx_testing import check_backbone, check_options
 
 #: small inputs each backbone accepts (the ResNets at 32x32 keep the check fast)
 INPUTS = {"mlp": (11,), "digits-cnn": (1, 32, 32)}

@@ -14,8 +14,8 @@ from mtlx import ConfigError
 from mtlx.build import build_dataset, build_model, build_strategy
 from mtlx.config import resolve_run_config
 from mtlx.engine import to_device
-from mtlx.testing import make_step
 from mtlx_archs.plugin import ARCHS
+from mtlx_testing import make_step
 
 WITH_Z = sorted(a for a, cls in ARCHS.items() if cls.has_shared_representation)
 WITHOUT_Z = sorted(a for a, cls in ARCHS.items() if not cls.has_shared_representation)

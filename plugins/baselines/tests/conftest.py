@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mtlx import StepContext
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
-from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
+from mtlx_testing import ToyModel, make_step, toy_batch, toy_tasks
+from mtlx_testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 
 @pytest.fixture

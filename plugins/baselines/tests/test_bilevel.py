@@ -24,7 +24,9 @@ from mtlx.cli import main
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward, task_losses
-from mtlx.testing import (
+from mtlx.virtual import losses_at
+from mtlx_baselines.strategies import auto_lambda
+from mtlx_testing import (
     ToyModel,
     assert_refused_at_start_up,
     assert_resume_is_exact,
@@ -33,8 +35,6 @@ from mtlx.testing import (
     toy_batch,
     toy_tasks,
 )
-from mtlx.virtual import losses_at
-from mtlx_baselines.strategies import auto_lambda
 
 TASKS = toy_tasks(3)
 NAMES = list(TASKS)
@@ -322,7 +322,7 @@ TINY = ["-o", "dataset.test_size=32"]
 
 
 #: the toy problem of the "2 processes = 1" tests, 2 epochs
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2"]
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2"]
 
 
 def _args(*extra, name: str = "auto-lambda") -> list:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mtlx import rundir
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 TINY = ["-o", "dataset.train_size=64", "-o", "dataset.val_size=32", "-o", "dataset.test_size=32"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from mtlx.checkpoint import load_checkpoint
 
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2"]
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2"]
 
 
 def _run(command: list[str]) -> None:

@@ -14,9 +14,9 @@ import torch
 from click.testing import CliRunner
 
 from mtlx.cli import main
-from mtlx.testing import assert_resume_is_exact, check_strategy
 from mtlx_baselines.strategies import modo, sdmgrad
 from mtlx_baselines.strategies._double_sampling import project_simplex
+from mtlx_testing import assert_resume_is_exact, check_strategy
 
 TINY = ["-o", "dataset.val_size=32", "-o", "dataset.test_size=32"]
 

@@ -20,8 +20,8 @@ from mtlx.cli import main
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward, task_losses
-from mtlx.testing import ToyModel, check_strategy, toy_batch, toy_tasks
 from mtlx_baselines.strategies.igb import IGBv1, IGBv2
+from mtlx_testing import ToyModel, check_strategy, toy_batch, toy_tasks
 
 TASKS = ("a", "b", "c")
 #: IGBv2 with its whole schedule inside a few epochs: base losses from epoch 0, the agent trained from epoch 1
@@ -230,7 +230,7 @@ def test_every_process_holds_the_same_agent_under_torchrun(tmp_path):
     """2 gloo processes on different halves of each batch: one reward, one buffer, one agent on both ranks."""
     options = [arg for k, v in FAST.items() for arg in ("-o", f"strategy.{k}={v}")]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mtlx",
-               "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "3", "-s", "igbv2",
+               "--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-q", "--epochs", "3", "-s", "igbv2",
                "--batch-size", "2", "--out", str(tmp_path), *options]
     result = subprocess.run(command, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                             timeout=300)

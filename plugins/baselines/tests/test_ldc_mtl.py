@@ -15,7 +15,8 @@ import torch
 import mtlx
 from mtlx import ConfigError
 from mtlx.config import build_component_config
-from mtlx.testing import (
+from mtlx_baselines.plugin import STRATEGIES
+from mtlx_testing import (
     ToyModel,
     assert_refused_at_start_up,
     check_strategy,
@@ -24,7 +25,6 @@ from mtlx.testing import (
     toy_batch,
     toy_tasks,
 )
-from mtlx_baselines.plugin import STRATEGIES
 
 TASKS = toy_tasks(3)
 
@@ -144,7 +144,7 @@ def test_a_user_loop_takes_the_engines_step():
         mtl.step()
 
 
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-o", "dataset.num_tasks=3"]
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-o", "dataset.num_tasks=3"]
 
 
 @pytest.mark.parametrize(("option", "message"), [("strategy.lamb=-1", "lamb"), ("strategy.lambda=1", "lambda")])

@@ -13,7 +13,9 @@ import torch
 
 import mtlx
 from mtlx.config import build_component_config
-from mtlx.testing import (
+from mtlx_baselines.plugin import STRATEGIES
+from mtlx_baselines.strategies.metabalance import MetaBalanceState, aggregate
+from mtlx_testing import (
     ToyModel,
     assert_refused_at_start_up,
     check_strategy,
@@ -24,8 +26,6 @@ from mtlx.testing import (
     toy_batch,
     toy_tasks,
 )
-from mtlx_baselines.plugin import STRATEGIES
-from mtlx_baselines.strategies.metabalance import MetaBalanceState, aggregate
 
 TASKS = toy_tasks(3)
 
@@ -156,7 +156,7 @@ def test_a_user_loop_takes_the_engines_step():
 
 # -- the CLI ------------------------------------------------------------------------------------------------
 
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-o", "dataset.num_tasks=3"]  # tasks seg0, reg1, seg2
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-o", "dataset.num_tasks=3"]  # tasks seg0, reg1, seg2
 
 
 @pytest.mark.parametrize(("option", "message"), [

@@ -24,7 +24,8 @@ from mtlx.checkpoint import load_checkpoint
 from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward
-from mtlx.testing import (
+from mtlx_baselines.strategies import forum, moml
+from mtlx_testing import (
     ToyModel,
     assert_resume_is_exact,
     check_strategy,
@@ -32,7 +33,6 @@ from mtlx.testing import (
     toy_batch,
     toy_tasks,
 )
-from mtlx_baselines.strategies import forum, moml
 
 TASKS = toy_tasks(3)
 NAMES = list(TASKS)
@@ -350,7 +350,7 @@ def test_digits_run_resumed_equals_the_uninterrupted_run(name, tmp_path):
                                                ("forum", ["-o", "strategy.rho=2"])])
 def test_two_processes_equal_one_process_on_the_global_batch(name, options, tmp_path):
     """Each process draws its own shard of both batches; every gradient and loss is averaged over processes."""
-    toy = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2", "-s", name]
+    toy = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-q", "--epochs", "2", "-s", name]
     one, two = engine_states_on_one_and_two_processes([*toy, "-o", "strategy.lr=0.05", *options], tmp_path)
     assert max(float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]) < 1e-5
     logits_one, logits_two = one["strategy"][name]["logits"], two["strategy"][name]["logits"]

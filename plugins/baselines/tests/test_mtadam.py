@@ -25,8 +25,8 @@ from mtlx.data import EpochLoader
 from mtlx.engine import Engine, State
 from mtlx.engine.step import forward, task_losses
 from mtlx.handlers import LRSchedulerHandler
-from mtlx.testing import ToyModel, check_strategy, toy_batch, toy_tasks
 from mtlx_baselines.strategies.mtadam import MTAdam, adam_direction, balance
+from mtlx_testing import ToyModel, check_strategy, toy_batch, toy_tasks
 
 TASKS = toy_tasks(2)
 BETAS, EPS, BETA3 = (0.9, 0.999), 1e-8, 0.9

@@ -1,4 +1,4 @@
-"""Pinned digits runs, one per family of the catalogue (see :mod:`mtlx.testing.pins`).
+"""Pinned digits runs, one per family of the catalogue (see :mod:`mtlx_testing.pins`).
 
 A change that moves any of these results fails here until the pin is re-recorded in the same commit
 (``MTLX_UPDATE_PINS=1 pytest -k pins``), so a README table that would now show other numbers is visible.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.testing.pins import check_pin
+from mtlx_testing.pins import check_pin
 
 PIN_FILE = Path(__file__).with_name("pins.json")
 

@@ -12,10 +12,10 @@ from torch import nn
 import mtlx_baselines
 from mtlx import ConfigError, MultiTaskModel, Need, PluginManager, StepContext
 from mtlx.config import build_component_config
-from mtlx.testing import HeadTraversals, ToyModel, check_strategy, make_step, toy_batch, toy_tasks
 from mtlx_baselines.errors import SolverError
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies import db_mtl, excess_mtl, graddrop, gradvac, imtl, mgda, moco, nash_mtl
+from mtlx_testing import HeadTraversals, ToyModel, check_strategy, make_step, toy_batch, toy_tasks
 
 TASKS = toy_tasks(3)
 

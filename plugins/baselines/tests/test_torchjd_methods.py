@@ -22,9 +22,9 @@ from torchjd import aggregation
 
 import mtlx
 from mtlx.config import build_component_config
-from mtlx.testing import ToyModel, flat, invoke_cli, make_step, task_gradients, toy_batch, toy_tasks
 from mtlx_baselines.plugin import STRATEGIES
 from mtlx_baselines.strategies import conflict_free, dualproj
+from mtlx_testing import ToyModel, flat, invoke_cli, make_step, task_gradients, toy_batch, toy_tasks
 
 
 def G(*rows: tuple[float, ...]) -> torch.Tensor:
@@ -234,7 +234,7 @@ def test_an_amp_loss_scale_takes_the_unscaled_step(name, options):
 
 # -- fixed: bad weights at start-up -----------------------------------------------------------------
 
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-o", "dataset.num_tasks=3"]  # tasks seg0, reg1, seg2
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-o", "dataset.num_tasks=3"]  # tasks seg0, reg1, seg2
 
 
 @pytest.mark.parametrize(("weights", "message"), [

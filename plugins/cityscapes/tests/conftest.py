@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlx.testing.fixtures import mtlx_cli  # noqa: F401  (pytest fixture)
 from mtlx_cityscapes.testing import write_cityscapes, write_gta5_frame
+from mtlx_testing.fixtures import mtlx_cli  # noqa: F401  (pytest fixture)
 
 #: Label ids written into the fake GTA5 labels: mapped ones (7 road, 26 car, 33 bicycle) and unmapped ones.
 GTA5_FIXTURE_IDS = (0, 4, 7, 14, 26, 33, 34)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mtlx.testing import check_dataset
 from mtlx_cityscapes import GTA5, Cityscapes
+from mtlx_testing import check_dataset
 
 
 def test_cityscapes_conforms(cityscapes_root):

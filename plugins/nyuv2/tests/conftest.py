@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.testing.fixtures import mtlx_cli  # noqa: F401  (pytest fixture)
 from mtlx_nyuv2.testing import write_nyuv2
+from mtlx_testing.fixtures import mtlx_cli  # noqa: F401  (pytest fixture)
 
 
 @pytest.fixture

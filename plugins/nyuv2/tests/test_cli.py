@@ -12,7 +12,7 @@ from mtlx.build import build_dataset
 from mtlx.checkpoint import load_checkpoint
 from mtlx.config import resolve_run_config
 from mtlx.hooks import PluginManager
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 SMALL_MODEL = (
     "--backbone", "digits-cnn", "--head", "conv", "--device", "cpu", "-q",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mtlx.config import build_component_config
-from mtlx.testing import check_dataset
 from mtlx_nyuv2.dataset import NYUv2
+from mtlx_testing import check_dataset
 
 
 @pytest.mark.parametrize("aggregation", ["global", "batch"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
+from mtlx_testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 #: Deliberately not alphabetical (as in the real list files: back_pack 0, paper_notebook 1, ...).
 CLASSES = {"back_pack": 0, "paper_notebook": 1, "bike": 17, "calculator": 30}

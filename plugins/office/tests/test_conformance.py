@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mtlx.testing import check_dataset
 from mtlx_office.dataset import Office31
+from mtlx_testing import check_dataset
 
 
 def test_office31_conforms(office31):

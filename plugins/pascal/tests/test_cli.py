@@ -8,7 +8,7 @@ import pytest
 
 from mtlx.hooks import PluginManager
 from mtlx.metrics import delta_m
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 #: 32x32 inputs, 9 edge thresholds, one epoch of two batches: a few seconds on a CPU.
 TINY = (

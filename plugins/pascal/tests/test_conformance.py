@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mtlx.testing import check_dataset
 from mtlx_pascal import PascalContext
+from mtlx_testing import check_dataset
 
 
 def test_pascal_conforms(pascal):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 from mtlx_qm9.source import CSV_FILES, package_data_dir
+from mtlx_testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 
 def write_source(directory: Path, molecules: int) -> Path:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mtlx.testing import check_dataset
 from mtlx_qm9 import QM9Dataset
+from mtlx_testing import check_dataset
 
 
 def test_qm9_conforms(small_source, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_toy_run_with_another_base(run, tmp_path):
     """On the core's toy plugin, base and regulariser options are applied and every step logs the regularisers."""
     out = tmp_path / "run"
     result = run(
-        "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--epochs", "1", "--out",
+        "--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--epochs", "1", "--out",
         str(out), "-o", "dataset.num_tasks=3", "-o", "train.log_every=1", "-o", "strategy.base=toy-weighted",
         "-o", "strategy.csa_denominator=infonce", "-o", "strategy.lambda_csa=1.1", "-o", "strategy.mode=paper",
     )
@@ -40,7 +40,7 @@ def test_toy_run_with_another_base(run, tmp_path):
 
 def test_single_task_is_refused_before_training(run, tmp_path):
     result = run(
-        "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--out", str(tmp_path / "r"),
+        "--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--out", str(tmp_path / "r"),
         "-o", "dataset.num_tasks=1",
     )
     assert result.exit_code == 2
@@ -49,7 +49,7 @@ def test_single_task_is_refused_before_training(run, tmp_path):
 
 def test_unknown_base_option_is_a_config_error(run, tmp_path):
     result = run(
-        "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--out", str(tmp_path / "r"),
+        "--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--out", str(tmp_path / "r"),
         "-o", "strategy.base_options={tau=2.0}",
     )
     assert result.exit_code == 2

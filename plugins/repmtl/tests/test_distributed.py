@@ -16,7 +16,7 @@ import pytest
 
 from mtlx.checkpoint import load_checkpoint
 
-TOY = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--epochs", "1",
+TOY = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--epochs", "1",
        "--max-steps", "3", "-o", "train.optimizer=sgd", "-o", "train.momentum=0.0", "-o", "train.lr=0.001"]
 
 

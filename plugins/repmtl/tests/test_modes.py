@@ -8,9 +8,9 @@ import warnings
 import pytest
 import torch
 
-import mtlx
-from mtlx.testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
+import mtlx_testing
 from mtlx_repmtl import RepMTLConfig
+from mtlx_testing import ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
 
 from .conftest import rep_mtl
 
@@ -183,8 +183,8 @@ def test_reg_params_shared_keeps_the_regularisers_out_of_the_heads(naive):
 def test_fixed_lambda_needs_paper_mode(tmp_path):
     with pytest.raises(ValueError, match="mode=paper"):
         RepMTLConfig(lambda_csa=1.1)
-    result = mtlx.testing.invoke_cli(
-        "--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--out", tmp_path / "r",
+    result = mtlx_testing.invoke_cli(
+        "--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "rep-mtl", "-q", "--out", tmp_path / "r",
         "-o", "strategy.lambda_csa=1.1",
     )
     assert result.exit_code == 2
@@ -217,7 +217,7 @@ def test_paper_mode_warns_on_digits_where_the_regularisers_overtake_the_tasks_af
     """digits, 256 training samples: step 1's ratios are 0.30-0.65, step 2's CSA ratio on the encoder 1.04
     (README, *paper mode*): the warning comes at step 2 without any option."""
     with pytest.warns(RuntimeWarning, match="outweighs the task losses' .*grad_ratio.csa.shared"):
-        result = mtlx.testing.invoke_cli(
+        result = mtlx_testing.invoke_cli(
             "run", "-s", "rep-mtl", "-d", "digits", "--preset", "paper", "--threads", "1", "-q", "--max-steps", "2",
             "-o", "dataset.train_size=256", "-o", "dataset.val_size=32", "-o", "dataset.test_size=32",
             "--out", tmp_path / "r",

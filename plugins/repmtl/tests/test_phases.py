@@ -7,8 +7,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mtlx import phases
-from mtlx.testing import ToyModel, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTLConfig
+from mtlx_testing import ToyModel, make_step, toy_batch, toy_tasks
 
 from .conftest import rep_mtl
 

@@ -1,4 +1,4 @@
-"""Pinned digits runs of Rep-MTL's two modes and its representation path (see :mod:`mtlx.testing.pins`)."""
+"""Pinned digits runs of Rep-MTL's two modes and its representation path (see :mod:`mtlx_testing.pins`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlx.testing.pins import check_pin
+from mtlx_testing.pins import check_pin
 
 PIN_FILE = Path(__file__).with_name("pins.json")
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from mtlx.checkpoint import load_checkpoint
 from mtlx.cli import main
 
-RUN = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-q", "--epochs", "3", "-o", "train.eval_every=2"]
+RUN = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-q", "--epochs", "3", "-o", "train.eval_every=2"]
 
 
 def _mtlx(*args: str) -> None:
@@ -26,7 +26,7 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, strategy):
         out = tmp_path / f"stop{stop}"
         _mtlx(*RUN, "-s", strategy, "--max-steps", str(stop), "--out", str(out))
         assert load_checkpoint(out / "last.pt")["engine"]["state"]["iteration"] == stop
-        _mtlx("--plugin", "mtlx.testing.plugin", "run", "--resume", str(out), "-q", "-o", "train.max_steps=1000")
+        _mtlx("--plugin", "mtlx_testing.plugin", "run", "--resume", str(out), "-q", "-o", "train.max_steps=1000")
         resumed = load_checkpoint(out / "last.pt")["engine"]
         for key, value in reference["model"].items():
             assert torch.equal(resumed["model"][key], value), (stop, key)

@@ -14,10 +14,10 @@ from mtlx.config import build_component_config
 from mtlx.engine.step import forward, task_losses
 from mtlx.losses import classification_loss, mse_loss
 from mtlx.metrics import AccuracyMeter, MAEMeter
-from mtlx.testing import HeadTraversals, ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
 from mtlx_repmtl import RepMTL, RepMTLConfig
 from mtlx_repmtl import strategy as strategy_module
 from mtlx_repmtl.losses import csa_terms, tsr_loss
+from mtlx_testing import HeadTraversals, ToyModel, assert_strategy_state_roundtrip, make_step, toy_batch, toy_tasks
 
 from .conftest import INSTALLED, ScaledWeighting, rep_mtl
 
@@ -437,6 +437,6 @@ def test_rep_mtl_looks_no_strategy_up_by_itself():
 @pytest.mark.filterwarnings("ignore:rep-mtl \\(mode=paper\\). the regularisers:RuntimeWarning")
 @pytest.mark.parametrize("options", [{}, {"mode": "paper"}, {"estimate_every": 1, "reg_params": "shared"}, {"base": "dwa"}])
 def test_rep_mtl_conforms(options):
-    from mtlx.testing import check_strategy
+    from mtlx_testing import check_strategy
 
     check_strategy("rep-mtl", options)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mtlx.testing import invoke_cli, torch_threads
-from mtlx.testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
+from mtlx_testing import invoke_cli, torch_threads
+from mtlx_testing.fixtures import single_thread  # noqa: F401  (autouse pytest fixture)
 
 from .slurm_cluster import slurm_cluster  # noqa: F401  (the session's test SLURM cluster)
 
@@ -25,7 +25,7 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     runner = CliRunner()
     with torch_threads(1):  # tiny convolutions: more threads only add contention on a shared CPU
         for name, overrides in RUNS.items():
-            args = ["--plugin", "mtlx.testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "1",
+            args = ["--plugin", "mtlx_testing.plugin", "run", "-d", "toy", "-s", "toy-weighted", "--epochs", "1",
                     "--out", str(root / name), "-q", "-o", "train.log_every=1", "-o", "arch.channels=32"]
             for override in overrides:
                 args += ["-o", override]
@@ -37,4 +37,4 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def cli():
     """Invoke ``mtlx`` with the core's toy plugin loaded (the toy runs' arch and dataset) unless ``toy=False``."""
-    return lambda *args, toy=True: invoke_cli(*(["--plugin", "mtlx.testing.plugin"] if toy else []), *args)
+    return lambda *args, toy=True: invoke_cli(*(["--plugin", "mtlx_testing.plugin"] if toy else []), *args)

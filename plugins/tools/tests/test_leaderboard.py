@@ -186,7 +186,7 @@ def test_real_runs_of_different_lengths_are_labelled_by_epochs(cli, toy_runs, tm
     result = cli("run", "-d", "toy", "-s", "ew", "--epochs", "2", "--out", str(two), "-q", "--threads", "1",
                  "-o", "train.seed=1", "-o", "arch.channels=32")
     assert result.exit_code == 0, result.output
-    toy = PluginManager(modules=["mtlx.testing.plugin"]).registries  # the toy dataset: its defaults known
+    toy = PluginManager(modules=["mtlx_testing.plugin"]).registries  # the toy dataset: its defaults known
     (table,) = build_tables(find_runs([toy_runs["a1"], two]), registries=toy)
     # the toy dataset recommends 2 epochs: the 2-epoch row is at the default
     assert [row.label for row in table.rows] == ["ew", "toy-weighted (train.epochs=1)"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from mtlx.catalog import source_root
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 from mtlx_tools.plugin import mtlx_commands
 
 

@@ -155,7 +155,7 @@ def test_plot_axes_hold_the_rows_but_not_a_far_outlier():
 def test_plot_labels_are_short_keys_with_shortened_labels(toy_runs):
     from mtlx_tools.report.plots import _legend_labels, plot_keys
 
-    toy = PluginManager(modules=["mtlx.testing.plugin"]).registries  # the toy runs' dataset: its defaults known
+    toy = PluginManager(modules=["mtlx_testing.plugin"]).registries  # the toy runs' dataset: its defaults known
     table = build_tables(find_runs(toy_runs.values()), registries=toy)[0]
     assert [row.label for row in table.rows] == ["toy-weighted", "toy-weighted (train.lr=0.01)"]
     keys = plot_keys(table)

@@ -19,7 +19,7 @@ import torch
 
 from mtlx.checkpoint import load_checkpoint
 from mtlx.config import RESUMABLE_KEYS
-from mtlx.testing import invoke_cli
+from mtlx_testing import invoke_cli
 from mtlx_tools.sweep import cell as cell_job
 from mtlx_tools.sweep.cells import PLACEMENT_KEYS
 from mtlx_tools.sweep.executor import Job
@@ -179,7 +179,7 @@ SWEEP = (*TOY, "--seeds", "0", "-o", "train.epochs=1", "--jobs", "1", "--threads
 def finished(tmp_path_factory) -> Path:
     """A sweep of one toy run, finished (one real job subprocess)."""
     out = tmp_path_factory.mktemp("finished") / "sweep"
-    result = invoke_cli("--plugin", "mtlx.testing.plugin", *SWEEP, "--out", out)
+    result = invoke_cli("--plugin", "mtlx_testing.plugin", *SWEEP, "--out", out)
     assert result.exit_code == 0, result.output
     assert "all 1 runs finished" in result.output
     return out
@@ -257,7 +257,7 @@ def test_a_second_sweep_in_the_same_directory_is_refused(cli, sweep_copy):
 
 def test_the_manifest_of_a_finished_sweep(finished):
     manifest = json.loads((finished / "manifest.json").read_text())
-    assert manifest["name"] == "toy-toy-weighted" and manifest["plugins"] == ["mtlx.testing.plugin"]
+    assert manifest["name"] == "toy-toy-weighted" and manifest["plugins"] == ["mtlx_testing.plugin"]
     assert manifest["spec"]["axes"] == {"dataset.name": ["toy"], "strategy.name": ["toy-weighted"], "train.seed": [0]}
     assert manifest["spec"]["base"] == {"train.epochs": 1}
     (entry,) = manifest["cells"]
@@ -363,7 +363,7 @@ def _toy_arch_config(**fields: tuple[type, object]) -> type:
 def test_an_option_added_by_a_later_version_keeps_finished_and_interrupted_runs(cli, sweep_copy, monkeypatch):
     """Upgrading mtlx mid-sweep: an option that did not exist when the runs were made, at its default, is what
     they trained, so the finished run is still skipped and an unfinished one resumes (not re-run, not refused)."""
-    from mtlx.testing.plugin import ToyArch
+    from mtlx_testing.plugin import ToyArch
 
     monkeypatch.setattr(ToyArch, "Config", _toy_arch_config(channels=(int, 8), dropout=(float, 0.0)))
     result = cli(*SWEEP, "--out", sweep_copy, "--dry-run")
@@ -377,7 +377,7 @@ def test_an_option_added_by_a_later_version_keeps_finished_and_interrupted_runs(
 
 
 def test_a_default_changed_by_a_later_version_is_not_taken_for_the_runs_made_before(cli, sweep_copy, monkeypatch):
-    from mtlx.testing.plugin import ToyArch
+    from mtlx_testing.plugin import ToyArch
 
     monkeypatch.setattr(ToyArch, "Config", _toy_arch_config(channels=(int, 16)))
     before = tree(sweep_copy)

@@ -76,7 +76,7 @@ def sweep(workdir: Path, out: str, *args: str, stop: str | None = None) -> subpr
     env.pop("SWEEP_STOP", None)
     if stop:
         env["SWEEP_STOP"] = stop
-    command = [sys.executable, "-m", "mtlx", "--plugin", "mtlx.testing.plugin", "--plugin", "sweep_stopper", "sweep",
+    command = [sys.executable, "-m", "mtlx", "--plugin", "mtlx_testing.plugin", "--plugin", "sweep_stopper", "sweep",
                str(workdir / "spec.toml"), "--out", str(workdir / out), "--threads", "1", *args]
     return subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
 
@@ -115,7 +115,7 @@ def assert_same_weights(sweep_dir: Path, reference: Path) -> None:
 def test_the_reference_manifest(reference):
     manifest = json.loads((reference / "manifest.json").read_text())
     assert manifest["spec"]["source"].endswith("spec.toml") and manifest["spec"]["axes"] == {"train.seed": [0, 1, 2]}
-    assert manifest["plugins"] == ["mtlx.testing.plugin", "sweep_stopper"]
+    assert manifest["plugins"] == ["mtlx_testing.plugin", "sweep_stopper"]
     by_label = cells(reference)
     assert list(by_label) == [FAILING, *GOOD]
     assert (by_label[FAILING]["state"], by_label[FAILING]["exit_code"]) == ("failed", 6)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from mtlx_tools.powerlaw import analyze_state_dict
 from mtlx.checkpoint import load_checkpoint
-from mtlx.testing import ToyModel, toy_tasks
+from mtlx_testing import ToyModel, toy_tasks
+from mtlx_tools.powerlaw import analyze_state_dict
 
 weightwatcher = pytest.importorskip("weightwatcher", reason="optional reference: pip install weightwatcher==0.7.7")
 pytestmark = pytest.mark.filterwarnings("ignore:Passing a dict to DataFrame.from_records:DeprecationWarning")

@@ -4,7 +4,7 @@ Every first-party plugin's tests call these on its components, and the
 third-party template in ``examples/`` does too, so a plugin author learns the
 contract from a failing assertion instead of from the engine's source::
 
-    from mtlx.testing import check_dataset, check_strategy
+    from mtlx_testing import check_dataset, check_strategy
 
     def test_my_strategy_conforms():
         check_strategy("my-strategy")
@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
-from ..build import strategy_by_name
-from ..engine.rng import load_rng_state, rng_state
-from ..errors import MtlxError
-from ..hooks import PluginManager
-from ..interfaces import Backbone, Dataset, Meter, MTOStrategy, StepResult, TaskSpec
-from ..interfaces.strategy import take_optimizer_step
-from ..registry import Registries
-from ..runner import seed_everything
+from mtlx.build import strategy_by_name
+from mtlx.engine.rng import load_rng_state, rng_state
+from mtlx.errors import MtlxError
+from mtlx.hooks import PluginManager
+from mtlx.interfaces import Backbone, Dataset, Meter, MTOStrategy, StepResult, TaskSpec
+from mtlx.interfaces.strategy import take_optimizer_step
+from mtlx.registry import Registries
+from mtlx.runner import seed_everything
+
 from .blame import blame, label
 from .checks import assert_same, assert_strategy_state_roundtrip
 from .options import check_options

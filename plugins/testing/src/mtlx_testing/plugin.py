@@ -1,8 +1,8 @@
-"""A self-contained test plugin: ``--plugin mtlx.testing.plugin`` adds toy components.
+"""A self-contained test plugin: ``--plugin mtlx_testing.plugin`` adds toy components.
 
 It lets the core's own tests (and plugin authors) run the whole CLI without
 any first-party plugin installed: dataset ``toy`` (random per-pixel data with a
-stored baseline), architecture ``toy`` (:class:`~mtlx.testing.ToyModel`),
+stored baseline), architecture ``toy`` (:class:`~mtlx_testing.ToyModel`),
 backbone/head placeholders it ignores, and strategy ``toy-weighted``
 (fixed weights 1, 2, 3, ...).
 """
@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 import torch
 
-from .. import hookimpl
-from ..interfaces import Backbone, Dataset, LossWeighting, StepContext, TaskHead, TaskSpec
+from mtlx import hookimpl
+from mtlx.interfaces import Backbone, Dataset, LossWeighting, StepContext, TaskHead, TaskSpec
+
 from .toy import ToyModel, toy_batch, toy_tasks
 
 __all__ = ["ToyArch", "ToyDataset", "ToyWeighted"]

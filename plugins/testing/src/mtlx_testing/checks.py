@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from ..interfaces import MTOStrategy, StepContext
+from mtlx.interfaces import MTOStrategy, StepContext
 
 __all__ = ["assert_same", "assert_strategy_state_roundtrip", "flat", "task_gradients"]
 

@@ -1,10 +1,11 @@
 """Helpers for testing mtlx plugins: conformance checks per component kind, a tiny multi-task model, the CLI.
 
 Plugin test suites import from here (and from ``mtlx``) only; the shared
-pytest fixtures are in :mod:`mtlx.testing.fixtures`.
+pytest fixtures are in :mod:`mtlx_testing.fixtures`.
 """
 
-from ..threads import torch_threads
+from mtlx.threads import torch_threads
+
 from .checks import assert_strategy_state_roundtrip, flat, task_gradients
 from .cli import assert_refused_at_start_up, assert_resume_is_exact, engine_states_on_one_and_two_processes, invoke_cli
 from .conformance import check_backbone, check_dataset, check_meter, check_options, check_strategy

@@ -3,10 +3,10 @@
 Import the ones you need into a ``conftest.py`` (pytest collects fixtures
 from the conftest's namespace; autouse ones then apply to every test below it)::
 
-    from mtlx.testing.fixtures import mtlx_cli, single_thread  # noqa: F401  (pytest fixtures)
+    from mtlx_testing.fixtures import mtlx_cli, single_thread  # noqa: F401  (pytest fixtures)
 
-This module imports pytest, so :mod:`mtlx.testing` does not import it; pytest comes with the
-``test`` extra (``pip install 'mtlx[test]'``), which a plugin's own ``test`` extra lists.
+This module imports pytest, so :mod:`mtlx_testing` does not import it; ``mtlx-testing`` depends on pytest,
+and a plugin's own ``test`` extra lists ``mtlx-testing``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterator
 
 try:
     import pytest
-except ImportError:  # mtlx itself does not depend on pytest: say which extra brings it
-    raise ImportError(
-        "mtlx.testing.fixtures are pytest fixtures and need pytest: pip install 'mtlx[test]'"
-    ) from None
+except ImportError:  # installed without its dependencies (pip --no-deps): say what brings pytest
+    raise ImportError("mtlx_testing.fixtures are pytest fixtures and need pytest: pip install mtlx-testing") from None
 from click.testing import Result
 
-from ..threads import torch_threads
+from mtlx.threads import torch_threads
+
 from .cli import invoke_cli
 
 __all__ = ["mtlx_cli", "single_thread"]
@@ -29,7 +28,7 @@ __all__ = ["mtlx_cli", "single_thread"]
 
 @pytest.fixture
 def mtlx_cli() -> Callable[..., Result]:
-    """:func:`~mtlx.testing.invoke_cli`: ``mtlx_cli("run", "-d", "toy", ...)`` runs the CLI in-process."""
+    """:func:`~mtlx_testing.invoke_cli`: ``mtlx_cli("run", "-d", "toy", ...)`` runs the CLI in-process."""
     return invoke_cli
 
 

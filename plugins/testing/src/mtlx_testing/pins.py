@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_text
+from mtlx.checkpoint import atomic_write_text
+
 from .cli import invoke_cli
 
 __all__ = ["PIN_ARGS", "check_pin", "pinned_values"]

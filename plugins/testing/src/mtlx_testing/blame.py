@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..hooks import PluginManager
-from ..registry import Registries
+from mtlx.hooks import PluginManager
+from mtlx.registry import Registries
 
 __all__ = ["blame", "label"]
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..engine.step import forward, task_losses
-from ..interfaces import EncoderHeads, MultiTaskModel, StepContext, TaskSpec
-from ..losses import classification_loss, mse_loss
-from ..metrics import AccuracyMeter, MAEMeter
+from mtlx.engine.step import forward, task_losses
+from mtlx.interfaces import EncoderHeads, MultiTaskModel, StepContext, TaskSpec
+from mtlx.losses import classification_loss, mse_loss
+from mtlx.metrics import AccuracyMeter, MAEMeter
 
 __all__ = ["EncoderHeads", "ToyModel", "make_step", "toy_batch", "toy_tasks"]
 

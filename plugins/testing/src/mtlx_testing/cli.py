@@ -24,7 +24,7 @@ def invoke_cli(*args: object, plugins: Mapping[str, object] | None = None) -> Re
     (``{name: object with mtlx_* hooks}``) are registered for this invocation
     only, after the installed ones, as ``pytest.main(plugins=...)`` does.
     """
-    from ..cli import Invocation, main  # imported on use: the CLI pulls in rich and every subcommand's options
+    from mtlx.cli import Invocation, main  # imported on use: the CLI pulls in rich and every subcommand's options
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False,
                               obj=Invocation(extra=dict(plugins or {})))
@@ -58,7 +58,7 @@ def engine_states_on_one_and_two_processes(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``python -m mtlx *run_args`` on one process with ``--batch-size batch_size``, then under torchrun on two
     with half of it each (the same global batch): each run's saved engine state, for "2 processes = 1" tests."""
-    from ..checkpoint import load_checkpoint
+    from mtlx.checkpoint import load_checkpoint
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     states = []

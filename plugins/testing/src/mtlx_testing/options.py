@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import attrs
 
-from ..option_docs import describe_options
-from ..registry import Registries
+from mtlx.option_docs import describe_options
+from mtlx.registry import Registries
+
 from .blame import label
 
 __all__ = ["check_options"]

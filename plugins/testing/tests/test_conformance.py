@@ -11,8 +11,8 @@ from torch import nn
 
 import mtlx
 from mtlx.metrics import MAEMeter
-from mtlx.testing import check_backbone, check_dataset, check_meter, check_options, check_strategy
-from mtlx.testing.plugin import ToyDataset
+from mtlx_testing import check_backbone, check_dataset, check_meter, check_options, check_strategy
+from mtlx_testing.plugin import ToyDataset
 
 
 class _Forgetful(mtlx.LossWeighting):
@@ -56,7 +56,7 @@ def _register(**strategies):
 
 
 def test_check_strategy_passes_a_conforming_strategy_and_catches_missing_state_and_gradients():
-    from mtlx.testing.plugin import ToyWeighted
+    from mtlx_testing.plugin import ToyWeighted
 
     registries = _register(forgetful=_Forgetful, **{"heads-only": _HeadsOnly, "toy-weighted": ToyWeighted})
     check_strategy("toy-weighted", registries=registries)

@@ -1,3 +1,0 @@
-"""Imports the shared fixtures the way plugin conftests do."""
-
-from mtlx.testing.fixtures import mtlx_cli, single_thread  # noqa: F401  (pytest fixtures)
