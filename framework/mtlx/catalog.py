@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import attrs
 
+from .config import read_toml
 from .errors import ConfigError
 
 __all__ = ["CATALOG_ENV", "CatalogEntry", "load_catalog"]
@@ -44,12 +43,9 @@ def source_root() -> Path | None:
 
 def load_catalog(path: Path | None = None) -> list[CatalogEntry]:
     path = path or catalog_path()
-    try:
-        data: dict[str, Any] = tomllib.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():  # a copy of mtlx without the catalogue: nothing to suggest
         return []
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"plugin catalogue {path} is not valid TOML: {error}") from None
+    data = read_toml(path, "plugin catalogue")
     entries = []
     for key, body in data.get("plugins", {}).items():
         try:

@@ -21,7 +21,9 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT", "TEMPORARY", "atomic_write_text", "load_checkpoint", "save_checkpoint", "write_error"]
+__all__ = [
+    "FORMAT", "TEMPORARY", "append_line", "atomic_write_text", "load_checkpoint", "save_checkpoint", "write_error",
+]
 
 FORMAT = "mtlx-checkpoint-v1"
 #: The glob of the temporary files an atomic write leaves when it is killed half-way.
@@ -31,6 +33,15 @@ TEMPORARY = ".*.tmp"
 def write_error(path: str | os.PathLike[str], error: OSError) -> CheckpointError:
     """One line for a failed write: ``cannot write PATH: No space left on device``."""
     return CheckpointError(f"cannot write {path}: {error.strerror or error}")
+
+
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    """Append ``line`` to a log file (``metrics.jsonl``, ``resumes.jsonl``); a failed write is :func:`write_error`."""
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+    except OSError as error:
+        raise write_error(path, error) from None
 
 
 def _umask() -> int:

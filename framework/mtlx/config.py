@@ -42,6 +42,7 @@ __all__ = [
     "load_toml",
     "parse_override",
     "read_run_id",
+    "read_toml",
     "resolve",
     "resolve_run_config",
     "resolve_sections",
@@ -187,30 +188,31 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """``path`` parsed; missing, a directory, not UTF-8 or not TOML: one :class:`ConfigError` line naming ``what``."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except UnicodeDecodeError as error:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory") from None
+        raise ConfigError(f"{what} {path} is a directory") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {error}") from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a config TOML file into flat ``section.key`` overrides (a run's ``[run]`` record is left out)."""
     path = Path(path)
-    data = _read_toml(path)
+    data = read_toml(path)
     data.pop(RUN_TABLE, None)
     return flatten(data, where=str(path))
 
 
 def read_run_id(path: str | Path) -> str | None:
     """The run id a run's ``config.toml`` records (None for runs written before ids existed)."""
-    record = _read_toml(Path(path)).get(RUN_TABLE)
+    record = read_toml(Path(path)).get(RUN_TABLE)
     return str(record["id"]) if isinstance(record, Mapping) and "id" in record else None
 
 
@@ -296,8 +298,8 @@ def resolve_sections(config: RunConfig, registries: Registries, sections: Iterab
 
 
 def installed_registries(registries: Registries | None) -> Registries:
-    """``registries``, or (None: the Python API's default) the installed plugins', loaded afresh: no cached
-    process-wide manager that a test would have to reset or that one caller's plugins could leak into."""
+    """``registries``, or (None: the Python API's default) the installed plugins', loaded afresh
+    (:class:`~mtlx.hooks.PluginManager`)."""
     from .hooks import PluginManager  # on use: the plugin machinery imports this module
 
     return registries if registries is not None else PluginManager().registries

@@ -7,11 +7,8 @@ gradient-manipulation strategies take per-task gradients with
 ``torch.autograd.grad`` and write ``.grad`` themselves. Per-task gradients are
 averaged across processes before aggregation (``StepContext.shared_grads``),
 so every rank computes the update a single process would compute on the
-global batch, for a model without BatchNorm. BatchNorm normalises with the
-statistics of its own process's batch unless it is synchronised:
-``train.sync_batchnorm`` converts it to ``torch.nn.SyncBatchNorm`` on CUDA;
-torch has none on CPU (gloo), where BN statistics stay per process (and
-rank 0's running statistics are the ones saved).
+global batch, for a model without BatchNorm (BatchNorm, ``train.sync_batchnorm``:
+README.md, "Data parallelism").
 
 Evaluation is sharded too: each process evaluates whole batches of a split
 (:func:`batch_shard`) and the meters are merged (:func:`all_gather_to_all`,

@@ -11,15 +11,9 @@ traversed for every task (T² head backwards, and T² double backwards through
 the saliency graph of second-order methods). From the task's own loss, head
 t is traversed once, for task t only.
 
-For the shared parameters two exact methods exist (:data:`METHODS`):
-
-- ``loop``: T backward passes, ``∂L_t/∂θ`` each through head t and the encoder;
-- ``two-stage``: T gradients down to Z (each through its own head), then one
-  vmapped vector-Jacobian product from Z into the encoder for the T rows (what
-  torchjd's ``mtl_backward`` does). Needs a single shared Z through which the
-  losses reach every shared parameter (``MultiTaskModel.has_shared_representation``).
-
-``auto`` picks by device, by measurement (benchmarks/README.md).
+For the shared parameters two exact methods exist (:data:`METHODS`, ``loop`` and ``two-stage``: README.md);
+``two-stage`` needs a single shared Z through which the losses reach every shared parameter
+(``MultiTaskModel.has_shared_representation``). ``auto`` picks by device, by measurement (benchmarks/README.md).
 """
 
 from __future__ import annotations

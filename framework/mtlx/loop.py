@@ -3,18 +3,8 @@
 The engine is one way to train; most researchers already have a loop (plain PyTorch, Lightning, their own).
 :class:`MTL` gives such a loop the same step the engine takes (the same :class:`~mtlx.engine.driver.StepDriver`):
 the user computes the shared features and the per-task losses, ``mtl.backward(losses, features=z)`` populates
-``.grad`` of the shared and task-specific parameters exactly as ``mtlx run`` would, and the user's optimiser steps::
-
-    mtl = mtlx.MTL("rep-mtl", tasks=["seg", "depth"], shared=encoder, heads={"seg": seg_head, "depth": depth_head})
-    optimizer = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), *mtl.parameters()])
-    for x, y in loader:
-        z = encoder(x)
-        losses = {"seg": seg_loss(seg_head(z), y["seg"]), "depth": depth_loss(depth_head(z), y["depth"])}
-        optimizer.zero_grad()
-        mtl.backward(losses, features=z)
-        optimizer.step()
-        mtl.step()                       # after the optimiser step (FAMO's update)
-    mtl.end_epoch()                      # per-epoch strategies (DWA, GradNorm)
+``.grad`` of the shared and task-specific parameters exactly as ``mtlx run`` would, and the user's optimiser steps
+(the loop: README.md, "The shortest path").
 
 A strategy that takes the optimiser step itself (``strategy.owns_optimizer_step``: MTAdam) is stepped by
 ``mtl.step(optimizer)`` in place of ``optimizer.step(); mtl.step()``; the optimiser (Adam or AdamW) only
@@ -56,6 +46,7 @@ Parameters = nn.Module | Iterable[nn.Parameter]
 EPOCH_WARNING_STEPS = 1000
 #: what ``MTL(nonfinite=...)`` does with a NaN/Inf loss
 NONFINITE = ("raise", "skip")
+_BACKWARD = "mtlx.MTL.backward"  # where its argument errors say they come from
 _PASS_FEATURES = "pass features=z, the tensor the heads read (z = shared(x), each loss from heads[task](z))"
 #: how a user's loop provides what a strategy may find missing in its step (StepContext.missing)
 _HOW_TO_PROVIDE = {
@@ -184,8 +175,7 @@ class MTL:
             this pass without :meth:`end_epoch`; without it the warning comes after
             :data:`EPOCH_WARNING_STEPS` steps.
         registries: where ``name`` (and a strategy's base, Rep-MTL's) is looked up; None loads the installed
-            plugins afresh for this call (``mtlx.PluginManager().registries``): nothing is cached process-wide,
-            so what one caller registered never leaks into another's strategy.
+            plugins afresh for this call (``mtlx.PluginManager().registries``).
         **options: the strategy's options (its ``Config`` fields), checked as ``-o strategy.<key>`` is.
     """
 
@@ -258,10 +248,8 @@ class MTL:
 
         Every argument is checked before any ``.grad`` is written: each loss a scalar tensor, named by
         task (a dict in any order, or a list in task order); ``features``, when given, read by every loss
-        (a walk of each loss's autograd graph from ``loss.grad_fn`` until it meets ``features``, every
-        step: about 0.2-0.3 µs per node walked, i.e. per node of the heads' graphs; measured on the CPU:
-        3 µs for three linear heads, 1% of that tiny model's forward and backward, 40-60 µs for three
-        10-layer conv heads, 0.01%); the losses finite (``nonfinite``).
+        (a walk of each loss's autograd graph until it meets ``features``, every step; its cost: README.md);
+        the losses finite (``nonfinite``).
 
         Args:
             losses: ``{task: scalar}`` or the T scalars in task order.
@@ -289,7 +277,7 @@ class MTL:
         """
         named = self._named_losses(losses)
         if loss_scale != 1.0 and self.strategy.owns_optimizer_step:
-            raise ConfigError(f"mtlx.MTL.backward: strategy {self.name!r} "
+            raise ConfigError(f"{_BACKWARD}: strategy {self.name!r} "
                               f"{owned_step_conflict(self.strategy, None, loss_scaling=True)}")
         self._check_features(named, features)
         extras = self._extra_losses(extra_losses, extra_features)
@@ -298,7 +286,7 @@ class MTL:
         self._check_closure("train_losses", train_losses, self.strategy.needs_train_losses,
                             "re-runs your training batch at other parameters", "does not re-run the training batch")
         if recompute_losses is not None and not callable(recompute_losses):
-            raise ConfigError(f"mtlx.MTL.backward: recompute_losses must be a function returning {{task: loss}}, "
+            raise ConfigError(f"{_BACKWARD}: recompute_losses must be a function returning {{task: loss}}, "
                               f"got {type(recompute_losses).__name__}")
         for batch in [named, *extras]:
             if (skipped := self._nonfinite(batch)) is not None:
@@ -327,29 +315,29 @@ class MTL:
 
     def _named_losses(self, losses: Any) -> dict[str, torch.Tensor]:
         """``{task: scalar tensor}`` in task order, or one line saying which task's loss is wrong."""
-        where = "mtlx.MTL.backward"
         if isinstance(losses, torch.Tensor):
-            raise ConfigError(f"{where}: losses must be {{task: loss}} or the {len(self.tasks)} losses in task "
+            raise ConfigError(f"{_BACKWARD}: losses must be {{task: loss}} or the {len(self.tasks)} losses in task "
                               f"order, not one tensor of shape {tuple(losses.shape)}")
         if isinstance(losses, Mapping):
             if set(losses) != set(self.tasks):
-                raise ConfigError(f"{where}: losses must be keyed by the tasks {list(self.tasks)}; "
+                raise ConfigError(f"{_BACKWARD}: losses must be keyed by the tasks {list(self.tasks)}; "
                                   f"{_differences(losses, self.tasks)}")
             named = {t: losses[t] for t in self.tasks}
         elif isinstance(losses, Iterable) and not isinstance(losses, str):
             values = list(losses)
             if len(values) != len(self.tasks):
-                raise ConfigError(f"{where}: got {len(values)} losses for {len(self.tasks)} tasks {list(self.tasks)}")
+                raise ConfigError(f"{_BACKWARD}: got {len(values)} losses for {len(self.tasks)} tasks "
+                                  f"{list(self.tasks)}")
             named = dict(zip(self.tasks, values, strict=True))
         else:
-            raise ConfigError(f"{where}: losses must be {{task: loss}} or a list in task order, "
+            raise ConfigError(f"{_BACKWARD}: losses must be {{task: loss}} or a list in task order, "
                               f"got {type(losses).__name__}")
         for t, loss in named.items():
             if not isinstance(loss, torch.Tensor):
-                raise ConfigError(f"{where}: the loss of task {t!r} is a {type(loss).__name__}, "
+                raise ConfigError(f"{_BACKWARD}: the loss of task {t!r} is a {type(loss).__name__}, "
                                   "expected a scalar tensor")
             if loss.dim() != 0:
-                raise ConfigError(f"{where}: the loss of task {t!r} has shape {tuple(loss.shape)}, "
+                raise ConfigError(f"{_BACKWARD}: the loss of task {t!r} has shape {tuple(loss.shape)}, "
                                   "expected a scalar (reduce it, e.g. .mean())")
         return named
 
@@ -372,39 +360,38 @@ class MTL:
     def _check_closure(self, arg: str, given: Any, needed: bool, why: str, unneeded: str) -> None:
         """``arg`` (``heldout_losses``, ``train_losses``): a callable for a strategy that needs it (``why``), None for
         every other strategy (``unneeded``)."""
-        where = "mtlx.MTL.backward"
         if given is None and needed:
-            raise ConfigError(f"{where}: strategy {self.name!r} {why}: {_HOW_TO_PROVIDE[arg]}")
+            raise ConfigError(f"{_BACKWARD}: strategy {self.name!r} {why}: {_HOW_TO_PROVIDE[arg]}")
         if given is not None and not needed:
-            raise ConfigError(f"{where}: strategy {self.name!r} {unneeded}; drop {arg}=")
+            raise ConfigError(f"{_BACKWARD}: strategy {self.name!r} {unneeded}; drop {arg}=")
         if given is not None and not callable(given):
-            raise ConfigError(f"{where}: {arg} must be a function returning {{task: loss}}, got {type(given).__name__}")
+            raise ConfigError(f"{_BACKWARD}: {arg} must be a function returning {{task: loss}}, "
+                              f"got {type(given).__name__}")
 
     def _check_features(self, losses: Mapping[str, torch.Tensor], features: Any) -> None:
         """Every loss reads ``features`` (its task's entry for ``{task: Z_t}``): what strategies read through it."""
-        where = "mtlx.MTL.backward"
         if features is None:
             if self.strategy.needs is Need.REPRESENTATION:
-                raise ConfigError(f"{where}: strategy {self.name!r} works on the shared representation: "
+                raise ConfigError(f"{_BACKWARD}: strategy {self.name!r} works on the shared representation: "
                                   f"{_PASS_FEATURES} to MTL.backward")
             return
         if isinstance(features, Mapping):
             if set(features) != set(self.tasks):
-                raise ConfigError(f"{where}: features {{task: Z_t}} must have one entry per task; "
+                raise ConfigError(f"{_BACKWARD}: features {{task: Z_t}} must have one entry per task; "
                                   f"{_differences(features, self.tasks)}")
             read = dict(features)
         else:
             read = dict.fromkeys(self.tasks, features)
         for t, z in read.items():
             if not isinstance(z, torch.Tensor):
-                raise ConfigError(f"{where}: features must be a tensor, got {type(z).__name__}; {_PASS_FEATURES}")
+                raise ConfigError(f"{_BACKWARD}: features must be a tensor, got {type(z).__name__}; {_PASS_FEATURES}")
             if not z.requires_grad:
-                raise ConfigError(f"{where}: features does not require grad (detached, or not computed from "
+                raise ConfigError(f"{_BACKWARD}: features does not require grad (detached, or not computed from "
                                   f"the shared parameters); {_PASS_FEATURES}")
         edges = {id(z): torch.autograd.graph.get_gradient_edge(z) for z in read.values()}
         for t, loss in losses.items():
             if not _reaches(loss, edges[id(read[t])]):
-                raise ConfigError(f"{where}: the loss of task {t!r} does not depend on features (a second forward, "
+                raise ConfigError(f"{_BACKWARD}: the loss of task {t!r} does not depend on features (a second forward, "
                                   f"or a tensor its head does not read); {_PASS_FEATURES}")
 
     def _nonfinite(self, losses: Mapping[str, torch.Tensor]) -> SkippedStep | None:

@@ -16,56 +16,57 @@ from .interfaces import Meter
 __all__ = ["AccuracyMeter", "MAEMeter", "delta_m"]
 
 
-class AccuracyMeter(Meter):
+class _RatioMeter(Meter):
+    """``metric`` = a sum over the split / a count (``counts``, float64): NaN over nothing."""
+
+    metric: ClassVar[str]
+
+    def reset(self) -> None:
+        self.counts = torch.zeros(2, dtype=torch.float64)
+
+    def _add(self, total: torch.Tensor, count: int | torch.Tensor) -> None:
+        self.counts += torch.tensor([float(total), float(count)], dtype=torch.float64)
+
+    def merge(self, other: Meter) -> None:
+        self.counts += other.counts
+
+    def compute(self) -> dict[str, float]:
+        return {self.metric: float(self.counts[0] / self.counts[1]) if self.counts[1] > 0 else math.nan}
+
+
+class AccuracyMeter(_RatioMeter):
     """Top-1 accuracy over the split of ``[B, K, ...]`` class logits, per sample or per element.
 
     Targets equal to ``ignore_index`` do not count, so one meter serves image labels and labelled
     pixels alike (a per-pixel task's ignore label is -1, as :func:`mtlx.losses.classification_loss`'s).
     """
 
+    metric = "acc"
     higher_is_better: ClassVar[Mapping[str, bool]] = {"acc": True}
 
     def __init__(self, ignore_index: int = -1) -> None:
         self.ignore_index = ignore_index
         self.reset()
 
-    def reset(self) -> None:
-        self.counts = torch.zeros(2, dtype=torch.float64)
-
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         target = target.cpu()
         valid = target != self.ignore_index
-        correct = (prediction.argmax(1).cpu() == target) & valid
-        self.counts += torch.tensor([float(correct.sum()), float(valid.sum())], dtype=torch.float64)
-
-    def merge(self, other: Meter) -> None:
-        self.counts += other.counts
-
-    def compute(self) -> dict[str, float]:
-        return {"acc": float(self.counts[0] / self.counts[1]) if self.counts[1] > 0 else math.nan}
+        self._add(((prediction.argmax(1).cpu() == target) & valid).sum(), valid.sum())
 
 
-class MAEMeter(Meter):
+class MAEMeter(_RatioMeter):
     """Mean absolute error of a regression output, optionally de-standardised (``scale``)."""
 
+    metric = "mae"
     higher_is_better: ClassVar[Mapping[str, bool]] = {"mae": False}
 
     def __init__(self, scale: float = 1.0):
         self.scale = scale
         self.reset()
 
-    def reset(self) -> None:
-        self.sums = torch.zeros(2, dtype=torch.float64)
-
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         err = (prediction.detach().double().reshape(target.shape) - target.double()).abs().cpu() * self.scale
-        self.sums += torch.tensor([float(err.sum()), float(err.numel())], dtype=torch.float64)
-
-    def merge(self, other: Meter) -> None:
-        self.sums += other.sums
-
-    def compute(self) -> dict[str, float]:
-        return {"mae": float(self.sums[0] / self.sums[1]) if self.sums[1] > 0 else math.nan}
+        self._add(err.sum(), err.numel())
 
 
 def delta_m(

@@ -1,11 +1,6 @@
-"""Config sections a plugin owns (``mtlx_addoption``), as a pytest plugin adds its options with ``pytest_addoption``.
+"""Config sections a plugin owns, as a pytest plugin adds its options with ``pytest_addoption``.
 
-A plugin that attaches a handler to runs declares a section with an attrs ``Config`` of its options,
-documented as a component's are (``Attributes:`` in the docstring, :mod:`mtlx.option_docs`). The section is
-then set like any other (``-o ema.decay=0.99``, ``[ema]`` in a ``--config`` TOML), checked when the config is
-resolved (unknown keys and wrong types: one line, exit 2), written out with its defaults in the run's
-``config.toml``, shown by ``mtlx list --details ema``, and handed to the plugin's ``mtlx_engine_created`` as
-the built ``Config`` (``options["ema"]``).
+How a section is declared, set, checked and read: the ``mtlx_addoption`` hook spec (:mod:`mtlx.hooks.specs`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from .config import COMPONENT_SECTIONS
 from .errors import PluginError, PluginLoadError, UnknownComponentError, did_you_mean
 from .interfaces import Backbone, Dataset, MTOStrategy, MultiTaskModel, TaskHead
 from .plugin_options import Section
@@ -179,24 +180,20 @@ class Registry(Generic[T]):
         qualifier, _, bare = name.rpartition(":")
         return [e for e in self._entries.get(bare, []) if not qualifier or e.source.answers_to(qualifier)]
 
-    def listing(self, pattern: str = "*", exclude: tuple[str, ...] = ()) -> list[tuple[str, Entry[T]]]:
-        """``(name to type, entry)`` for names matching the fnmatch ``pattern`` and none of ``exclude``, naturally
-        sorted; a name with several owners is listed once per owner, qualified."""
-
-        def matches(name: str, patterns: Iterable[str]) -> bool:
-            return any(fnmatch.fnmatch(name, p) for p in patterns)
-
+    def listing(self, pattern: str = "*") -> list[tuple[str, Entry[T]]]:
+        """``(name to type, entry)`` for names matching the fnmatch ``pattern``, naturally sorted; a name with
+        several owners is listed once per owner, qualified."""
         rows = [
             (entry.qualified if len(owners) > 1 else name, entry)
             for name, owners in self._entries.items()
             for entry in owners
-            if matches(name, [pattern]) and not matches(name, exclude)
+            if fnmatch.fnmatch(name, pattern)
         ]
         return sorted(rows, key=lambda row: _natural_key(row[0]))
 
-    def list(self, pattern: str = "*", exclude: tuple[str, ...] = ()) -> list[str]:
-        """Names matching the fnmatch ``pattern`` and none of ``exclude``, naturally sorted (see :meth:`listing`)."""
-        return [name for name, _ in self.listing(pattern, exclude)]
+    def list(self, pattern: str = "*") -> list[str]:
+        """Names matching the fnmatch ``pattern``, naturally sorted (see :meth:`listing`)."""
+        return [name for name, _ in self.listing(pattern)]
 
     def entries(self) -> list[Entry[T]]:
         return [entry for _, entry in self.listing()]
@@ -283,8 +280,7 @@ class Registries:
     @property
     def by_section(self) -> dict[str, Registry[Any]]:
         """The registry behind each component section of a run config (``strategy``, ``dataset``, ...)."""
-        return {"strategy": self.strategies, "dataset": self.datasets, "arch": self.archs,
-                "backbone": self.backbones, "head": self.heads}
+        return dict(zip(COMPONENT_SECTIONS, self.kinds.values(), strict=True))  # both in the same order
 
     def merge(self, other: Registries) -> None:
         """Add every entry of ``other`` (a plugin's scratch registries); a name another plugin has is then shared."""
@@ -327,16 +323,3 @@ class Registries:
         """The registries as the component ``entry`` should see them: a name it looks up (Rep-MTL's base, ``ew``)
         that several plugins register means the owner its own distribution depends on (mtlx-baselines)."""
         return self.preferring(_requirements(entry.source.dist)) if entry.source.dist != LOCAL else self
-
-    def describe(self, component: object) -> str:
-        """``"strategy 'ew' from mtlx-baselines==0.1.0 (baselines)"`` for a registered class or an instance of
-        one; an unregistered one is named with its distribution. For messages about a component that failed."""
-        cls = component if isinstance(component, type) else type(component)
-        for registry in self.kinds.values():
-            for entry in registry.entries():
-                if entry.obj is cls:
-                    return f"{registry.kind} {entry.name!r} from {entry.owner}"
-        for section in self.sections.values():
-            if section.config is cls:
-                return section.label
-        return f"{cls.__name__} from {distribution_of(cls)}"

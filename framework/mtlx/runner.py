@@ -3,10 +3,9 @@
 A run directory holds ``config.toml`` (the resolved config and the run's id),
 ``metrics.jsonl``, ``last.pt`` / ``best.pt`` and ``results.json``. An existing
 run is never overwritten: continue it with ``resume=True`` or choose another
-directory. :func:`train` starts in two phases (:mod:`mtlx.rundir`): everything
-that can fail is built and checked before the directory is made; a failure
-after that leaves a directory that a resume continues (from step 0 if no
-checkpoint was written yet).
+directory. :func:`train` starts in two phases (:mod:`mtlx.rundir`); a failure
+after the directory is made leaves one that a resume continues (from step 0 if
+no checkpoint was written yet).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import torch
 
 from . import __version__, distributed, rundir
 from .build import Components, build
-from .checkpoint import atomic_write_text, load_checkpoint, write_error
+from .checkpoint import append_line, atomic_write_text, load_checkpoint
 from .config import RunConfig, TrainConfig, read_run_id
 from .data import EpochLoader, MultiInputLoader, make_loader
 from .engine import Engine, State
@@ -46,15 +45,11 @@ __all__ = [
 
 
 def select_device(spec: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else must exist on this machine and hold data."""
+    """``auto`` picks CUDA when available, else CPU; anything else (``train.device``: parsed, meta refused by
+    :class:`~mtlx.config.TrainConfig`) must exist on this machine."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as error:
-        raise ConfigError(f"invalid --device {spec!r}: {error}") from None
-    if device.type == "meta":
-        raise ConfigError("--device meta cannot train: meta tensors hold no data (use cpu or cuda)")
+    device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {spec} requested but CUDA is not available on this machine")
@@ -89,7 +84,7 @@ def check_resumable(run_dir: str | Path) -> Path:
 def _nothing_left(engine: Engine) -> str | None:
     """Why a resumed run has no step left to take, or None."""
     state = engine.state
-    if state.max_steps is not None and state.iteration >= state.max_steps:
+    if state.steps_done:
         return (f"it has taken its train.max_steps = {state.max_steps} steps; "
                 f"pass --max-steps N with N > {state.iteration} to train on")
     if state.epoch >= state.max_epochs:
@@ -103,12 +98,7 @@ def _record_resume(run_dir: Path, config: RunConfig, run_id: str | None, changes
     """config.toml holds the final values; resumes.jsonl one line per resume that changed options."""
     atomic_write_text(run_dir / "config.toml", config.to_toml(run_id=run_id))
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at_step": step, "changed": dict(changes)}
-    path = run_dir / "resumes.jsonl"
-    try:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(dumps(record) + "\n")
-    except OSError as error:
-        raise write_error(path, error) from None
+    append_line(run_dir / "resumes.jsonl", dumps(record))
 
 
 def prepare_run_dir(out: str | Path | None, config: RunConfig) -> Path:
@@ -331,9 +321,8 @@ def train(
     and ``results.json``; return the results.
 
     Everything is built from ``plugins``' registries (the command line's: :func:`mtlx.cli.plugin_manager`).
-    Phase 1 builds and checks everything, the directory's room for a checkpoint included, and writes
-    nothing; phase 2 claims the directory (:func:`mtlx.rundir.claim`), then calls ``on_start(step, epoch)``
-    (the start line: the directory exists now) and trains. A resumed run's checkpoint must be this run's
+    Of the two phases (:mod:`mtlx.rundir`), ``on_start(step, epoch)`` (the start line) is called once the
+    directory is claimed, before training. A resumed run's checkpoint must be this run's
     (its run id), from as many processes, and fit the model; it records the options it changed
     (``resume_changes``, see :func:`mtlx.config.resume_config`) in config.toml and resumes.jsonl. One with
     no step left returns its results with ``nothing_to_do`` saying why.
@@ -349,7 +338,8 @@ def train(
             rundir.check_writable(run_dir, _checkpoint_bytes(engine, config.train))
         held = rundir.claim(run_dir, new=not resume) if main else contextlib.nullcontext()
         with held:
-            with _stop_on_signals(engine) as received:
+            # SIGINT/SIGTERM stop after the current step, the same one on every process (Engine.request_stop)
+            with on_stop_signals(lambda received: engine.request_stop()) as received:
                 if main and not resume:
                     atomic_write_text(run_dir / "config.toml", config.to_toml(run_id=run_id))
                 if resume:
@@ -438,12 +428,6 @@ def interrupt_on_signals(what: str) -> contextlib.AbstractContextManager[list[st
         raise RunInterrupted(f"interrupted by {received[-1]} {what}")
 
     return on_stop_signals(interrupt)
-
-
-def _stop_on_signals(engine: Engine) -> contextlib.AbstractContextManager[list[str]]:
-    """SIGINT/SIGTERM ask the engine to stop after the current step (a checkpoint is written then); under data
-    parallelism, after the same step on every process (:meth:`Engine.request_stop`)."""
-    return on_stop_signals(lambda received: engine.request_stop())
 
 
 def _final_results(engine: Engine, components: Components, run_dir: Path) -> dict[str, Any]:

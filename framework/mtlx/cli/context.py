@@ -3,8 +3,7 @@
 As pytest hands every plugin ``config.pluginmanager``, the ``mtlx`` group makes one
 :class:`~mtlx.hooks.PluginManager` per invocation (its ``--plugin``/``--no-plugin``
 applied) and every subcommand, a plugin's included, takes the plugins and their
-registries from here: nothing is looked up process-wide, so ``--no-plugin NAME``
-reaches everything the command builds.
+registries from here, so ``--no-plugin NAME`` reaches everything the command builds.
 """
 
 from __future__ import annotations

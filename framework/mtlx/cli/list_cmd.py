@@ -18,6 +18,7 @@ from rich.text import Text
 from ..catalog import load_catalog, source_root
 from ..errors import UnknownComponentError, did_you_mean
 from ..option_docs import describe_options
+from ..registry import Entry
 from .context import plugin_manager
 
 KINDS = ("strategies", "datasets", "archs", "backbones", "heads")
@@ -59,7 +60,8 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
         for column in ("section", "plugin", "summary"):
             table.add_column(column, no_wrap=column != "summary")
         for section in sorted(sections, key=lambda s: s.name):
-            table.add_row(Text(section.name), Text(str(section.owner)), Text(_summary(section.config)))
+            summary = Entry(section.name, section.config, section.owner).summary  # its docstring's first line
+            table.add_row(Text(section.name), Text(str(section.owner)), Text(summary))
         console.print(table)
         console.print()
     if pm.broken:
@@ -84,11 +86,6 @@ def list_components(kind: str | None, pattern: str, details: str | None) -> None
         for entry in missing:
             provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in entry.provides.items())
             console.print(f"  {entry.distribution} ({provides})  ->  {entry.install_command(root)}", markup=False)
-
-
-def _summary(obj: Any) -> str:
-    doc = (inspect.getdoc(obj) or "").strip()
-    return doc.splitlines()[0] if doc else ""
 
 
 def _print_options(console: Console, config_cls: type) -> None:

@@ -5,10 +5,8 @@ checkpoint in :mod:`.rng`; this module is the loop and the training step.
 The strategy's part of the step is :class:`~.driver.StepDriver`'s, as in ``mtlx.MTL``: the
 engine is the loop around it (batches, forward, AMP, clipping, the finiteness guard, events).
 
-The engine knows tasks, a model, a strategy, an optimiser and loaders. It
-never branches on a strategy's name: the strategy's ``backward`` populates
-the gradients from a :class:`~mtlx.interfaces.StepContext`, ``after_step``
-and ``on_epoch_end`` are called for every strategy alike. A training step
+The engine knows tasks, a model, a strategy, an optimiser and loaders, and
+never branches on a strategy's name (:mod:`mtlx.interfaces.strategy`). A training step
 runs under the profiler labels of :mod:`mtlx.phases` (forward, strategy,
 optimizer), so ``torch.profiler`` shows where its time goes.
 """
@@ -120,16 +118,20 @@ class Engine:
                                  lambda where: engine.guard("strategy", where))
         k, available = self.strategy.batches_per_step, len(self.train_loader)
         if available < k:
-            who = self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
-            raise ConfigError(f"{who} draws {k} training batches per step, but the "
+            raise ConfigError(f"{self._strategy_label} draws {k} training batches per step, but the "
                               f"training loader has {available} per epoch; use a larger training set or a smaller "
                               "batch size")
         self._check_heldout()
         conflict = owned_step_conflict(self.strategy, self.optimizer, loss_scaling=self.precision == "fp16",
                                        clipping=self.max_grad_norm is not None)
         if conflict is not None:
-            raise ConfigError(f"{self.labels.get('strategy', f'strategy {type(self.strategy).__name__}')} {conflict}")
+            raise ConfigError(f"{self._strategy_label} {conflict}")
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    @property
+    def _strategy_label(self) -> str:
+        """How messages name the strategy: its label (``mtlx run``'s engine), else its class."""
+        return self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
 
     def _drive(self, state: State) -> State:
         """A State set later (by a handler, a test) is the driver's too."""
@@ -141,7 +143,7 @@ class Engine:
         split = self.strategy.heldout_split
         if split is None:
             return
-        who = self.labels.get("strategy", f"strategy {type(self.strategy).__name__}")
+        who = self._strategy_label
         if self.heldout_loader is None:
             raise ConfigError(f"{who} draws a held-out batch of split {split!r} per step, but the engine was "
                               "given no heldout_loader")
@@ -220,8 +222,7 @@ class Engine:
 
     # -- the loop -------------------------------------------------------------
     def _budget_reached(self) -> bool:
-        s = self.state
-        return s.should_stop or (s.max_steps is not None and s.iteration >= s.max_steps)
+        return self.state.should_stop or self.state.steps_done
 
     @property
     def steps_per_epoch(self) -> int:

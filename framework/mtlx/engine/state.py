@@ -52,6 +52,11 @@ class State:
 
     _PERSISTENT = ("epoch", "iteration", "epoch_iteration", "epoch_loss_sums", "metrics", "summary", "details", "best")
 
+    @property
+    def steps_done(self) -> bool:
+        """Whether the run has taken its ``max_steps`` optimiser steps (never without a step budget)."""
+        return self.max_steps is not None and self.iteration >= self.max_steps
+
     def epoch_mean_losses(self) -> dict[str, float]:
         """Each task's mean loss over the current epoch's steps (the strategy's ``on_epoch_end``, the logs)."""
         return {t: v / max(self.epoch_iteration, 1) for t, v in self.epoch_loss_sums.items()}

@@ -13,7 +13,7 @@ __all__ = ["EvaluationHandler", "evaluation_due"]
 
 def evaluation_due(state: State, every: int) -> bool:
     """Whether the epoch that just completed is evaluated: every ``every`` epochs and the last one."""
-    last = state.epoch + 1 >= state.max_epochs or (state.max_steps is not None and state.iteration >= state.max_steps)
+    last = state.epoch + 1 >= state.max_epochs or state.steps_done
     return last or (state.epoch + 1) % every == 0
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import write_error
+from ..checkpoint import append_line, write_error
 from ..engine import Engine, Handler
 from ..jsonutil import dumps
 
@@ -57,11 +57,7 @@ class JSONLLogger(Handler):
 
     def write(self, record: dict[str, Any]) -> None:
         record = {"time": self._elapsed(), **record}
-        try:
-            with self.path.open("a") as f:
-                f.write(dumps(record) + "\n")
-        except OSError as error:
-            raise write_error(self.path, error) from None
+        append_line(self.path, dumps(record))
         if self._tb is not None:
             step = record.get("step", 0)
             for group in ("losses", "weights", "diagnostics"):

@@ -5,10 +5,8 @@ to import and skips duplicate names silently; here every entry point is
 loaded, registered and validated separately, so one broken plugin is
 reported (name, distribution, target, cause) while all others still work.
 Entry points declared under a group that looks like ``mtlx`` but is not
-(``mtlx.plugins``, ``mtl``) are never loaded, and are reported.
-
-Every hook is called through :meth:`PluginManager.call`, one plugin at a time,
-so a hook that raises is reported the same way wherever it is called.
+(``mtlx.plugins``, ``mtl``) are never loaded, and are reported. Every hook
+is called through :meth:`PluginManager.call` (a hook that raises: its docstring).
 """
 
 from __future__ import annotations

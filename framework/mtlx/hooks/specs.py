@@ -16,10 +16,7 @@ whose functions are marked with :data:`mtlx.hookimpl`::
 
 Hook names are checked when the plugin is loaded: an ``mtlx_*`` function that
 matches no spec below marks the plugin broken (pluggy's ``check_pending``).
-The core calls every hook through :meth:`mtlx.hooks.PluginManager.call`, one
-plugin at a time: a hook that raises marks its plugin broken with one line
-naming the plugin, its distribution and the hook, and none of its hooks is
-called again.
+A hook that raises: :meth:`mtlx.hooks.PluginManager.call`.
 """
 
 from __future__ import annotations

@@ -12,25 +12,8 @@ otherwise, head t receives ``∇ L_t`` (its weight only changes shared
 parameters), the LibMTL convention; strategies that backpropagate a weighted
 loss (Nash-MTL, FairGrad) give heads ``w_t ∇ L_t``.
 
-A strategy that needs k independent mini-batches per step (MoDo, SDMGrad: "double sampling") sets
-``batches_per_step = k``: the engine draws k batches for each step (an epoch then has
-``len(loader) // k`` steps) and hands the losses of batches 1..k-1 over in ``StepContext.extra_losses``;
-``shared_grads(batch=j)`` gives the per-task gradients of batch j through the core's machinery.
-
-A bilevel strategy (Auto-Lambda) sets ``heldout_split`` (a split name, e.g. from its config): the engine
-draws one batch of that split per step from a loader of its own (cycled, resumed exactly, its own shard
-per process) and hands over its forward as ``StepContext.heldout_losses``; ``StepContext.losses_at``
-evaluates such a closure at virtual parameters θ' (:mod:`mtlx.virtual`).
-
-A strategy that re-runs the step's own training batch with graph at other parameters (FORUM's inner steps on
-the lower level) sets ``needs_train_losses``: the engine and ``mtlx.MTL`` hand over that batch's forward as
-``StepContext.train_losses``, for ``losses_at`` (``recompute_losses``, the same forward without grad, cannot be
-differentiated).
-
-A strategy that works at the optimiser level (MTAdam) sets ``owns_optimizer_step`` to the optimiser classes it
-takes the step of and implements :meth:`MTOStrategy.optimizer_step`: the engine and ``mtlx.MTL`` call it in place
-of ``optimizer.step()`` (:func:`take_optimizer_step`), the optimiser's param groups giving the learning rate (a
-scheduler's) and weight decay. What cannot hold is refused before training (:func:`owned_step_conflict`).
+Several batches per step (``batches_per_step``), a held-out batch (``heldout_split``, ``needs_train_losses``)
+and owning the optimiser step (``owns_optimizer_step``): docs/plugin-guide.md, section 4.
 """
 
 from __future__ import annotations
@@ -128,8 +111,7 @@ class StepContext:
     heldout_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
     train_losses: Callable[[], Mapping[str, torch.Tensor]] | None = None
     learning_rate: float | None = None
-    _shared_grads: torch.Tensor | None = attrs.field(default=None, init=False)  # batch 0's
-    _extra_grads: dict[int, torch.Tensor] = attrs.field(factory=dict, init=False)  # the extra batches'
+    _shared_grads: dict[int, torch.Tensor] = attrs.field(factory=dict, init=False)  # batch -> [T, P]
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -207,7 +189,7 @@ class StepContext:
         Computed once per step and batch (cached), each task from its own loss (each head
         traversed once), by ``grad_method``, and averaged across processes under DDP.
         """
-        cached = self._shared_grads if batch == 0 else self._extra_grads.get(batch)
+        cached = self._shared_grads.get(batch)
         if cached is None:
             with phase(PER_TASK_GRADS):  # the flattening copies [T, P]: part of the cost
                 # scaled like the AMP backward (no fp16 underflow), then unscaled in fp32
@@ -216,11 +198,7 @@ class StepContext:
                     losses, self.shared_parameters(), through=self._two_stage_through(batch), on_fallback=self._use_loop
                 )
                 flat = self._unscaled(flatten_grads(grads).float())
-                cached = self.average_across_processes(flat)
-            if batch == 0:
-                self._shared_grads = cached
-            else:
-                self._extra_grads[batch] = cached
+                cached = self._shared_grads[batch] = self.average_across_processes(flat)
         return cached
 
     def _two_stage_through(self, batch: int = 0) -> torch.Tensor | None:

@@ -12,17 +12,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mtlx.hooks import PluginManager
-from mtlx.registry import Registries
+from mtlx.registry import Registries, distribution_of
 
 __all__ = ["blame", "label"]
 
 
 def label(component: object, registries: Registries | None = None) -> str:
-    """``"strategy 'ew' from mtlx-baselines==0.1.0 (baselines)"``, or ``"MyData from my-dist==1.0"`` unregistered.
+    """``"strategy 'ew' from mtlx-baselines==0.1.0 (baselines)"`` for a registered class or an instance of one, a
+    plugin's config section by its label, or ``"MyData from my-dist==1.0"`` unregistered.
 
-    Looked up in ``registries``; None: the installed plugins, loaded afresh (no process-wide state to reset).
+    Looked up in ``registries``; None: the installed plugins, loaded afresh.
     """
-    return (registries if registries is not None else PluginManager().registries).describe(component)
+    registries = registries if registries is not None else PluginManager().registries
+    cls = component if isinstance(component, type) else type(component)
+    for registry in registries.kinds.values():
+        for entry in registry.entries():
+            if entry.obj is cls:
+                return f"{registry.kind} {entry.name!r} from {entry.owner}"
+    for section in registries.sections.values():
+        if section.config is cls:
+            return section.label
+    return f"{cls.__name__} from {distribution_of(cls)}"
 
 
 def first_line(error: BaseException) -> str:
