@@ -152,6 +152,24 @@ def test_plot_axes_hold_the_rows_but_not_a_far_outlier():
     assert _robust_limits([-3.0, 2.0]) == pytest.approx((-3.4, 2.4))  # few rows: everything
 
 
+def test_plot_axes_hold_the_error_bars_of_the_rows_they_show():
+    """The screen's rows: EW -5.48 ± 0.95 must not have its bar's left whisker cut at the axis edge."""
+    from mtlx_tools.report.plots import _robust_limits
+
+    means, stds = [-5.48, -5.69, -5.40, -27.86], [0.95, 0.76, 0.66, 1.97]
+    low, high = _robust_limits(means, stds)
+    assert -27.86 < low <= -5.48 - 0.95 and high >= 0.0  # paper mode clipped; every other whisker inside
+    assert _robust_limits([-3.0, 2.0], [1.0, 0.5]) == pytest.approx((-4.0 - 0.52, 2.5 + 0.52))
+
+
+def test_the_delta_m_axis_shows_whole_labels_on_up_to_three_lines(toy_runs):
+    from mtlx_tools.report.plots import _axis_labels
+
+    toy = PluginManager(modules=["mtlx_testing.plugin"]).registries
+    table = build_tables(find_runs(toy_runs.values()), registries=toy)[0]
+    assert _axis_labels(table, width=16) == ["R1 toy-weighted\n(n=2)", "R2 toy-weighted\n(train.lr=0.01)\n(n=1)"]
+
+
 def test_plot_labels_are_short_keys_with_shortened_labels(toy_runs):
     from mtlx_tools.report.plots import _legend_labels, plot_keys
 

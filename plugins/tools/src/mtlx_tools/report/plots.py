@@ -63,6 +63,14 @@ def _legend_labels(table: Table, width: int = 44) -> list[str]:
             for key, row in zip(plot_keys(table), table.rows, strict=True)]
 
 
+def _axis_labels(table: Table, width: int = 44) -> list[str]:
+    """``R1 label (n=3)`` per row, wrapped to lines of ``width`` (at most 3): the Δm bars have room for
+    the whole label, which is what tells the screen's settings apart."""
+    wrap = textwrap.TextWrapper(width, max_lines=3, placeholder="…", break_on_hyphens=False)  # rep-mtl stays whole
+    return [wrap.fill(f"{key} {row.label} (n={len(row.runs)})") for key, row in zip(plot_keys(table), table.rows,
+                                                                                    strict=True)]
+
+
 def _smooth(values: Sequence[float], window: int) -> list[float]:
     """Trailing moving average (the first values average what there is)."""
     out, total = [], 0.0
@@ -119,13 +127,15 @@ def plot_per_task(table: Table, field: str, ylabel: str, title: str, path: Path)
     return save_figure(fig, path)
 
 
-def _robust_limits(values: Sequence[float]) -> tuple[float, float]:
+def _robust_limits(values: Sequence[float], errors: Sequence[float] | None = None) -> tuple[float, float]:
     """Axis limits holding 0 and every value within 10 robust spreads of the median (MAD, at least 2 points
-    of Δm): a failed setting 40 points below the rest is clipped instead of squashing their differences."""
+    of Δm), with its error bar (``errors``, one per value): a failed setting 40 points below the rest is
+    clipped instead of squashing their differences, and no error bar of the rest is cut off."""
+    errors = errors if errors is not None else [0.0] * len(values)
     median = statistics.median(values)
     spread = max(1.4826 * statistics.median(abs(v - median) for v in values), 2.0)
-    kept = [v for v in values if abs(v - median) <= 10 * spread]
-    low, high = min(kept), max(kept)
+    kept = [(v, e) for v, e in zip(values, errors, strict=True) if abs(v - median) <= 10 * spread]
+    low, high = min(v - e for v, e in kept), max(v + e for v, e in kept)
     pad = 0.08 * max(high - low, 1.0)
     return min(low, 0.0) - pad, max(high, 0.0) + pad
 
@@ -142,8 +152,8 @@ def plot_delta_m(table: Table, path: Path) -> Path | None:
     fig = new_figure(9.5, 1.0 + 0.42 * len(table.rows) * len(CONVENTIONS))
     ax = fig.add_subplot(1, 1, 1)
     height = 0.38
-    means = [row.delta_m[c].mean for row in table.rows for c in CONVENTIONS if row.delta_m[c].n]
-    low, high = _robust_limits(means)
+    shown_stats = [row.delta_m[c] for row in table.rows for c in CONVENTIONS if row.delta_m[c].n]
+    low, high = _robust_limits([s.mean for s in shown_stats], [s.std if s.n > 1 else 0.0 for s in shown_stats])
     for k, conv in enumerate(CONVENTIONS):
         stats = [row.delta_m[conv] for row in table.rows]
         ys = [i + (k - 0.5) * height for i in range(len(stats))]
@@ -154,7 +164,7 @@ def plot_delta_m(table: Table, path: Path) -> Path | None:
         for y, s, x in zip(ys, stats, shown, strict=True):
             if s.n and not low < s.mean < high:
                 ax.text(x, y, f" {s.mean:.1f} (clipped) ", va="center", ha="left" if x > 0 else "right", fontsize=7)
-    ax.set_yticks(range(len(table.rows)), _legend_labels(table), fontsize=8)
+    ax.set_yticks(range(len(table.rows)), _axis_labels(table), fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(low, high)
     ax.axvline(0, color="black", linewidth=0.8)
